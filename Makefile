@@ -1,0 +1,94 @@
+# One build for the shared library, the three services, the tools and the tests.
+#   make            optimised build into build/
+#   make SAN=1      AddressSanitizer + UBSan build into build-san/
+#   make up / down  local stack (README);  make test  everything;  make bench  benchmarks
+SHELL := /bin/bash
+SAN ?= 0
+ifeq ($(SAN),1)
+B ?= build-san
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+else
+B ?= build
+OPT := -O2 -g
+LDSAN :=
+endif
+
+PKGS := libulfius jansson libjwt libpq hiredis libcurl openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmicrohttpd -largon2 -lpthread -lm
+CC ?= cc
+CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 \
+          $(OPT) -Ishared/include $(PKG_CFLAGS) -MMD -MP
+LDFLAGS := $(LDSAN)
+
+SHARED_SRC := $(wildcard shared/src/*.c)
+SHARED_OBJ := $(SHARED_SRC:%.c=$(B)/obj/%.o)
+LIBSHARED := $(B)/libshared.a
+
+SERVICES := customers-service transactions-service sync-service
+SERVICE_BINS := $(SERVICES:%=$(B)/%)
+TOOL_DIRS := $(wildcard tools/*/src)
+TOOL_BINS := $(patsubst tools/%/src,$(B)/%,$(TOOL_DIRS))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all clean up down test test-unit test-san bench bench-health bench-users lint
+all: $(LIBSHARED) $(SERVICE_BINS) $(TOOL_BINS) $(UNIT_BINS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(dir $<) -c $< -o $@
+
+$(LIBSHARED): $(SHARED_OBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+.SECONDEXPANSION:
+$(B)/%-service: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard %-service/src/*.c)) $(LIBSHARED)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBSHARED) $(PKG_LIBS)
+
+$(TOOL_BINS): $(B)/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard tools/%/src/*.c)) $(LIBSHARED)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBSHARED) $(PKG_LIBS)
+
+# Unit tests link the shared library and, when named test_<service>_*.c, that service's
+# non-main objects (logic is testable without HTTP).
+$(B)/tests/%: tests/unit/%.c $(LIBSHARED) $$(call svc_objs,%)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(foreach s,$(SERVICES),-I$(s)/src) $(LDFLAGS) -o $@ $< $(call svc_objs,$*) $(LIBSHARED) $(PKG_LIBS) -lcmocka
+
+svc_objs = $(foreach s,$(SERVICES),$(if $(findstring test_$(subst -service,,$(s))_,$(1)),$(patsubst %.c,$(B)/obj/%.o,$(filter-out %/main.c,$(wildcard $(s)/src/*.c)))))
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+test-unit: all
+	@scripts/run-unit $(B)
+
+test-san:
+	$(MAKE) SAN=1 all
+	@scripts/run-unit build-san
+
+up:
+	@scripts/install-deps
+	@$(MAKE) --no-print-directory all
+	@scripts/stack up
+
+down:
+	@scripts/stack down
+
+test:
+	@scripts/install-deps
+	@scripts/test-all
+
+bench:
+	@scripts/install-deps
+	@$(MAKE) --no-print-directory all
+	@bench/run-all
+
+bench-health bench-users:
+	@$(MAKE) --no-print-directory all
+	@bench/run-all $(@:bench-%=%)
+
+clean:
+	rm -rf build build-san

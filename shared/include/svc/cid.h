@@ -1,0 +1,20 @@
+/* Correlation IDs and UUIDs. */
+#ifndef SVC_CID_H
+#define SVC_CID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SVC_CID_MAX 128
+#define SVC_UUID_LEN 36
+
+/* A sane incoming correlation id: 1..128 chars of [A-Za-z0-9._:-]. */
+bool svc_cid_is_sane(const char *s);
+/* Writes a random (CSPRNG) RFC 4122 version-4 UUID, 36 chars + NUL, into out (>= 37 bytes). */
+void svc_uuid4(char out[SVC_UUID_LEN + 1]);
+/* Canonical lower/upper-case 8-4-4-4-12 hex UUID check. */
+bool svc_uuid_is_valid(const char *s);
+/* Fill buf with n bytes from the OS CSPRNG; returns 0 or -1. */
+int svc_random_bytes(void *buf, size_t n);
+
+#endif

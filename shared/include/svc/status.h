@@ -1,0 +1,31 @@
+/* Domain status codes shared by every layer.
+ *
+ * Use cases and repositories return one of these; only http.c maps them to an HTTP status
+ * (svc_status_http), so the mapping lives in exactly one place. */
+#ifndef SVC_STATUS_H
+#define SVC_STATUS_H
+
+typedef enum {
+    SVC_OK = 0,
+    SVC_CREATED,
+    SVC_NO_CONTENT,
+    SVC_INVALID,        /* 400: malformed input */
+    SVC_UNAUTHORIZED,   /* 401 */
+    SVC_FORBIDDEN,      /* 403 */
+    SVC_NOT_FOUND,      /* 404 */
+    SVC_CONFLICT,       /* 409 */
+    SVC_TOO_LARGE,      /* 413 */
+    SVC_UNSUPPORTED,    /* 415 */
+    SVC_UNPROCESSABLE,  /* 422: well-formed but violates a rule */
+    SVC_RATE_LIMITED,   /* 429 */
+    SVC_UNAVAILABLE,    /* 503: a dependency is down */
+    SVC_TIMEOUT,        /* 504/503: a dependency timed out */
+    SVC_INTERNAL        /* 500: a bug or an unexpected failure */
+} svc_status;
+
+/* HTTP status for a domain status. */
+int svc_status_http(svc_status s);
+/* Stable machine-readable default code ("not_found", ...) for a domain status. */
+const char *svc_status_code(svc_status s);
+
+#endif

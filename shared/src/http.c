@@ -1,0 +1,360 @@
+/* Request dispatch: correlation id, limits, CORS, routing, JSON body, metrics and access log.
+ *
+ * Ulfius routes everything to svc_http_dispatch (one catch-all endpoint) and this file does the
+ * routing, so unknown routes and wrong methods get the same JSON envelope as every other error
+ * and metrics can be labelled by route template. Ulfius truncates bodies silently at
+ * max_post_body_size, which app.c sets to the limit + 1: a received body longer than the limit
+ * therefore means "too large", whether or not the client sent Content-Length. */
+#include "svc/http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "svc/app.h"
+
+#define MAX_SEGMENTS 16
+
+/* Parameter names point at "name}..." inside the (static) template: compare up to the '}'. */
+const char *svc_param(const struct svc_req *r, const char *name) {
+    size_t n = strlen(name);
+    for (int i = 0; i < r->nparams; i++)
+        if (!strncmp(r->pname[i], name, n) && r->pname[i][n] == '}') return r->pval[i];
+    return NULL;
+}
+
+const char *svc_query(const struct svc_req *r, const char *name) {
+    return r->u->map_url ? u_map_get(r->u->map_url, name) : NULL;
+}
+
+const char *svc_header(const struct svc_req *r, const char *name) {
+    return r->u->map_header ? u_map_get_case(r->u->map_header, name) : NULL;
+}
+
+void svc_set_header(struct svc_req *r, const char *name, const char *value) {
+    u_map_put(r->res->map_header, name, value);
+}
+
+void svc_client_ip(const struct svc_req *r, char *out, size_t n) {
+    const char *real = svc_header(r, "X-Real-IP");
+    if (real && *real && strlen(real) < n && strlen(real) < 64) {
+        snprintf(out, n, "%s", real);
+        return;
+    }
+    const struct sockaddr *sa = r->u->client_address;
+    if (sa && sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+    } else {
+        snprintf(out, n, "unknown");
+    }
+}
+
+static void set_body(struct svc_req *r, int status, const char *ctype, char *owned, size_t len) {
+    struct _u_response *res = r->res;
+    free(res->binary_body);
+    res->binary_body = owned;
+    res->binary_body_length = owned ? len : 0;
+    res->status = status;
+    r->status = status;
+    if (ctype) u_map_put(res->map_header, "Content-Type", ctype);
+}
+
+void svc_respond_json(struct svc_req *r, int status, json_t *body) {
+    if (!body || status == 204) {
+        set_body(r, status, NULL, NULL, 0);
+        json_decref(body);
+        return;
+    }
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!s) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\",\"details\":null,\"correlation_id\":null}}";
+        char *c = strdup(oom);
+        set_body(r, 500, "application/json", c, c ? strlen(c) : 0);
+        return;
+    }
+    set_body(r, status, "application/json", s, strlen(s));
+}
+
+void svc_respond_error(struct svc_req *r, int status, const char *code, const char *message,
+                       json_t *details) {
+    json_t *err = json_pack("{s:{s:s,s:s,s:o,s:s}}", "error", "code", code, "message", message,
+                            "details", details ? details : json_null(), "correlation_id", r->cid);
+    svc_respond_json(r, status, err);
+}
+
+void svc_respond_status(struct svc_req *r, svc_status st, const char *message) {
+    svc_respond_error(r, svc_status_http(st), svc_status_code(st), message, NULL);
+}
+
+void svc_respond_raw(struct svc_req *r, int status, const char *content_type, const char *body,
+                     size_t len) {
+    char *c = malloc(len + 1);
+    if (!c) { svc_respond_status(r, SVC_INTERNAL, "out of memory"); return; }
+    memcpy(c, body, len);
+    c[len] = '\0';
+    set_body(r, status, content_type, c, len);
+}
+
+static int hexval(int ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes in place; returns false on a bad escape or an encoded NUL. */
+static bool pct_decode(char *s) {
+    char *w = s;
+    for (char *p = s; *p; p++) {
+        if (*p == '%') {
+            int hi = hexval((unsigned char)p[1]), lo = hi >= 0 ? hexval((unsigned char)p[2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return false;
+            *w++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return true;
+}
+
+int svc_path_split(char *path, char *segs[], int max) {
+    int n = 0;
+    char *p = path;
+    while (*p == '/') p++;
+    while (*p) {
+        if (n >= max) return -1;
+        char *start = p;
+        while (*p && *p != '/') p++;
+        if (*p) *p++ = '\0';
+        if (!pct_decode(start)) return -1;
+        segs[n++] = start;
+        while (*p == '/') p++; /* collapse // */
+    }
+    return n;
+}
+
+bool svc_route_match(const char *tmpl, char *segs[], int nseg, struct svc_req *r) {
+    r->nparams = 0;
+    const char *t = tmpl;
+    int i = 0;
+    while (*t == '/') t++;
+    while (*t) {
+        const char *end = strchr(t, '/');
+        size_t len = end ? (size_t)(end - t) : strlen(t);
+        if (i >= nseg) return false;
+        if (len >= 2 && t[0] == '{' && t[len - 1] == '}') {
+            if (r->nparams >= SVC_MAX_PARAMS || !*segs[i]) return false;
+            r->pname[r->nparams] = t + 1;
+            r->pval[r->nparams] = segs[i];
+            r->nparams++;
+        } else if (strlen(segs[i]) != len || strncmp(segs[i], t, len) != 0) {
+            return false;
+        }
+        i++;
+        t += len;
+        while (*t == '/') t++;
+    }
+    return i == nseg;
+}
+
+bool svc_is_json_content_type(const char *ct) {
+    if (!ct) return false;
+    while (*ct == ' ') ct++;
+    static const char want[] = "application/json";
+    if (strncasecmp(ct, want, sizeof want - 1) != 0) return false;
+    char c = ct[sizeof want - 1];
+    return c == '\0' || c == ';' || c == ' ';
+}
+
+static long now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
+}
+
+static bool origin_allowed(const struct svc_app *app, const char *origin, bool *wildcard) {
+    *wildcard = false;
+    for (int i = 0; i < app->norigins; i++) {
+        if (!strcmp(app->origins[i], "*")) { *wildcard = true; return true; }
+        if (!strcmp(app->origins[i], origin)) return true;
+    }
+    return false;
+}
+
+static void add_allow(char *allow, size_t n, const char *method) {
+    /* de-duplicate: method lists are tiny */
+    const char *p = allow;
+    size_t ml = strlen(method);
+    while ((p = strstr(p, method)) != NULL) {
+        if ((p == allow || p[-1] == ' ') && (p[ml] == ',' || p[ml] == '\0')) return;
+        p += ml;
+    }
+    size_t len = strlen(allow);
+    snprintf(allow + len, n - len, "%s%s", len ? ", " : "", method);
+}
+
+static void access_log(struct svc_req *r, const char *method, const char *route, double ms) {
+    char fields[512];
+    /* route templates and methods come from our own tables or a validated verb: no escaping
+     * needed beyond what snprintf gives; the raw path is not logged (it can carry user names). */
+    snprintf(fields, sizeof fields,
+             "{\"method\":\"%.16s\",\"route\":\"%.200s\",\"status\":%d,\"duration_ms\":%.3f}",
+             method, route, r->status, ms);
+    svc_log_fields_json(&r->app->log, SVC_LOG_INFO, r->cid, "request", fields);
+}
+
+static bool sane_method(const char *m) {
+    if (!m || !*m || strlen(m) > 16) return false;
+    for (; *m; m++)
+        if (!isupper((unsigned char)*m)) return false;
+    return true;
+}
+
+int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void *arg) {
+    struct svc_app *app = arg;
+    long t0 = now_us();
+    atomic_fetch_add(&app->inflight, 1);
+
+    struct svc_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        ulfius_set_string_body_response(res, 500, "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\",\"details\":null,\"correlation_id\":null}}");
+        atomic_fetch_sub(&app->inflight, 1);
+        return U_CALLBACK_COMPLETE;
+    }
+    r->app = app;
+    r->u = u;
+    r->res = res;
+
+    const char *cid = svc_header(r, "X-Correlation-ID");
+    if (!svc_cid_is_sane(cid)) cid = svc_header(r, "X-Request-ID");
+    if (svc_cid_is_sane(cid)) snprintf(r->cid, sizeof r->cid, "%s", cid);
+    else svc_uuid4(r->cid);
+    svc_set_header(r, "X-Correlation-ID", r->cid);
+    if (atomic_load(&app->draining)) svc_set_header(r, "Connection", "close");
+    const char *proto = svc_header(r, "X-Forwarded-Proto");
+    if (proto && !strcasecmp(proto, "https"))
+        svc_set_header(r, "Strict-Transport-Security", "max-age=31536000; includeSubDomains");
+
+    const char *method = sane_method(u->http_verb) ? u->http_verb : "OTHER";
+    const char *route_label = "unmatched";
+    int metrics_idx = app->unmatched_metrics_idx;
+
+    const char *origin = svc_header(r, "Origin");
+    bool cors_ok = false, wildcard = false;
+    if (origin && app->norigins > 0 && origin_allowed(app, origin, &wildcard)) {
+        cors_ok = true;
+        svc_set_header(r, "Access-Control-Allow-Origin", wildcard ? "*" : origin);
+        if (!wildcard) {
+            svc_set_header(r, "Vary", "Origin");
+            if (app->cors_credentials) svc_set_header(r, "Access-Control-Allow-Credentials", "true");
+        }
+        svc_set_header(r, "Access-Control-Expose-Headers", "X-Correlation-ID, Retry-After, Idempotent-Replayed");
+    }
+
+    const char *cl = svc_header(r, "Content-Length");
+    if ((cl && strtoull(cl, NULL, 10) > (unsigned long long)app->max_body_bytes) ||
+        u->binary_body_length > (size_t)app->max_body_bytes) {
+        json_t *d = json_pack("{s:I}", "max_bytes", (json_int_t)app->max_body_bytes);
+        svc_respond_error(r, 413, "payload_too_large", "request body exceeds the size limit", d);
+        goto done;
+    }
+
+    size_t plen = u->url_path ? strlen(u->url_path) : 0;
+    char *segs[MAX_SEGMENTS];
+    int nseg = -1;
+    if (plen < sizeof r->pathbuf) {
+        memcpy(r->pathbuf, u->url_path ? u->url_path : "", plen + 1);
+        nseg = svc_path_split(r->pathbuf, segs, MAX_SEGMENTS);
+    }
+    if (nseg < 0) {
+        svc_respond_error(r, 404, "not_found", "no such route", NULL);
+        goto done;
+    }
+
+    char allow[128] = "";
+    const struct svc_route *chosen = NULL;
+    for (int i = 0; i < app->nroutes; i++) {
+        const struct svc_route *rt = &app->routes[i];
+        if (!svc_route_match(rt->tmpl, segs, nseg, r)) continue;
+        add_allow(allow, sizeof allow, rt->method);
+        if (!chosen && !strcmp(rt->method, u->http_verb)) chosen = rt;
+    }
+    if (!chosen) {
+        if (!allow[0]) {
+            svc_respond_error(r, 404, "not_found", "no such route", NULL);
+        } else if (!strcmp(u->http_verb, "OPTIONS")) {
+            add_allow(allow, sizeof allow, "OPTIONS");
+            svc_set_header(r, "Allow", allow);
+            if (origin && app->norigins > 0 && !cors_ok) {
+                svc_respond_error(r, 403, "origin_not_allowed", "CORS origin not allowed", NULL);
+            } else {
+                if (cors_ok) {
+                    svc_set_header(r, "Access-Control-Allow-Methods", allow);
+                    svc_set_header(r, "Access-Control-Allow-Headers",
+                                   "Authorization, Content-Type, Idempotency-Key, X-Correlation-ID");
+                    svc_set_header(r, "Access-Control-Max-Age", "600");
+                }
+                svc_respond_json(r, 204, NULL);
+            }
+        } else {
+            add_allow(allow, sizeof allow, "OPTIONS");
+            svc_set_header(r, "Allow", allow);
+            json_t *d = json_pack("{s:s}", "allow", allow);
+            svc_respond_error(r, 405, "method_not_allowed", "method not allowed on this route", d);
+        }
+        goto done;
+    }
+    /* re-match to bind the chosen route's parameters */
+    svc_route_match(chosen->tmpl, segs, nseg, r);
+    r->route = chosen;
+    route_label = chosen->tmpl;
+    metrics_idx = chosen->metrics_idx;
+
+    if (chosen->flags & SVC_ROUTE_JSON) {
+        if (!svc_is_json_content_type(svc_header(r, "Content-Type"))) {
+            svc_respond_error(r, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+            goto done;
+        }
+        json_error_t jerr;
+        r->body = u->binary_body_length
+                      ? json_loadb(u->binary_body, u->binary_body_length, JSON_REJECT_DUPLICATES, &jerr)
+                      : NULL;
+        if (!r->body) {
+            json_t *d = u->binary_body_length
+                            ? json_pack("{s:i,s:i,s:s}", "line", jerr.line, "column", jerr.column, "reason", jerr.text)
+                            : json_pack("{s:s}", "reason", "empty body");
+            svc_respond_error(r, 400, "malformed_json", "request body is not valid JSON", d);
+            goto done;
+        }
+        if (!json_is_object(r->body)) {
+            svc_respond_error(r, 400, "invalid_body", "request body must be a JSON object", NULL);
+            goto done;
+        }
+    }
+    chosen->fn(r);
+    if (r->status == 0) {
+        svc_log(&app->log, SVC_LOG_ERROR, r->cid, "handler returned without a response", NULL);
+        svc_respond_status(r, SVC_INTERNAL, "internal error");
+    }
+
+done:;
+    double secs = (double)(now_us() - t0) / 1e6;
+    svc_metrics_observe(&app->metrics, metrics_idx, r->status, secs);
+    access_log(r, method, route_label, secs * 1000.0);
+    json_decref(r->body);
+    free(r);
+    atomic_store(&app->last_request_ms, svc_now_ms());
+    atomic_fetch_sub(&app->inflight, 1);
+    return U_CALLBACK_COMPLETE;
+}
+

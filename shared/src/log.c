@@ -1,0 +1,142 @@
+/* JSON line logger.
+ *
+ * A line is built in a stack buffer and emitted with a single write(2): POSIX keeps writes of a
+ * regular file or pipe from interleaving, so no lock is needed between threads. Lines longer than
+ * the buffer are truncated at a field boundary rather than split. */
+#include "svc/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 8192
+
+static const char *level_name[] = {"debug", "info", "warn", "error"};
+
+svc_log_level svc_log_parse_level(const char *s) {
+    if (!s) return SVC_LOG_INFO;
+    for (int i = 0; i < 4; i++)
+        if (!strcasecmp(s, level_name[i])) return (svc_log_level)i;
+    if (!strcasecmp(s, "warning")) return SVC_LOG_WARN;
+    return SVC_LOG_INFO;
+}
+
+static void copy_field(char *dst, size_t n, const char *src) {
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
+void svc_log_init(struct svc_logger *l, const char *service, const char *instance, const char *level,
+                  int fd) {
+    memset(l, 0, sizeof *l);
+    copy_field(l->service, sizeof l->service, service);
+    copy_field(l->instance, sizeof l->instance, instance);
+    l->min_level = svc_log_parse_level(level);
+    l->fd = fd;
+}
+
+/* Appends s as a JSON string (with quotes). Returns new offset; stops at cap. */
+static size_t put_json_str(char *buf, size_t off, size_t cap, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    if (off + 2 >= cap) return off;
+    buf[off++] = '"';
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (off + 8 >= cap) break;
+        unsigned char ch = *p;
+        if (ch == '"' || ch == '\\') { buf[off++] = '\\'; buf[off++] = (char)ch; }
+        else if (ch == '\n') { buf[off++] = '\\'; buf[off++] = 'n'; }
+        else if (ch == '\r') { buf[off++] = '\\'; buf[off++] = 'r'; }
+        else if (ch == '\t') { buf[off++] = '\\'; buf[off++] = 't'; }
+        else if (ch < 0x20) {
+            memcpy(buf + off, "\\u00", 4); off += 4;
+            buf[off++] = hex[ch >> 4]; buf[off++] = hex[ch & 15];
+        } else buf[off++] = (char)ch;
+    }
+    buf[off++] = '"';
+    return off;
+}
+
+static size_t put_raw(char *buf, size_t off, size_t cap, const char *s) {
+    size_t n = strlen(s);
+    if (off + n >= cap) return off;
+    memcpy(buf + off, s, n);
+    return off + n;
+}
+
+static int dump_cb(const char *data, size_t size, void *arg) {
+    void **a = arg;
+    char *buf = a[0];
+    size_t *off = a[1];
+    size_t cap = *(size_t *)a[2];
+    if (*off + size + 4 >= cap) return -1;
+    memcpy(buf + *off, data, size);
+    *off += size;
+    return 0;
+}
+
+static void emit(const struct svc_logger *l, svc_log_level lv, const char *cid, const char *msg,
+                 const json_t *fields, const char *fields_json) {
+    char buf[LOG_LINE_MAX];
+    size_t cap = sizeof buf, off = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    off += (size_t)snprintf(buf, cap, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\",\"service\":",
+                            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                            tm.tm_sec, ts.tv_nsec / 1000000L, level_name[lv]);
+    off = put_json_str(buf, off, cap, l->service);
+    off = put_raw(buf, off, cap, ",\"instance\":");
+    off = put_json_str(buf, off, cap, l->instance);
+    if (cid) {
+        off = put_raw(buf, off, cap, ",\"correlation_id\":");
+        off = put_json_str(buf, off, cap, cid);
+    }
+    off = put_raw(buf, off, cap, ",\"msg\":");
+    off = put_json_str(buf, off, cap, msg);
+    if (fields && json_is_object(fields) && json_object_size(fields) > 0) {
+        size_t save = off;
+        off = put_raw(buf, off, cap, ",\"fields\":");
+        void *arg[3] = {buf, &off, &cap};
+        if (json_dump_callback(fields, dump_cb, arg, JSON_COMPACT) != 0) off = save;
+    } else if (fields_json && *fields_json) {
+        size_t save = off;
+        off = put_raw(buf, off, cap, ",\"fields\":");
+        size_t n = strlen(fields_json);
+        if (off + n + 4 < cap) { memcpy(buf + off, fields_json, n); off += n; }
+        else off = save;
+    }
+    off = put_raw(buf, off, cap - 1, "}");
+    buf[off++] = '\n';
+    ssize_t w = write(l->fd, buf, off);
+    (void)w; /* nowhere left to report a failed log write */
+}
+
+void svc_log(const struct svc_logger *l, svc_log_level lv, const char *cid, const char *msg,
+             const json_t *fields) {
+    if (!l || lv < l->min_level) return;
+    emit(l, lv, cid, msg, fields, NULL);
+}
+
+void svc_log_fields_json(const struct svc_logger *l, svc_log_level lv, const char *cid,
+                         const char *msg, const char *fields_json) {
+    if (!l || lv < l->min_level) return;
+    emit(l, lv, cid, msg, NULL, fields_json);
+}
+
+void svc_logf(const struct svc_logger *l, svc_log_level lv, const char *cid, const char *msg,
+              const char *fmt, ...) {
+    if (!l || lv < l->min_level) return;
+    json_t *fields = NULL;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        json_error_t err;
+        fields = json_vpack_ex(&err, 0, fmt, ap);
+        va_end(ap);
+    }
+    svc_log(l, lv, cid, msg, fields);
+    json_decref(fields);
+}
