@@ -45,20 +45,26 @@ $(LIBSHARED): $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
 	ar rcs $@ $^
 
-.SECONDEXPANSION:
-$(B)/%-service: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard %-service/src/*.c)) $(LIBSHARED)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBSHARED) $(PKG_LIBS)
+objs_of = $(patsubst %.c,$(B)/obj/%.o,$(wildcard $(1)/src/*.c))
 
-$(TOOL_BINS): $(B)/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard tools/%/src/*.c)) $(LIBSHARED)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBSHARED) $(PKG_LIBS)
+# $(1) = source dir (customers-service, tools/legacy-api), $(2) = binary name
+define binary_rule
+$(B)/$(2): $(call objs_of,$(1)) $(LIBSHARED)
+	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIBSHARED) $$(PKG_LIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call binary_rule,$(s),$(s))))
+$(foreach t,$(TOOL_DIRS),$(eval $(call binary_rule,$(patsubst %/src,%,$(t)),$(patsubst tools/%/src,%,$(t)))))
 
 # Unit tests link the shared library and, when named test_<service>_*.c, that service's
 # non-main objects (logic is testable without HTTP).
-$(B)/tests/%: tests/unit/%.c $(LIBSHARED) $$(call svc_objs,%)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(foreach s,$(SERVICES),-I$(s)/src) $(LDFLAGS) -o $@ $< $(call svc_objs,$*) $(LIBSHARED) $(PKG_LIBS) -lcmocka
-
 svc_objs = $(foreach s,$(SERVICES),$(if $(findstring test_$(subst -service,,$(s))_,$(1)),$(patsubst %.c,$(B)/obj/%.o,$(filter-out %/main.c,$(wildcard $(s)/src/*.c)))))
+
+define test_rule
+$(B)/tests/$(1): tests/unit/$(1).c $(LIBSHARED) $(call svc_objs,$(1))
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $(foreach s,$(SERVICES),-I$(s)/src) $$(LDFLAGS) -o $$@ $$< $(call svc_objs,$(1)) $(LIBSHARED) $$(PKG_LIBS) -lcmocka
+endef
+$(foreach t,$(UNIT_SRC:tests/unit/%.c=%),$(eval $(call test_rule,$(t))))
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 

@@ -40,7 +40,7 @@ static int add_check(json_t *checks, const char *key, const char *component, int
     json_t *c = json_pack("{s:s,s:s,s:s}", "componentType", component, "status", rc == 0 ? "pass" : "fail",
                           "time", now);
     if (rc == 0) {
-        json_object_set_new(c, "observedValue", json_real(ms));
+        json_object_set_new(c, "observedValue", json_real((double)(long)(ms * 1000.0) / 1000.0));
         json_object_set_new(c, "observedUnit", json_string("ms"));
     } else {
         json_object_set_new(c, "output", json_string(err));
