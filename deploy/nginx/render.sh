@@ -1,0 +1,58 @@
+#!/bin/sh
+# Render nginx/nginx.conf.template for a container (or for `nginx -t` in tests/static/run).
+#
+#   render.sh TEMPLATE OUTPUT
+#
+# Environment (defaults in parentheses):
+#   RUN_DIR (/var/lib/platform-nginx)   pid, temp dirs and logs; must contain logs/ and nginx/
+#   LISTEN_PORT (8080)                  argument of `listen`
+#   NGINX_USER (www-data)               worker user when the master runs as root; empty: no `user`
+#   CUSTOMERS_UPSTREAMS, TRANSACTIONS_UPSTREAMS, SYNC_UPSTREAMS (required)
+#                                       space-separated host:port lists, one upstream server each
+# Values are checked against a strict character set before they reach sed, so no input can
+# inject configuration or break the substitution.
+set -eu
+
+[ $# -eq 2 ] || { echo "usage: render.sh TEMPLATE OUTPUT" >&2; exit 2; }
+template=$1
+output=$2
+RUN_DIR=${RUN_DIR:-/var/lib/platform-nginx}
+LISTEN_PORT=${LISTEN_PORT:-8080}
+NGINX_USER=${NGINX_USER-www-data}
+
+fail() { echo "render.sh: $*" >&2; exit 1; }
+check() { # name value regex
+    printf '%s' "$2" | grep -Eqx "$3" || fail "$1 is malformed: '$2'"
+}
+check RUN_DIR "$RUN_DIR" '/[A-Za-z0-9._/-]*'
+check LISTEN_PORT "$LISTEN_PORT" '([0-9.]+:)?[0-9]{1,5}'
+[ -z "$NGINX_USER" ] || check NGINX_USER "$NGINX_USER" '[a-z_][a-z0-9_-]*'
+
+servers() { # name list
+    [ -n "$2" ] || fail "$1 is empty"
+    out=
+    for hp in $2; do
+        check "$1" "$hp" '[A-Za-z0-9._-]+:[0-9]{1,5}'
+        out="${out}server ${hp} max_fails=2 fail_timeout=5s; "
+    done
+    printf '%s' "$out"
+}
+customers=$(servers CUSTOMERS_UPSTREAMS "${CUSTOMERS_UPSTREAMS:-}")
+transactions=$(servers TRANSACTIONS_UPSTREAMS "${TRANSACTIONS_UPSTREAMS:-}")
+sync=$(servers SYNC_UPSTREAMS "${SYNC_UPSTREAMS:-}")
+user_directive=
+[ -z "$NGINX_USER" ] || user_directive="user ${NGINX_USER};"
+
+tmp="${output}.tmp.$$"
+sed -e "s|@USER_DIRECTIVE@|${user_directive}|" \
+    -e "s|@RUN_DIR@|${RUN_DIR}|g" \
+    -e "s|@LISTEN_PORT@|${LISTEN_PORT}|g" \
+    -e "s|@CUSTOMERS_SERVERS@|${customers}|" \
+    -e "s|@TRANSACTIONS_SERVERS@|${transactions}|" \
+    -e "s|@SYNC_SERVERS@|${sync}|" \
+    "$template" > "$tmp"
+if grep -q '@[A-Z_]*@' "$tmp"; then
+    rm -f "$tmp"
+    fail "unrendered placeholder left in $template"
+fi
+mv "$tmp" "$output"
