@@ -210,10 +210,11 @@ static void test_pg_waiter_is_woken_when_another_thread_releases(void **state) {
         if (s.waiting == 1) break;
         usleep(5000);
     }
-    assert_int_equal(s.waiting, 1);
+    int waiting_seen = s.waiting;
     usleep(100000);
     svc_pg_release(p, c);
-    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0); /* joined before any assert can jump away */
+    assert_int_equal(waiting_seen, 1);
 
     assert_int_equal(w.st, SVC_OK);
     assert_ptr_equal(w.got, c);
@@ -470,10 +471,8 @@ static void test_pg_many_threads_never_exceed_pool_size(void **state) {
         h[i] = (struct hammer){.pool = p, .busy = &busy, .max_busy = &max_busy};
         assert_int_equal(pthread_create(&th[i], NULL, hammer_main, &h[i]), 0);
     }
-    for (int i = 0; i < 8; i++) {
-        assert_int_equal(pthread_join(th[i], NULL), 0);
-        assert_int_equal(h[i].failures, 0);
-    }
+    for (int i = 0; i < 8; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < 8; i++) assert_int_equal(h[i].failures, 0);
     assert_true(atomic_load(&max_busy) <= 3);
     assert_true(atomic_load(&max_busy) >= 2);
     struct svc_pg_stats s;

@@ -272,10 +272,11 @@ static void test_redis_exhausted_pool_waits_then_times_out(void **state) {
         if (s.waiting == 1) break;
         usleep(5000);
     }
-    assert_int_equal(s.waiting, 1);
+    int waiting_seen = s.waiting;
     usleep(100000);
     svc_redis_release(p, c);
-    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0); /* joined before any assert can jump away */
+    assert_int_equal(waiting_seen, 1);
     assert_int_equal(w.st, SVC_OK);
     assert_ptr_equal(w.got, c);
     assert_true(w.waited_ms < 1500.0);
@@ -368,10 +369,8 @@ static void test_redis_concurrent_commands_share_the_pool(void **state) {
         h[i] = (struct hammer){.pool = p, .id = i};
         assert_int_equal(pthread_create(&th[i], NULL, hammer_main, &h[i]), 0);
     }
-    for (int i = 0; i < 6; i++) {
-        assert_int_equal(pthread_join(th[i], NULL), 0);
-        assert_int_equal(h[i].failures, 0);
-    }
+    for (int i = 0; i < 6; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < 6; i++) assert_int_equal(h[i].failures, 0);
     svc_status st;
     redisReply *r = svc_redis_command(p, &st, "GET %s:k", g_key);
     assert_non_null(r);
