@@ -12,6 +12,8 @@
 #include <stddef.h>
 
 /* Applies pending migrations from dir into schema (search_path is set to the schema).
+ * The schema must exist (created by db/bootstrap.sql); conn must be idle. A file must not contain
+ * BEGIN/COMMIT itself; statement_timeout does not apply to migrations or to waiting for the lock.
  * Returns the number applied (>= 0) or -1 with a one-line reason in err. */
 int svc_migrate(PGconn *conn, const char *schema, const char *dir, char *err, size_t errlen);
 

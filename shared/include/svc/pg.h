@@ -36,16 +36,21 @@ struct svc_pg_config {
     void *on_connect_arg;
 };
 
+/* reconnects: connections opened to replace a broken one; timeouts: acquires that gave up waiting. */
 struct svc_pg_stats { int size; int open; int in_use; int waiting; unsigned long reconnects; unsigned long timeouts; };
 
-/* Never connects; returns NULL only on allocation failure. Copies what it needs from cfg. */
+/* Never connects; returns NULL only on allocation failure. Copies what it needs from cfg.
+ * Pooled connections drop libpq notices (the default processor would write to stderr). */
 struct svc_pg_pool *svc_pg_pool_new(const struct svc_pg_config *cfg);
+/* Closes every connection; call only once all borrowed connections are released. */
 void svc_pg_pool_free(struct svc_pg_pool *p);
 
 /* Borrow a healthy connection. timeout_ms < 0 uses the configured default.
  * On failure returns NULL and sets *st to SVC_TIMEOUT (pool exhausted) or SVC_UNAVAILABLE
  * (cannot connect). */
 PGconn *svc_pg_acquire(struct svc_pg_pool *p, int timeout_ms, svc_status *st);
+/* c must come from this pool (NULL is ignored). Session state other than an open transaction
+ * (SET, prepared statements, temp tables) stays with the connection: use SET LOCAL. */
 void svc_pg_release(struct svc_pg_pool *p, PGconn *c);
 
 /* Round trip "SELECT 1" on a pooled connection. Returns 0 and sets *latency_ms, or -1 with a short

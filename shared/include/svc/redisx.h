@@ -29,9 +29,13 @@ struct svc_redis_config {
     int acquire_timeout_ms;
 };
 
+/* reconnects: contexts opened to replace a dropped one; timeouts: acquires that gave up waiting
+ * plus commands (via svc_redis_command/ping) that hit command_timeout_ms. */
 struct svc_redis_stats { int size; int open; int in_use; int waiting; unsigned long reconnects; unsigned long timeouts; };
 
+/* Never connects; returns NULL only on allocation failure. Copies what it needs from cfg. */
 struct svc_redis_pool *svc_redis_pool_new(const struct svc_redis_config *cfg);
+/* Closes every context; call only once all borrowed contexts are released. */
 void svc_redis_pool_free(struct svc_redis_pool *p);
 
 /* Borrow a connected context; NULL with *st = SVC_TIMEOUT or SVC_UNAVAILABLE. */
@@ -40,7 +44,8 @@ redisContext *svc_redis_acquire(struct svc_redis_pool *p, int timeout_ms, svc_st
 void svc_redis_release(struct svc_redis_pool *p, redisContext *c);
 
 /* One command on a borrowed-and-returned context. Returns a reply (caller frees) or NULL with *st
- * set. A REDIS_REPLY_ERROR reply is returned as is (the caller decides). */
+ * set (SVC_TIMEOUT when the command timed out, SVC_UNAVAILABLE otherwise). A REDIS_REPLY_ERROR
+ * reply is returned as is with *st = SVC_OK (the caller decides). */
 redisReply *svc_redis_command(struct svc_redis_pool *p, svc_status *st, const char *fmt, ...);
 
 int svc_redis_ping(struct svc_redis_pool *p, int timeout_ms, double *latency_ms, char *err, size_t errlen);
