@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -299,8 +300,8 @@ def _vary_has_origin(r):
 
 
 def test_cors_preflight_allows_only_configured_origins(ctx):
-    targets = [(ctx.url(JSON_POST_ROUTE), "POST"), (ctx.direct("customers-1", JSON_POST_ROUTE), "POST")] + \
-              [(ctx.direct(ctx.instances_of(s)[0], "/health/ready"), "GET") for s in SERVICES]
+    targets = [(ctx.direct(ctx.instances_of(s)[0], "/health/ready"), "GET") for s in SERVICES] + \
+              [(ctx.url(JSON_POST_ROUTE), "POST"), (ctx.direct("customers-1", JSON_POST_ROUTE), "POST")]
     for url, method in targets:
         r = _preflight(ctx, url, ALLOWED_ORIGIN, method)
         assert r.status == 204, "preflight %s -> %d %r" % (url, r.status, r.body[:200])
@@ -348,8 +349,6 @@ def test_each_role_sees_only_its_own_schema(ctx):
     logins = {svc: _db_login(ctx, ctx.instances_of(svc)[0]) for svc in SERVICES}
     for svc, login in logins.items():
         assert login["user"] == svc + "_svc", "%s logs in as %r" % (svc, login["user"])
-        n = ctx.psql("SELECT count(*) FROM %s.schema_migrations" % svc, **login).out
-        assert int(n) >= 1, "%s.schema_migrations is empty" % svc
         for other in SERVICES:
             if other == svc:
                 continue
@@ -358,6 +357,9 @@ def test_each_role_sees_only_its_own_schema(ctx):
                 "%s read %s.schema_migrations: rc=%d out=%r err=%r" % (login["user"], other, r.rc, r.out[:100], r.err)
         r = ctx.psql("CREATE TABLE public.e2e_probe_%s (i int)" % svc, check=False, **login)
         assert r.rc != 0 and "permission denied" in r.err, "%s can create in public: %r" % (login["user"], r.err)
+    for svc, login in logins.items():
+        n = ctx.psql("SELECT count(*) FROM %s.schema_migrations" % svc, **login).out
+        assert int(n) >= 1, "%s.schema_migrations is empty (no migration applied)" % svc
 
 
 # ------------------------------------------------------------------------------------ configuration
@@ -392,6 +394,80 @@ def test_missing_or_malformed_required_variable_exits_1_with_one_line(ctx):
         for secret_var in ("DB_PASSWORD", "REDIS_PASSWORD"):
             secret = env.get(secret_var)
             assert not secret or secret not in p.stderr + p.stdout, "%s leaked in output" % secret_var
+
+
+# ------------------------------------------------------------------------------------ draining
+def _spawn_probe(ctx, service, tag):
+    """Start an extra instance of a service on a free port (env of <service>-1), as our child."""
+    env = ctx.env_of(service + "-1")
+    env["HTTP_PORT"] = str(_free_port(ctx))
+    env["SERVICE_INSTANCE"] = "e2e-" + tag
+    log = open(os.path.join(ctx.run_dir, "logs", "e2e-%s.log" % tag), "ab")
+    try:
+        child = subprocess.Popen([_service_binary(ctx, service)], cwd=ctx.repo, env=env, stdout=log,
+                                 stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        log.close()
+    return child, int(env["HTTP_PORT"])
+
+
+def _read_http_response(sock, timeout):
+    """Read one HTTP/1.1 response (Content-Length or close-delimited) -> (status, headers, body)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed before a response (got %r)" % data[:100])
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    want = int(headers.get("content-length", "-1"))
+    while want < 0 or len(body) < want:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    assert want < 0 or len(body) == want, "truncated body: %d of %d bytes" % (len(body), want)
+    return status, headers, body
+
+
+def test_sigterm_lets_a_request_still_being_received_finish(ctx):
+    """A request whose headers arrived before SIGTERM is in flight: its body may arrive later (slow
+    client, well within SHUTDOWN_GRACE_MS) and it still gets its whole response; new connections
+    are refused meanwhile; the process exits 0."""
+    child, port = _spawn_probe(ctx, "customers", "drain")
+    sock = None
+    try:
+        ctx.wait_until(lambda: ctx.http("GET", "http://127.0.0.1:%d/health/live" % port, timeout=1).status == 200,
+                       10, what="probe instance live")
+        cid = new_cid()
+        body = json.dumps({"pad": "x" * 4000}).encode()
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"POST /e2e/drain-probe HTTP/1.1\r\nHost: e2e\r\nContent-Type: application/json\r\n"
+                     b"X-Correlation-ID: " + cid.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) +
+                     body[:1000])
+        time.sleep(0.3)                     # the server has read the headers and part of the body
+        child.send_signal(signal.SIGTERM)
+        ctx.wait_until(lambda: not ctx.port_open(port), 2, what="listener closed after SIGTERM")
+        time.sleep(0.7)                     # a slow client: the rest comes well after the signal
+        sock.sendall(body[1000:])
+        status, headers, resp_body = _read_http_response(sock, 5)
+        assert status == 404 and headers.get("x-correlation-id") == cid, (status, headers, resp_body[:200])
+        assert json.loads(resp_body)["error"]["correlation_id"] == cid, resp_body[:200]
+        rc = child.wait(timeout=15)
+        assert rc == 0, "exit status %d after SIGTERM" % rc
+    finally:
+        if sock is not None:
+            sock.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+
+
+test_sigterm_lets_a_request_still_being_received_finish.timeout = 40
 
 
 # ------------------------------------------------------------------------------------ Redis outage
