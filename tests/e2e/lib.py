@@ -76,9 +76,10 @@ class Ctx:
         self.repo = REPO
         self.port_base = int(e.get("PORT_BASE", "28000"))
         self.nginx_port = int(e.get("NGINX_PORT", str(self.port_base + 80)))
-        run_dir = e.get("RUN_DIR", ".run/test")
+        run_dir = e.get("RUN_DIR") or e.get("TEST_RUN_DIR") or ".run/test"
         self.run_dir = run_dir if os.path.isabs(run_dir) else os.path.join(REPO, run_dir)
-        self.base = e.get("TEST_BASE_URL", "http://127.0.0.1:%d" % self.nginx_port).rstrip("/")
+        self.base = (e.get("TEST_BASE_URL") or e.get("TEST_NGINX_URL") or
+                     "http://127.0.0.1:%d" % self.nginx_port).rstrip("/")
         self.build_dir = os.path.join(REPO, e.get("TEST_BUILD_DIR", e.get("BUILD_DIR", "build")))
         self.pg_port = self.port_base + 10
         self.redis_port = self.port_base + 20
