@@ -543,7 +543,11 @@ static void log_attempt(const struct call *k, enum attempt_kind kind, int n, dou
     if (!lg) return;
     const char *path = k->req->path;
     size_t plen = strcspn(path, "?#");   /* query strings may carry PII: never logged */
-    svc_log_level lv = kind == K_SUCCESS || kind == K_CLIENT_ERROR ? SVC_LOG_INFO : SVC_LOG_WARN;
+    /* Rejections by an open breaker are counted in the metrics and the state change itself is
+     * logged at warn; one warn line per rejected call would flood the log during an outage. */
+    svc_log_level lv = kind == K_SUCCESS || kind == K_CLIENT_ERROR ? SVC_LOG_INFO
+                       : kind == K_BREAKER_OPEN                    ? SVC_LOG_DEBUG
+                                                                   : SVC_LOG_WARN;
     svc_logf(lg, lv, k->req->correlation_id, "upstream call", "{s:s,s:s,s:s%,s:i,s:f,s:i,s:s,s:s}",
              "upstream", k->u->name, "method", k->req->method, "path", path, plen, "status", (int)k->status,
              "latency_ms", ms, "attempt", n, "breaker", breaker_state_str(st), "outcome",

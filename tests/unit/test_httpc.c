@@ -475,6 +475,10 @@ static uint16_t closed_port(void) {
     return ntohs(sa.sin_port);
 }
 
+static void collect_upstream(void *arg, const char *name, breaker_state_t st) {
+    svc_buf_printf(arg, "%s=%s;", name, breaker_state_str(st));
+}
+
 static void test_connect_error_is_retried_even_for_post(void **state) {
     struct fx *f = *state;
     char url[64];
@@ -487,6 +491,11 @@ static void test_connect_error_is_retried_even_for_post(void **state) {
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"down\",outcome=\"connect_error\"} "), 3);
     assert_int_equal(metric(f, "http_client_retries_total{upstream=\"down\"} "), 2);
     httpc_response_free(&r);
+    struct svc_buf names;
+    svc_buf_init(&names);
+    httpc_each_upstream(f->c, collect_upstream, &names);
+    assert_string_equal(names.data, "api=closed;down=closed;");
+    svc_buf_free(&names);
 }
 
 /* ---------- circuit breaker ---------- */

@@ -30,8 +30,9 @@
  * followed; only http and https are allowed.
  *
  * Logs (svc_log, one line per attempt): upstream, method, path WITHOUT the query string, status,
- * latency_ms, attempt, breaker state, outcome — never bodies, tokens or query strings. Breaker
- * state changes are logged at warn.
+ * latency_ms, attempt, breaker state, outcome — never bodies, tokens or query strings. Levels:
+ * info for 2xx-4xx, warn for failures, debug for calls rejected by an open breaker (they are
+ * counted in the metrics; the state change itself is logged at warn, closing at info).
  *
  * Metrics (httpc_metrics_render), counted per attempt:
  *   http_client_requests_total{upstream,outcome}  outcome: success client_error rate_limited
