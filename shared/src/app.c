@@ -74,6 +74,8 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     app->http_bind = svc_config_str(c, "HTTP_BIND", "0.0.0.0");
     app->http_threads = svc_config_int(c, "HTTP_THREADS", 8, 1, 256);
     app->max_body_bytes = svc_config_int(c, "HTTP_MAX_BODY_BYTES", 1048576, 1024, 256L * 1024 * 1024);
+    app->max_bulk_body_bytes = svc_config_int(c, "HTTP_MAX_BULK_BODY_BYTES", 16L * 1024 * 1024, 1024, 1024L * 1024 * 1024);
+    if (app->max_bulk_body_bytes < app->max_body_bytes) app->max_bulk_body_bytes = app->max_body_bytes;
     app->connection_timeout_s = svc_config_int(c, "HTTP_CONNECTION_TIMEOUT_S", 30, 1, 3600);
     app->shutdown_grace_ms = svc_config_int(c, "SHUTDOWN_GRACE_MS", 10000, 0, 600000);
     parse_origins(app, svc_config_str(c, "CORS_ALLOWED_ORIGINS", ""));
@@ -218,7 +220,7 @@ int svc_app_run(struct svc_app *app) {
         svc_app_close(app);
         return 1;
     }
-    inst.max_post_body_size = (size_t)app->max_body_bytes + 1;
+    inst.max_post_body_size = (size_t)app->max_bulk_body_bytes + 1;
     set_default_headers(&inst);
     if (ulfius_add_endpoint_by_val(&inst, "*", NULL, "*", 0, svc_http_dispatch, app) != U_OK ||
         ulfius_set_default_endpoint(&inst, svc_http_dispatch, app) != U_OK) {

@@ -94,6 +94,25 @@ void svc_respond_status(struct svc_req *r, svc_status st, const char *message) {
     svc_respond_error(r, svc_status_http(st), svc_status_code(st), message, NULL);
 }
 
+void svc_respond_result(struct svc_req *r, struct svc_result *res) {
+    int http = svc_status_http(res->st);
+    if (http < 300) {
+        if (res->raw) {
+            size_t len = strlen(res->raw);
+            set_body(r, http, "application/json", res->raw, len);
+            res->raw = NULL;
+        } else {
+            svc_respond_json(r, http, res->body);
+            res->body = NULL;
+        }
+    } else {
+        svc_respond_error(r, http, res->code ? res->code : svc_status_code(res->st),
+                          res->message ? res->message : "request failed", res->details);
+        res->details = NULL;
+    }
+    svc_result_clear(res);
+}
+
 void svc_respond_raw(struct svc_req *r, int status, const char *content_type, const char *body,
                      size_t len) {
     char *c = malloc(len + 1);
@@ -213,6 +232,11 @@ static void access_log(struct svc_req *r, const char *method, const char *route,
     svc_log_fields_json(&r->app->log, SVC_LOG_INFO, r->cid, "request", fields);
 }
 
+static void too_large(struct svc_req *r, long limit) {
+    json_t *d = json_pack("{s:I}", "max_bytes", (json_int_t)limit);
+    svc_respond_error(r, 413, "payload_too_large", "request body exceeds the size limit", d);
+}
+
 static bool sane_method(const char *m) {
     if (!m || !*m || strlen(m) > 16) return false;
     for (; *m; m++)
@@ -262,10 +286,10 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
     }
 
     const char *cl = svc_header(r, "Content-Length");
-    if ((cl && strtoull(cl, NULL, 10) > (unsigned long long)app->max_body_bytes) ||
-        u->binary_body_length > (size_t)app->max_body_bytes) {
-        json_t *d = json_pack("{s:I}", "max_bytes", (json_int_t)app->max_body_bytes);
-        svc_respond_error(r, 413, "payload_too_large", "request body exceeds the size limit", d);
+    unsigned long long body_len = cl ? strtoull(cl, NULL, 10) : 0;
+    if (u->binary_body_length > body_len) body_len = u->binary_body_length;
+    if (body_len > (unsigned long long)app->max_bulk_body_bytes) {
+        too_large(r, app->max_body_bytes);
         goto done;
     }
 
@@ -312,6 +336,11 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
             json_t *d = json_pack("{s:s}", "allow", allow);
             svc_respond_error(r, 405, "method_not_allowed", "method not allowed on this route", d);
         }
+        goto done;
+    }
+    long limit = (chosen->flags & SVC_ROUTE_BULK) ? app->max_bulk_body_bytes : app->max_body_bytes;
+    if (body_len > (unsigned long long)limit) {
+        too_large(r, limit);
         goto done;
     }
     /* re-match to bind the chosen route's parameters */

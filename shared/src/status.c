@@ -1,6 +1,17 @@
 /* The single mapping from domain status to HTTP status and default error code. */
 #include "svc/status.h"
 
+#include <jansson.h>
+#include <stdlib.h>
+
+void svc_result_clear(struct svc_result *r) {
+    json_decref(r->body);
+    json_decref(r->details);
+    free(r->raw);
+    r->body = r->details = NULL;
+    r->raw = NULL;
+}
+
 int svc_status_http(svc_status s) {
     switch (s) {
     case SVC_OK: return 200;

@@ -49,6 +49,7 @@ struct svc_app {
     const char *http_bind;
     long http_threads;
     long max_body_bytes;
+    long max_bulk_body_bytes;
     long connection_timeout_s;
     long shutdown_grace_ms;
     const char *migrations_dir;

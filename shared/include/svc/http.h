@@ -25,6 +25,7 @@ typedef void (*svc_handler)(struct svc_req *r);
 
 enum {
     SVC_ROUTE_JSON = 1u << 0,    /* requires Content-Type application/json and a JSON object body */
+    SVC_ROUTE_BULK = 1u << 1,    /* body limit HTTP_MAX_BULK_BODY_BYTES instead of HTTP_MAX_BODY_BYTES */
 };
 
 struct svc_route {
@@ -69,6 +70,9 @@ void svc_respond_error(struct svc_req *r, int status, const char *code, const ch
                        json_t *details);
 /* Error envelope from a domain status with the default code. */
 void svc_respond_status(struct svc_req *r, svc_status st, const char *message);
+/* Answer a use case's result: success statuses send body/raw, errors send the envelope.
+ * Takes ownership of everything in res. */
+void svc_respond_result(struct svc_req *r, struct svc_result *res);
 /* Answer with raw bytes (copied). */
 void svc_respond_raw(struct svc_req *r, int status, const char *content_type, const char *body,
                      size_t len);

@@ -23,6 +23,22 @@ typedef enum {
     SVC_INTERNAL        /* 500: a bug or an unexpected failure */
 } svc_status;
 
+/* What a use case returns: a status and either a body (success) or an error code/message.
+ * Ownership: body and details are owned by the result until handed to svc_respond_result (or
+ * released with svc_result_clear). code/message point to static strings. */
+typedef struct json_t json_t;
+struct svc_result {
+    svc_status st;
+    const char *code;      /* NULL: the status's default code */
+    const char *message;
+    json_t *body;          /* success body (NULL for 204) */
+    json_t *details;       /* error details, may be NULL */
+    char *raw;             /* alternatively a success body as JSON text (malloc'd) */
+};
+
+#define SVC_RESULT_ERR(s, c, m) ((struct svc_result){.st = (s), .code = (c), .message = (m)})
+void svc_result_clear(struct svc_result *r);
+
 /* HTTP status for a domain status. */
 int svc_status_http(svc_status s);
 /* Stable machine-readable default code ("not_found", ...) for a domain status. */

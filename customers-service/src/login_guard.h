@@ -1,0 +1,19 @@
+/* Brute-force protection for login: failed attempts are counted in Redis per account and per
+ * client IP over a fixed window; past a threshold the login is refused with 429 and Retry-After,
+ * even with the right password, until the window ends.
+ *
+ * The account key holds a SHA-256 of the lower-cased login, never the login itself, so Redis holds
+ * no user names or emails. Keys: "loginfail:acct:{sha256}", "loginfail:ip:{ip}".
+ * If Redis is unavailable the guard fails open (logins proceed, and the failure is logged):
+ * refusing every login while Redis is down would be a worse outage than a paused limiter. */
+#ifndef CUSTOMERS_LOGIN_GUARD_H
+#define CUSTOMERS_LOGIN_GUARD_H
+
+#include "ctx.h"
+
+/* 0 when allowed; otherwise the number of seconds to wait. */
+long login_guard_check(struct customers_ctx *cx, const char *cid, const char *login, const char *ip);
+void login_guard_failed(struct customers_ctx *cx, const char *login, const char *ip);
+void login_guard_succeeded(struct customers_ctx *cx, const char *login);
+
+#endif

@@ -1,0 +1,19 @@
+/* Redis cache of public user JSON by id and by lower-cased user name.
+ *
+ * Only live (not deleted) users are cached, with a short TTL (USER_CACHE_TTL_S); every update or
+ * delete invalidates both keys, so a read after a write never sees stale data from this cache.
+ * Cache failures are not errors: a miss falls through to PostgreSQL.
+ * Keys: "ucache:id:{id}" and "ucache:name:{lower(user_name)}". Returned strings are owned by the
+ * caller (free()). */
+#ifndef CUSTOMERS_USER_CACHE_H
+#define CUSTOMERS_USER_CACHE_H
+
+#include "ctx.h"
+
+char *user_cache_get_by_id(struct customers_ctx *cx, const char *id);
+char *user_cache_get_by_name(struct customers_ctx *cx, const char *user_name);
+/* Stores json under both keys (user_name read from the JSON). */
+void user_cache_put(struct customers_ctx *cx, const char *json);
+void user_cache_invalidate(struct customers_ctx *cx, const char *id, const char *user_name);
+
+#endif

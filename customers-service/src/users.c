@@ -1,0 +1,445 @@
+/* User use cases; see users.h.
+ *
+ * Validation collects every bad field into details.fields so a client fixes all of them at once.
+ * A non-admin request naming role or permissions is refused as a whole (403 forbidden_fields)
+ * before anything is written: mass assignment never half-applies. */
+#include "users.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sessions.h"
+#include "user_cache.h"
+#include "users_repo.h"
+
+const char *users_check_user_name(const char *s) {
+    if (!s) return "required";
+    size_t n = strlen(s);
+    if (n < 3 || n > 64) return "must be 3 to 64 characters";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || c == '.' || c == '_' || c == '-')) return "may contain only letters, digits, '.', '_' and '-'";
+    }
+    return NULL;
+}
+
+const char *users_check_email(const char *s) {
+    if (!s) return "required";
+    size_t n = strlen(s);
+    if (n < 3 || n > 254) return "must be a valid email address";
+    const char *at = strchr(s, '@');
+    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64) return "must be a valid email address";
+    for (const char *p = s; p < at; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= 32 || c >= 127 || strchr("()<>,;:\\\"[]", c)) return "must be a valid email address";
+    }
+    if (s[0] == '.' || at[-1] == '.' || strstr(s, "..")) return "must be a valid email address";
+    const char *d = at + 1;
+    const char *dot = strrchr(d, '.');
+    if (!*d || !dot || dot == d || !dot[1] || strlen(dot + 1) < 2) return "must be a valid email address";
+    for (const char *p = d; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!(isalnum(c) || c == '-' || c == '.')) return "must be a valid email address";
+        if (c == '.' && (p == d || p[1] == '.' || p[1] == '\0' || p[-1] == '-' || p[1] == '-'))
+            return "must be a valid email address";
+    }
+    return NULL;
+}
+
+static size_t utf8_chars(const char *s, bool *valid) {
+    size_t n = 0;
+    *valid = true;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+        if (!len) { *valid = false; return n; }
+        for (int i = 1; i < len; i++)
+            if ((p[i] & 0xC0) != 0x80) { *valid = false; return n; }
+        if (*p < 0x20 || *p == 0x7f) { *valid = false; return n; }
+        p += len;
+        n++;
+    }
+    return n;
+}
+
+const char *users_check_name(const char *s) {
+    if (!s) return "required";
+    bool ok;
+    size_t n = utf8_chars(s, &ok);
+    if (!ok) return "must be printable UTF-8 text";
+    if (n < 1 || n > 200) return "must be 1 to 200 characters";
+    return NULL;
+}
+
+const char *users_check_role(const char *s) {
+    if (!s) return "required";
+    if (strcmp(s, "user") != 0 && strcmp(s, "admin") != 0) return "must be \"user\" or \"admin\"";
+    return NULL;
+}
+
+const char *users_check_permissions(const json_t *perms, char **literal_out) {
+    *literal_out = NULL;
+    if (!json_is_array(perms)) return "must be an array of strings";
+    if (json_array_size(perms) > 32) return "at most 32 permissions";
+    size_t cap = 3 + json_array_size(perms) * 68;
+    char *lit = malloc(cap);
+    if (!lit) return "out of memory";
+    size_t o = 0;
+    lit[o++] = '{';
+    size_t i;
+    json_t *v;
+    json_array_foreach(perms, i, v) {
+        const char *p = json_string_value(v);
+        size_t n = p ? strlen(p) : 0;
+        if (!p || n < 1 || n > 64) { free(lit); return "each permission must be a 1-64 character string"; }
+        for (size_t k = 0; k < n; k++) {
+            unsigned char c = (unsigned char)p[k];
+            if (!(islower(c) || isdigit(c) || strchr(":._-", c))) {
+                free(lit);
+                return "permissions may contain only a-z, 0-9, ':', '.', '_' and '-'";
+            }
+        }
+        if (i) lit[o++] = ',';
+        memcpy(lit + o, p, n);
+        o += n;
+    }
+    lit[o++] = '}';
+    lit[o] = '\0';
+    *literal_out = lit;
+    return NULL;
+}
+
+/* ---- helpers ---- */
+
+static struct svc_result validation_failed(json_t *fields) {
+    struct svc_result r = SVC_RESULT_ERR(SVC_INVALID, "validation_failed", "some fields are invalid");
+    r.details = json_pack("{s:o}", "fields", fields);
+    return r;
+}
+
+static void reject_unknown(const json_t *body, const char *const *allowed, json_t *fields) {
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)body, key, val) {
+        bool ok = false;
+        for (int i = 0; allowed[i]; i++)
+            if (!strcmp(key, allowed[i])) ok = true;
+        if (!ok) json_object_set_new(fields, key, json_string("unknown field"));
+    }
+}
+
+/* Optional string field: absent → NULL; present but not a string → error. */
+static const char *opt_str(const json_t *body, const char *key, json_t *fields, bool *present) {
+    json_t *v = json_object_get(body, key);
+    if (present) *present = v != NULL;
+    if (!v) return NULL;
+    if (!json_is_string(v)) {
+        json_object_set_new(fields, key, json_string("must be a string"));
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static void check(json_t *fields, const char *key, const char *reason) {
+    if (reason && !json_object_get(fields, key)) json_object_set_new(fields, key, json_string(reason));
+}
+
+static struct svc_result unavailable(svc_status st) {
+    return SVC_RESULT_ERR(st == SVC_TIMEOUT ? SVC_UNAVAILABLE : st, "database_unavailable",
+                          "the database is unavailable; retry later");
+}
+
+static struct svc_result internal(struct customers_ctx *cx, const char *cid, const char *what) {
+    svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "user operation failed", "{s:s}", "operation", what);
+    return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
+}
+
+static struct svc_result ok_raw(svc_status st, char *json) {
+    struct svc_result r = {.st = st, .raw = json};
+    return r;
+}
+
+static bool may_access(const struct svc_principal *who, const char *id) {
+    return who->is_admin || !strcmp(who->sub, id);
+}
+
+/* ---- create ---- */
+
+static struct svc_result create_user(struct customers_ctx *cx, const char *cid, const json_t *body, bool by_admin) {
+    static const char *const reg_fields[] = {"user_name", "email", "name", "password", NULL};
+    static const char *const admin_fields[] = {"user_name", "email", "name", "password", "role", "permissions", NULL};
+    json_t *fields = json_object();
+    reject_unknown(body, by_admin ? admin_fields : reg_fields, fields);
+    const char *user_name = opt_str(body, "user_name", fields, NULL);
+    const char *email = opt_str(body, "email", fields, NULL);
+    const char *name = opt_str(body, "name", fields, NULL);
+    bool has_pw = false;
+    const char *password = opt_str(body, "password", fields, &has_pw);
+    const char *role = by_admin ? opt_str(body, "role", fields, NULL) : NULL;
+    check(fields, "user_name", users_check_user_name(user_name));
+    check(fields, "email", users_check_email(email));
+    check(fields, "name", users_check_name(name));
+    if (!by_admin || has_pw) {
+        const char *reason = NULL;
+        if (!password) reason = "required";
+        else if (!password_policy_check(password, user_name, email, &reason)) { /* reason set */ }
+        check(fields, "password", reason);
+    }
+    if (role) check(fields, "role", users_check_role(role));
+    char *perm_lit = NULL;
+    json_t *perms = by_admin ? json_object_get(body, "permissions") : NULL;
+    if (perms) check(fields, "permissions", users_check_permissions(perms, &perm_lit));
+    if (json_object_size(fields) > 0) {
+        free(perm_lit);
+        return validation_failed(fields);
+    }
+    json_decref(fields);
+
+    char hash[PASSWORD_ENCODED_MAX] = "";
+    if (password && password_hash(&cx->pw_params, password, hash, sizeof hash) != 0) {
+        free(perm_lit);
+        return internal(cx, cid, "password_hash");
+    }
+    struct user_new u = {user_name, email, name, password ? hash : NULL, role ? role : "user", perm_lit};
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) { free(perm_lit); return unavailable(st); }
+    char *json = NULL;
+    const char *conflict = NULL;
+    st = users_repo_insert(c, &u, &json, &conflict);
+    svc_pg_release(cx->app.pg, c);
+    free(perm_lit);
+    if (st == SVC_CONFLICT)
+        return SVC_RESULT_ERR(SVC_CONFLICT, conflict,
+                              !strcmp(conflict, "email_taken") ? "email is already registered" : "user_name is already taken");
+    if (st != SVC_OK) return internal(cx, cid, "insert");
+    svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "user created", "{s:b}", "by_admin", by_admin);
+    return ok_raw(SVC_CREATED, json);
+}
+
+struct svc_result users_register(struct customers_ctx *cx, const char *cid, const json_t *body) {
+    return create_user(cx, cid, body, false);
+}
+
+struct svc_result users_create(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const json_t *body) {
+    if (!who->is_admin) return SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden", "admin role required");
+    return create_user(cx, cid, body, true);
+}
+
+/* ---- read ---- */
+
+struct svc_result users_get(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                            const char *id) {
+    if (!svc_uuid_is_valid(id) || !may_access(who, id))
+        return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    char *json = user_cache_get_by_id(cx, id);
+    if (json) return ok_raw(SVC_OK, json);
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) return unavailable(st);
+    st = users_repo_get_json(c, id, false, &json);
+    svc_pg_release(cx->app.pg, c);
+    if (st == SVC_NOT_FOUND || st == SVC_INVALID) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    if (st != SVC_OK) return internal(cx, cid, "get");
+    user_cache_put(cx, json);
+    return ok_raw(SVC_OK, json);
+}
+
+struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
+                                    const struct svc_principal *who, const char *user_name) {
+    if (users_check_user_name(user_name)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    char *json = user_cache_get_by_name(cx, user_name);
+    if (!json) {
+        svc_status st;
+        PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+        if (!c) return unavailable(st);
+        st = users_repo_get_json_by_name(c, user_name, &json);
+        svc_pg_release(cx->app.pg, c);
+        if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+        if (st != SVC_OK) return internal(cx, cid, "get_by_name");
+        user_cache_put(cx, json);
+    }
+    if (!who->is_admin) {
+        /* self only: compare the id inside the JSON with the caller */
+        json_t *u = json_loads(json, 0, NULL);
+        const char *id = json_string_value(json_object_get(u, "id"));
+        bool self = id && !strcmp(id, who->sub);
+        json_decref(u);
+        if (!self) {
+            free(json);
+            return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+        }
+    }
+    return ok_raw(SVC_OK, json);
+}
+
+static bool parse_long(const char *s, long def, long min, long max, long *out) {
+    if (!s || !*s) { *out = def; return true; }
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (*end || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+struct svc_result users_list(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                             const char *page_s, const char *limit_s, const char *search,
+                             const char *include_deleted) {
+    if (!who->is_admin) return SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden", "admin role required");
+    json_t *fields = json_object();
+    long page = 1, limit = 20;
+    if (!parse_long(page_s, 1, 1, 1000000, &page)) check(fields, "page", "must be an integer >= 1");
+    if (!parse_long(limit_s, 20, 1, 100, &limit)) check(fields, "limit", "must be an integer from 1 to 100");
+    if (search && strlen(search) > 100) check(fields, "search", "at most 100 characters");
+    bool incl = false;
+    if (include_deleted) {
+        if (!strcmp(include_deleted, "true")) incl = true;
+        else if (strcmp(include_deleted, "false") != 0) check(fields, "include_deleted", "must be true or false");
+    }
+    if (json_object_size(fields)) return validation_failed(fields);
+    json_decref(fields);
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) return unavailable(st);
+    char *json = NULL;
+    st = users_repo_list(c, page, limit, search, incl, &json);
+    svc_pg_release(cx->app.pg, c);
+    if (st != SVC_OK) return internal(cx, cid, "list");
+    return ok_raw(SVC_OK, json);
+}
+
+/* ---- update / delete ---- */
+
+struct svc_result users_update(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const char *id, const json_t *body) {
+    if (!svc_uuid_is_valid(id) || !may_access(who, id))
+        return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    if (!who->is_admin && (json_object_get(body, "role") || json_object_get(body, "permissions"))) {
+        struct svc_result r = SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden_fields", "only an admin may change role or permissions");
+        r.details = json_pack("{s:[s,s]}", "fields", "role", "permissions");
+        return r;
+    }
+    static const char *const allowed[] = {"name", "email", "password", "current_password", "role", "permissions", NULL};
+    json_t *fields = json_object();
+    reject_unknown(body, allowed, fields);
+    const char *name = opt_str(body, "name", fields, NULL);
+    const char *email = opt_str(body, "email", fields, NULL);
+    const char *password = opt_str(body, "password", fields, NULL);
+    const char *current = opt_str(body, "current_password", fields, NULL);
+    const char *role = opt_str(body, "role", fields, NULL);
+    if (name) check(fields, "name", users_check_name(name));
+    if (email) check(fields, "email", users_check_email(email));
+    if (role) check(fields, "role", users_check_role(role));
+    char *perm_lit = NULL;
+    json_t *perms = json_object_get(body, "permissions");
+    if (perms) check(fields, "permissions", users_check_permissions(perms, &perm_lit));
+    bool self = !strcmp(who->sub, id);
+    if (password) {
+        const char *reason = NULL;
+        if (!password_policy_check(password, NULL, email, &reason)) check(fields, "password", reason);
+        if (self && !current) check(fields, "current_password", "required to change your own password");
+    }
+    if (json_object_size(fields)) { free(perm_lit); return validation_failed(fields); }
+    json_decref(fields);
+
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) { free(perm_lit); return unavailable(st); }
+    struct svc_result res;
+    struct user_auth_row row;
+    st = users_repo_get_auth(c, id, &row);
+    if (st != SVC_OK || row.deleted) {
+        if (st == SVC_OK) user_auth_row_free(&row);
+        res = st == SVC_OK || st == SVC_NOT_FOUND || st == SVC_INVALID
+                  ? SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found")
+                  : internal(cx, cid, "update_lookup");
+        goto out;
+    }
+    char hash[PASSWORD_ENCODED_MAX];
+    if (password) {
+        if (self && !(row.password_hash && password_verify(row.password_hash, current))) {
+            user_auth_row_free(&row);
+            res = SVC_RESULT_ERR(SVC_FORBIDDEN, "current_password_invalid", "current password is wrong");
+            goto out;
+        }
+        if (password_hash(&cx->pw_params, password, hash, sizeof hash) != 0) {
+            user_auth_row_free(&row);
+            res = internal(cx, cid, "password_hash");
+            goto out;
+        }
+    }
+    user_auth_row_free(&row);
+    struct user_patch p = {name, email, password ? hash : NULL, role, perm_lit};
+    char *json = NULL;
+    const char *conflict = NULL;
+    st = users_repo_update(c, id, &p, &json, &conflict);
+    if (st == SVC_OK) {
+        json_t *u = json_loads(json, 0, NULL);
+        user_cache_invalidate(cx, id, json_string_value(json_object_get(u, "user_name")));
+        json_decref(u);
+        if (password || role || perms) sessions_note_user_changed(cx, cid, id, password != NULL);
+        res = ok_raw(SVC_OK, json);
+    } else if (st == SVC_CONFLICT) {
+        res = SVC_RESULT_ERR(SVC_CONFLICT, conflict, "email is already registered");
+    } else if (st == SVC_NOT_FOUND) {
+        res = SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    } else {
+        res = internal(cx, cid, "update");
+    }
+out:
+    svc_pg_release(cx->app.pg, c);
+    free(perm_lit);
+    return res;
+}
+
+struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const char *id) {
+    if (!svc_uuid_is_valid(id) || !may_access(who, id))
+        return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) return unavailable(st);
+    char *user_name = NULL;
+    st = users_repo_soft_delete(c, id, &user_name);
+    svc_pg_release(cx->app.pg, c);
+    if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    if (st != SVC_OK) return internal(cx, cid, "delete");
+    user_cache_invalidate(cx, id, user_name);
+    free(user_name);
+    sessions_revoke_user(cx, cid, id);
+    svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "user soft-deleted", "{s:s}", "user_id", id);
+    return (struct svc_result){.st = SVC_NO_CONTENT};
+}
+
+struct svc_result users_internal_status(struct customers_ctx *cx, const char *cid, const char *id) {
+    if (!svc_uuid_is_valid(id)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) return unavailable(st);
+    char *json = NULL;
+    st = users_repo_get_status_json(c, id, &json);
+    svc_pg_release(cx->app.pg, c);
+    if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    if (st != SVC_OK) return internal(cx, cid, "internal_status");
+    return ok_raw(SVC_OK, json);
+}
+
+int users_ensure_admin(struct customers_ctx *cx) {
+    if (!cx->admin_user_name || !cx->admin_password) return 0;
+    char hash[PASSWORD_ENCODED_MAX];
+    if (password_hash(&cx->pw_params, cx->admin_password, hash, sizeof hash) != 0) return -1;
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) return -1;
+    struct user_new u = {cx->admin_user_name, NULL, "Administrator", hash, "admin", "{}"};
+    bool inserted = false;
+    st = users_repo_insert_if_absent(c, &u, &inserted);
+    svc_pg_release(cx->app.pg, c);
+    if (st != SVC_OK) {
+        svc_log(&cx->app.log, SVC_LOG_ERROR, NULL, "cannot create the first admin", NULL);
+        return -1;
+    }
+    if (inserted) svc_log(&cx->app.log, SVC_LOG_INFO, NULL, "first admin created", NULL);
+    return 0;
+}

@@ -1,0 +1,41 @@
+/* User use cases for customers-service: validation and rules, no HTTP and no SQL text.
+ *
+ * Authorization rule for reads and writes of one user: the caller must be that user or an admin;
+ * anyone else gets SVC_NOT_FOUND (not forbidden), so user ids cannot be probed.
+ * Every function returns a struct svc_result the caller answers with svc_respond_result.
+ * Borrowed: cx, cid, who, body (not modified). */
+#ifndef CUSTOMERS_USERS_H
+#define CUSTOMERS_USERS_H
+
+#include <jansson.h>
+
+#include "ctx.h"
+
+/* Field validators: NULL when valid, else a static reason. */
+const char *users_check_user_name(const char *s);
+const char *users_check_email(const char *s);
+const char *users_check_name(const char *s);
+const char *users_check_role(const char *s);
+/* Permissions: array of 1..64-char [a-z0-9:._-] strings, at most 32. On success *literal_out
+ * receives a malloc'd Postgres text[] literal. */
+const char *users_check_permissions(const json_t *perms, char **literal_out);
+
+struct svc_result users_register(struct customers_ctx *cx, const char *cid, const json_t *body);
+struct svc_result users_create(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const json_t *body);
+struct svc_result users_get(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                            const char *id);
+struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
+                                    const struct svc_principal *who, const char *user_name);
+struct svc_result users_list(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                             const char *page, const char *limit, const char *search,
+                             const char *include_deleted);
+struct svc_result users_update(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const char *id, const json_t *body);
+struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const char *id);
+struct svc_result users_internal_status(struct customers_ctx *cx, const char *cid, const char *id);
+/* Creates ADMIN_USER_NAME with ADMIN_PASSWORD when absent. Returns 0 or -1 (logged). */
+int users_ensure_admin(struct customers_ctx *cx);
+
+#endif

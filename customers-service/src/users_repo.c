@@ -1,0 +1,192 @@
+/* SQL for customers.users; see users_repo.h.
+ *
+ * Lookups by user_name/email use lower(...) so they hit the case-insensitive unique indexes.
+ * The list query returns the page and the total in one round trip (count(*) OVER ()). */
+#include "users_repo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define USER_COLS "customers.user_json(u)::text"
+
+static svc_status map_error(PGresult *res, const char **conflict) {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (state && !strcmp(state, "23505")) {
+        const char *cons = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+        if (conflict) *conflict = (cons && strstr(cons, "email")) ? "email_taken" : "user_name_taken";
+        return SVC_CONFLICT;
+    }
+    if (state && (!strcmp(state, "22P02") || !strcmp(state, "23514"))) return SVC_INVALID;
+    return SVC_INTERNAL;
+}
+
+static svc_status one_text(PGconn *c, const char *sql, int n, const char *const *vals, char **out,
+                           const char **conflict) {
+    *out = NULL;
+    PGresult *res = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
+    svc_status st;
+    ExecStatusType es = PQresultStatus(res);
+    if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
+        st = map_error(res, conflict);
+    } else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+        st = SVC_NOT_FOUND;
+    } else {
+        *out = strdup(PQgetvalue(res, 0, 0));
+        st = *out ? SVC_OK : SVC_INTERNAL;
+    }
+    PQclear(res);
+    return st;
+}
+
+svc_status users_repo_get_json(PGconn *c, const char *id, bool include_deleted, char **json_out) {
+    const char *v[2] = {id, include_deleted ? "t" : "f"};
+    return one_text(c, "SELECT " USER_COLS " FROM customers.users u WHERE u.id = $1::uuid AND ($2::bool OR NOT u.deleted)",
+                    2, v, json_out, NULL);
+}
+
+svc_status users_repo_get_json_by_name(PGconn *c, const char *user_name, char **json_out) {
+    const char *v[1] = {user_name};
+    return one_text(c, "SELECT " USER_COLS " FROM customers.users u WHERE lower(u.user_name) = lower($1) AND NOT u.deleted",
+                    1, v, json_out, NULL);
+}
+
+svc_status users_repo_get_status_json(PGconn *c, const char *id, char **json_out) {
+    const char *v[1] = {id};
+    return one_text(c, "SELECT json_build_object('id', id, 'deleted', deleted, 'role', role)::text "
+                       "FROM customers.users WHERE id = $1::uuid",
+                    1, v, json_out, NULL);
+}
+
+void user_auth_row_free(struct user_auth_row *r) {
+    free(r->password_hash);
+    free(r->permissions_json);
+    r->password_hash = NULL;
+    r->permissions_json = NULL;
+}
+
+static svc_status auth_row(PGconn *c, const char *sql, const char *param, struct user_auth_row *out) {
+    memset(out, 0, sizeof *out);
+    const char *v[1] = {param};
+    PGresult *res = PQexecParams(c, sql, 1, NULL, v, NULL, NULL, 0);
+    svc_status st = SVC_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        st = map_error(res, NULL);
+    } else if (PQntuples(res) == 0) {
+        st = SVC_NOT_FOUND;
+    } else {
+        snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, 0, 0));
+        snprintf(out->role, sizeof out->role, "%s", PQgetvalue(res, 0, 1));
+        out->password_hash = PQgetisnull(res, 0, 2) ? NULL : strdup(PQgetvalue(res, 0, 2));
+        out->permissions_json = strdup(PQgetvalue(res, 0, 3));
+        out->deleted = PQgetvalue(res, 0, 4)[0] == 't';
+        if (!out->permissions_json) st = SVC_INTERNAL;
+    }
+    PQclear(res);
+    return st;
+}
+
+svc_status users_repo_find_login(PGconn *c, const char *login, struct user_auth_row *out) {
+    /* a login containing '@' is an email, otherwise a user name: each hits its own index */
+    if (strchr(login, '@'))
+        return auth_row(c, "SELECT id, role, password_hash, to_json(permissions)::text, deleted "
+                           "FROM customers.users WHERE lower(email) = lower($1)", login, out);
+    return auth_row(c, "SELECT id, role, password_hash, to_json(permissions)::text, deleted "
+                       "FROM customers.users WHERE lower(user_name) = lower($1)", login, out);
+}
+
+svc_status users_repo_get_auth(PGconn *c, const char *id, struct user_auth_row *out) {
+    return auth_row(c, "SELECT id, role, password_hash, to_json(permissions)::text, deleted "
+                       "FROM customers.users WHERE id = $1::uuid", id, out);
+}
+
+svc_status users_repo_insert(PGconn *c, const struct user_new *u, char **json_out, const char **conflict) {
+    const char *v[6] = {u->user_name, u->email, u->name, u->password_hash, u->role,
+                        u->permissions ? u->permissions : "{}"};
+    return one_text(c,
+                    "INSERT INTO customers.users AS u (user_name, email, name, password_hash, role, permissions) "
+                    "VALUES ($1, $2, $3, $4, $5, $6::text[]) RETURNING " USER_COLS,
+                    6, v, json_out, conflict);
+}
+
+svc_status users_repo_insert_if_absent(PGconn *c, const struct user_new *u, bool *inserted) {
+    const char *v[6] = {u->user_name, u->email, u->name, u->password_hash, u->role,
+                        u->permissions ? u->permissions : "{}"};
+    PGresult *res = PQexecParams(c,
+                                 "INSERT INTO customers.users (user_name, email, name, password_hash, role, permissions) "
+                                 "VALUES ($1, $2, $3, $4, $5, $6::text[]) ON CONFLICT DO NOTHING",
+                                 6, NULL, v, NULL, NULL, 0);
+    svc_status st = SVC_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) st = map_error(res, NULL);
+    else *inserted = atoi(PQcmdTuples(res)) == 1;
+    PQclear(res);
+    return st;
+}
+
+svc_status users_repo_update(PGconn *c, const char *id, const struct user_patch *p, char **json_out,
+                             const char **conflict) {
+    const char *v[6] = {id, p->name, p->email, p->password_hash, p->role, p->permissions};
+    return one_text(c,
+                    "UPDATE customers.users AS u SET "
+                    "name = COALESCE($2, u.name), email = COALESCE($3, u.email), "
+                    "password_hash = COALESCE($4, u.password_hash), role = COALESCE($5, u.role), "
+                    "permissions = COALESCE($6::text[], u.permissions), updated_at = now() "
+                    "WHERE u.id = $1::uuid AND NOT u.deleted RETURNING " USER_COLS,
+                    6, v, json_out, conflict);
+}
+
+svc_status users_repo_set_password_hash(PGconn *c, const char *id, const char *hash) {
+    const char *v[2] = {id, hash};
+    PGresult *res = PQexecParams(c, "UPDATE customers.users SET password_hash = $2 WHERE id = $1::uuid",
+                                 2, NULL, v, NULL, NULL, 0);
+    svc_status st = PQresultStatus(res) == PGRES_COMMAND_OK ? SVC_OK : SVC_INTERNAL;
+    PQclear(res);
+    return st;
+}
+
+svc_status users_repo_soft_delete(PGconn *c, const char *id, char **user_name_out) {
+    const char *v[1] = {id};
+    return one_text(c,
+                    "UPDATE customers.users SET deleted = true, deleted_at = now(), updated_at = now() "
+                    "WHERE id = $1::uuid AND NOT deleted RETURNING user_name",
+                    1, v, user_name_out, NULL);
+}
+
+/* search is matched as a literal substring: LIKE metacharacters are escaped here. */
+static char *like_pattern(const char *search) {
+    size_t n = strlen(search);
+    char *p = malloc(n * 2 + 3);
+    if (!p) return NULL;
+    size_t o = 0;
+    p[o++] = '%';
+    for (size_t i = 0; i < n; i++) {
+        if (search[i] == '%' || search[i] == '_' || search[i] == '\\') p[o++] = '\\';
+        p[o++] = search[i];
+    }
+    p[o++] = '%';
+    p[o] = '\0';
+    return p;
+}
+
+svc_status users_repo_list(PGconn *c, long page, long limit, const char *search, bool include_deleted,
+                           char **json_out) {
+    char spage[24], slimit[24], soff[24];
+    snprintf(spage, sizeof spage, "%ld", page);
+    snprintf(slimit, sizeof slimit, "%ld", limit);
+    snprintf(soff, sizeof soff, "%ld", (page - 1) * limit);
+    char *pattern = NULL;
+    if (search && *search && !(pattern = like_pattern(search))) return SVC_INTERNAL;
+    const char *v[5] = {slimit, soff, pattern, include_deleted ? "t" : "f", spage};
+    svc_status st = one_text(c,
+                    "WITH filtered AS (SELECT u.id, u.created_at FROM customers.users u "
+                    "   WHERE ($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR u.user_name ILIKE $3 "
+                    "         OR u.email ILIKE $3 OR u.name ILIKE $3)), "
+                    " pg AS (SELECT id, created_at FROM filtered ORDER BY created_at, id LIMIT $1::bigint OFFSET $2::bigint) "
+                    "SELECT json_build_object("
+                    " 'data', COALESCE((SELECT json_agg(customers.user_json(u) ORDER BY u.created_at, u.id) "
+                    "                   FROM customers.users u JOIN pg USING (id)), '[]'::json), "
+                    " 'page', $5::bigint, 'limit', $1::bigint, 'total', (SELECT count(*) FROM filtered))::text",
+                    5, v, json_out, NULL);
+    free(pattern);
+    return st;
+}

@@ -1,0 +1,61 @@
+/* SQL for customers.users and nothing else.
+ *
+ * Every function takes a borrowed PGconn (from the pool; the caller releases it) and uses
+ * parameterised statements only. User rows leave the database already rendered as JSON by
+ * customers.user_json() (never containing password_hash), as text the caller owns (free()).
+ * Status results: SVC_OK, SVC_NOT_FOUND, SVC_CONFLICT (unique violation; *conflict is
+ * "user_name_taken" or "email_taken"), SVC_INTERNAL (logged by the caller with its correlation id;
+ * *dberr gets SQLSTATE when not NULL). */
+#ifndef CUSTOMERS_USERS_REPO_H
+#define CUSTOMERS_USERS_REPO_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "svc/status.h"
+
+struct user_new {
+    const char *user_name;
+    const char *email;          /* may be NULL */
+    const char *name;
+    const char *password_hash;  /* may be NULL */
+    const char *role;           /* "user" | "admin" */
+    const char *permissions;    /* Postgres text[] literal, e.g. {a,b}; NULL = {} */
+};
+
+/* NULL fields are left unchanged. */
+struct user_patch {
+    const char *name;
+    const char *email;
+    const char *password_hash;
+    const char *role;
+    const char *permissions;    /* text[] literal */
+};
+
+/* What login needs. password_hash is owned (free()). */
+struct user_auth_row {
+    char id[40];
+    char role[16];
+    char *password_hash;
+    char *permissions_json;     /* owned JSON array text */
+    bool deleted;
+};
+
+svc_status users_repo_get_json(PGconn *c, const char *id, bool include_deleted, char **json_out);
+svc_status users_repo_get_json_by_name(PGconn *c, const char *user_name, char **json_out);
+svc_status users_repo_find_login(PGconn *c, const char *login, struct user_auth_row *out);
+svc_status users_repo_get_auth(PGconn *c, const char *id, struct user_auth_row *out);
+void user_auth_row_free(struct user_auth_row *r);
+svc_status users_repo_insert(PGconn *c, const struct user_new *u, char **json_out, const char **conflict);
+svc_status users_repo_insert_if_absent(PGconn *c, const struct user_new *u, bool *inserted);
+svc_status users_repo_update(PGconn *c, const char *id, const struct user_patch *p, char **json_out,
+                             const char **conflict);
+svc_status users_repo_set_password_hash(PGconn *c, const char *id, const char *hash);
+svc_status users_repo_soft_delete(PGconn *c, const char *id, char **user_name_out);
+/* {data:[...], page, limit, total} as JSON text. search may be NULL. */
+svc_status users_repo_list(PGconn *c, long page, long limit, const char *search, bool include_deleted,
+                           char **json_out);
+/* For GET /internal/users/{id}: {"id","deleted","role"}. */
+svc_status users_repo_get_status_json(PGconn *c, const char *id, char **json_out);
+
+#endif

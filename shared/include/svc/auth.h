@@ -1,0 +1,69 @@
+/* Bearer-token authentication shared by every service.
+ *
+ * A request is authenticated when its access token verifies (svc/jwt.h: RS256 pinned, kid known,
+ * exp/nbf/iss/aud checked) AND, for user tokens, its session ("sid") still exists in Redis. Logout
+ * deletes the session, so every service rejects that session's tokens. To keep a Redis round trip
+ * off most requests, a positive session lookup is cached in-process for at most SESSION_CACHE_MS
+ * (≤ 1000 ms): revocation takes effect everywhere within that bound. Service tokens (role
+ * "service", issued by POST /api/auth/token) have no session and live only minutes.
+ *
+ * Redis key: "session:{sid}" (a hash written by customers-service).
+ *
+ * Synchronisation: the session cache is a fixed table guarded by one mutex; keys and settings
+ * are read-only after svc_auth_init. Ownership: the keyset belongs to struct svc_auth;
+ * a principal owns its permissions array (svc_principal_clear releases it). */
+#ifndef SVC_AUTH_H
+#define SVC_AUTH_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include "svc/http.h"
+#include "svc/jwt.h"
+
+struct svc_app;
+
+#define SVC_SESSION_CACHE_SLOTS 1024
+
+struct svc_session_cache_entry {
+    char sid[40];
+    long valid_until_ms;
+};
+
+struct svc_auth {
+    struct svc_jwt_keys *keys;
+    const char *issuer;
+    const char *audience;
+    int leeway_s;
+    long session_cache_ms;
+    struct svc_app *app;
+    pthread_mutex_t mu;
+    struct svc_session_cache_entry cache[SVC_SESSION_CACHE_SLOTS];
+};
+
+struct svc_principal {
+    char sub[64];
+    char sid[40];
+    char jti[64];
+    char role[16];
+    json_t *permissions;     /* owned array */
+    long exp;
+    bool is_service;
+    bool is_admin;
+};
+
+/* Reads JWT_ISSUER, JWT_AUDIENCE, JWT_LEEWAY_S, JWT_PUBLIC_KEYS_DIR (every *.pub.pem in it),
+ * JWT_PRIVATE_KEY_FILE (only when with_private: the signing key) and SESSION_CACHE_MS from the
+ * app's config; problems are recorded as config errors. */
+int svc_auth_init(struct svc_auth *a, struct svc_app *app, bool with_private);
+void svc_auth_free(struct svc_auth *a);
+
+/* Authenticates r. On success fills p, sets r->auth = p and returns true. On failure answers
+ * 401 (with WWW-Authenticate) or 503 (session store down) itself and returns false. */
+bool svc_authenticate(struct svc_auth *a, struct svc_req *r, struct svc_principal *p);
+/* As svc_authenticate, and additionally requires role "service" (403 otherwise). */
+bool svc_authenticate_service(struct svc_auth *a, struct svc_req *r, struct svc_principal *p);
+void svc_principal_clear(struct svc_principal *p);
+/* Drop a session from this process's cache at once (used by the service that revokes it). */
+void svc_auth_forget_session(struct svc_auth *a, const char *sid);
+
+#endif

@@ -1,0 +1,20 @@
+/* Small crypto helpers on OpenSSL: SHA-256 hex digests, base64url, constant-time comparison and
+ * random tokens. Pure functions; safe from any thread. */
+#ifndef SVC_CRYPTO_H
+#define SVC_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SVC_SHA256_HEX_LEN 64
+
+/* out receives 64 hex chars + NUL. */
+void svc_sha256_hex(const void *data, size_t len, char out[SVC_SHA256_HEX_LEN + 1]);
+/* base64url without padding; returns chars written (excluding NUL) or 0 if out is too small. */
+size_t svc_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outlen);
+/* Equal-length strings compared in constant time (length difference returns false at once). */
+bool svc_const_eq(const char *a, const char *b);
+/* nbytes of CSPRNG output as base64url into out. Returns 0 or -1. */
+int svc_random_token(size_t nbytes, char *out, size_t outlen);
+
+#endif

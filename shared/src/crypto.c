@@ -1,0 +1,62 @@
+/* SHA-256, base64url, constant-time compare and random tokens; see crypto.h. */
+#include "svc/crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "svc/cid.h"
+
+void svc_sha256_hex(const void *data, size_t len, char out[SVC_SHA256_HEX_LEN + 1]) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    static const char hex[] = "0123456789abcdef";
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        memset(out, '0', SVC_SHA256_HEX_LEN);
+        out[SVC_SHA256_HEX_LEN] = '\0';
+        return;
+    }
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[SVC_SHA256_HEX_LEN] = '\0';
+}
+
+size_t svc_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outlen) {
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t need = (len * 4 + 2) / 3;
+    if (outlen < need + 1) return 0;
+    size_t o = 0, i = 0;
+    for (; i + 2 < len; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = tbl[(v >> 6) & 63];
+        out[o++] = tbl[v & 63];
+    }
+    if (len - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+    } else if (len - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = tbl[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+bool svc_const_eq(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb) return false;
+    return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+int svc_random_token(size_t nbytes, char *out, size_t outlen) {
+    unsigned char buf[128];
+    if (nbytes > sizeof buf || svc_random_bytes(buf, nbytes) != 0) return -1;
+    return svc_b64url_encode(buf, nbytes, out, outlen) ? 0 : -1;
+}
