@@ -117,6 +117,7 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     svc_metrics_init(&app->metrics, service);
     app->unmatched_metrics_idx = svc_metrics_route(&app->metrics, "ANY", "unmatched");
     atomic_init(&app->inflight, 0);
+    atomic_init(&app->active_requests, 0);
     atomic_init(&app->draining, false);
     atomic_init(&app->last_request_ms, 0);
     return 0;
@@ -171,6 +172,24 @@ int svc_app_routes(struct svc_app *app, const struct svc_route *routes, int n) {
         r->metrics_idx = svc_metrics_route(&app->metrics, r->method, r->tmpl);
     }
     return 0;
+}
+
+/* MHD reports a request's start (headers received) through the URI log callback and its end
+ * through the completion callback. Wrapping Ulfius's two mandatory callbacks counts requests that
+ * are still receiving their body too, which the drain must wait for. */
+static void *uri_logger(void *cls, const char *uri) {
+    struct svc_app *app = cls;
+    atomic_fetch_add(&app->active_requests, 1);
+    atomic_store(&app->last_request_ms, svc_now_ms());
+    return ulfius_uri_logger(NULL, uri);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                              enum MHD_RequestTerminationCode toe) {
+    struct svc_app *app = cls;
+    mhd_request_completed(NULL, connection, con_cls, toe);
+    atomic_fetch_sub(&app->active_requests, 1);
+    atomic_store(&app->last_request_ms, svc_now_ms());
 }
 
 static const struct svc_route builtin_routes[] = {
@@ -229,8 +248,8 @@ int svc_app_run(struct svc_app *app) {
     }
 
     struct MHD_OptionItem ops[] = {
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
-        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, app},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_logger, app},
         {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)app->http_threads, NULL},
         {MHD_OPTION_SOCK_ADDR, 0, &addr},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)app->connection_timeout_s, NULL},
@@ -259,7 +278,7 @@ int svc_app_run(struct svc_app *app) {
     const long quiet_ms = 300;
     for (;;) {
         long now = svc_now_ms();
-        int inflight = atomic_load(&app->inflight);
+        int inflight = atomic_load(&app->active_requests);
         long last = atomic_load(&app->last_request_ms);
         if (inflight == 0 && now - last >= quiet_ms) break;
         if (now >= deadline) {

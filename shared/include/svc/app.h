@@ -67,7 +67,8 @@ struct svc_app {
     struct svc_route routes[SVC_MAX_ROUTES];
     int nroutes;
     int unmatched_metrics_idx;
-    atomic_int inflight;
+    atomic_int inflight;            /* requests inside a handler */
+    atomic_int active_requests;     /* requests from headers received to completion */
     atomic_bool draining;
     atomic_long last_request_ms;
     svc_ready_hook ready_hook;

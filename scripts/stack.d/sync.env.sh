@@ -1,0 +1,3 @@
+# sync-service authenticates to customers-service with client credentials.
+stack_env SERVICE_CLIENT_ID sync
+stack_env SERVICE_CLIENT_SECRET_FILE "$(ensure_secret client_sync.secret)"
