@@ -6,7 +6,9 @@
 # Measures with wrk (BENCH_THREADS=2, BENCH_CONNECTIONS=64, BENCH_DURATION=10s, after a
 # BENCH_WARMUP=3s run that fills the keep-alive pools and caches):
 #   baseline  GET /__nginx_baseline  answered by Nginx itself (`return 200`): the ceiling
-#   health    GET /health/live       proxied by Nginx to a service instance (JSON, no I/O)
+#   health    GET /health/live       proxied by Nginx to a service instance (JSON, no I/O);
+#             BENCH_HEALTH_PATH overrides the path (e.g. /health/customers: readiness, which
+#             also pings PostgreSQL and Redis)
 # and prints both rates, their p99 latency and ratio = health/baseline: the share of Nginx's own
 # capacity the service path keeps. Both runs must answer 2xx only, otherwise the figures would
 # describe error pages and the benchmark fails. The last line is the machine-readable summary:
@@ -18,6 +20,7 @@ THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 DURATION=${BENCH_DURATION:-10s}
 WARMUP=${BENCH_WARMUP:-3s}
+HEALTH_PATH=${BENCH_HEALTH_PATH:-/health/live}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-health.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
@@ -74,11 +77,11 @@ run() {
 }
 
 precheck /__nginx_baseline
-precheck /health/live
+precheck "$HEALTH_PATH"
 
 echo "bench health: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) against $NGINX_URL"
 run baseline /__nginx_baseline
-run health /health/live
+run health "$HEALTH_PATH"
 
 ratio=$(awk -v a="${RPS[health]}" -v b="${RPS[baseline]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 echo "  ratio health/baseline: $ratio"
