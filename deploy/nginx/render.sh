@@ -5,7 +5,10 @@
 #
 # Environment (defaults in parentheses):
 #   RUN_DIR (/var/lib/platform-nginx)   pid, temp dirs and logs; must contain logs/ and nginx/
-#   LISTEN_PORT (8080)                  argument of `listen`
+#   LISTEN_PORT (8080)                  argument of `listen` of the public server
+#   INTERNAL_LISTEN (8081)              argument of `listen` of the east-west gateway (service-to-
+#                                       service calls, /internal/); never publish this port
+#   AUTH_RATE (10r/s), AUTH_BURST (20)  limit_req rate and burst for /api/auth per client address
 #   NGINX_USER (www-data)               worker user when the master runs as root; empty: no `user`
 #   CUSTOMERS_UPSTREAMS, TRANSACTIONS_UPSTREAMS, SYNC_UPSTREAMS (required)
 #                                       space-separated host:port lists, one upstream server each
@@ -18,6 +21,9 @@ template=$1
 output=$2
 RUN_DIR=${RUN_DIR:-/var/lib/platform-nginx}
 LISTEN_PORT=${LISTEN_PORT:-8080}
+INTERNAL_LISTEN=${INTERNAL_LISTEN:-8081}
+AUTH_RATE=${AUTH_RATE:-10r/s}
+AUTH_BURST=${AUTH_BURST:-20}
 NGINX_USER=${NGINX_USER-www-data}
 
 fail() { echo "render.sh: $*" >&2; exit 1; }
@@ -26,6 +32,9 @@ check() { # name value regex
 }
 check RUN_DIR "$RUN_DIR" '/[A-Za-z0-9._/-]*'
 check LISTEN_PORT "$LISTEN_PORT" '([0-9.]+:)?[0-9]{1,5}'
+check INTERNAL_LISTEN "$INTERNAL_LISTEN" '([0-9.]+:)?[0-9]{1,5}'
+check AUTH_RATE "$AUTH_RATE" '[0-9]+r/[sm]'
+check AUTH_BURST "$AUTH_BURST" '[0-9]+'
 [ -z "$NGINX_USER" ] || check NGINX_USER "$NGINX_USER" '[a-z_][a-z0-9_-]*'
 
 servers() { # name list
@@ -47,6 +56,9 @@ tmp="${output}.tmp.$$"
 sed -e "s|@USER_DIRECTIVE@|${user_directive}|" \
     -e "s|@RUN_DIR@|${RUN_DIR}|g" \
     -e "s|@LISTEN_PORT@|${LISTEN_PORT}|g" \
+    -e "s|@INTERNAL_LISTEN@|${INTERNAL_LISTEN}|g" \
+    -e "s|@AUTH_RATE@|${AUTH_RATE}|g" \
+    -e "s|@AUTH_BURST@|${AUTH_BURST}|g" \
     -e "s|@CUSTOMERS_SERVERS@|${customers}|" \
     -e "s|@TRANSACTIONS_SERVERS@|${transactions}|" \
     -e "s|@SYNC_SERVERS@|${sync}|" \
