@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "svc/app.h"
 
@@ -13,6 +14,7 @@ int svc_auth_init(struct svc_auth *a, struct svc_app *app, bool with_private) {
     memset(a, 0, sizeof *a);
     a->app = app;
     pthread_mutex_init(&a->mu, NULL);
+    for (int i = 0; i < SVC_TOKEN_CACHE_STRIPES; i++) pthread_mutex_init(&a->token_mu[i], NULL);
     a->issuer = svc_config_str(c, "JWT_ISSUER", "platform-customers");
     a->audience = svc_config_str(c, "JWT_AUDIENCE", "platform");
     a->leeway_s = (int)svc_config_int(c, "JWT_LEEWAY_S", 30, 0, 300);
@@ -39,7 +41,53 @@ int svc_auth_init(struct svc_auth *a, struct svc_app *app, bool with_private) {
 void svc_auth_free(struct svc_auth *a) {
     if (a->keys) svc_jwt_keys_free(a->keys);
     a->keys = NULL;
+    for (int i = 0; i < SVC_TOKEN_CACHE_SLOTS; i++) {
+        free(a->tokens[i].token);
+        json_decref(a->tokens[i].claims);
+        a->tokens[i].token = NULL;
+        a->tokens[i].claims = NULL;
+    }
+    for (int i = 0; i < SVC_TOKEN_CACHE_STRIPES; i++) pthread_mutex_destroy(&a->token_mu[i]);
     pthread_mutex_destroy(&a->mu);
+}
+
+static unsigned long token_hash(const char *t) {
+    unsigned long h = 1469598103934665603UL;
+    for (const unsigned char *s = (const unsigned char *)t; *s; s++) h = (h ^ *s) * 1099511628211UL;
+    return h;
+}
+
+/* A new reference to the cached claims of exactly this token, or NULL. */
+static json_t *token_cache_get(struct svc_auth *a, const char *token, long now_s) {
+    unsigned long h = token_hash(token);
+    struct svc_token_cache_entry *e = &a->tokens[h % SVC_TOKEN_CACHE_SLOTS];
+    pthread_mutex_t *mu = &a->token_mu[h % SVC_TOKEN_CACHE_STRIPES];
+    json_t *claims = NULL;
+    pthread_mutex_lock(mu);
+    if (e->token && e->valid_until_s > now_s && strcmp(e->token, token) == 0) claims = json_incref(e->claims);
+    pthread_mutex_unlock(mu);
+    return claims;
+}
+
+static void token_cache_put(struct svc_auth *a, const char *token, json_t *claims, long now_s) {
+    json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
+    long until = now_s + SVC_TOKEN_CACHE_MAX_S;
+    if (exp < until) until = (long)exp;
+    if (until <= now_s) return;
+    char *copy = strdup(token);
+    if (!copy) return;
+    unsigned long h = token_hash(token);
+    struct svc_token_cache_entry *e = &a->tokens[h % SVC_TOKEN_CACHE_SLOTS];
+    pthread_mutex_t *mu = &a->token_mu[h % SVC_TOKEN_CACHE_STRIPES];
+    pthread_mutex_lock(mu);
+    char *old_token = e->token;
+    json_t *old_claims = e->claims;
+    e->token = copy;
+    e->claims = json_incref(claims);
+    e->valid_until_s = until;
+    pthread_mutex_unlock(mu);
+    free(old_token);
+    json_decref(old_claims);
 }
 
 void svc_principal_clear(struct svc_principal *p) {
@@ -99,9 +147,14 @@ bool svc_authenticate(struct svc_auth *a, struct svc_req *r, struct svc_principa
     }
     const char *token = h + 7;
     while (*token == ' ') token++;
-    struct svc_jwt_expect exp = {a->issuer, a->audience, 0, a->leeway_s};
-    json_t *claims = NULL;
-    svc_jwt_err e = svc_jwt_verify(a->keys, token, &exp, &claims);
+    long now_s = (long)time(NULL);
+    json_t *claims = strlen(token) <= SVC_JWT_MAX_TOKEN_LEN ? token_cache_get(a, token, now_s) : NULL;
+    svc_jwt_err e = SVC_JWT_OK;
+    if (!claims) {
+        struct svc_jwt_expect exp = {a->issuer, a->audience, 0, a->leeway_s};
+        e = svc_jwt_verify(a->keys, token, &exp, &claims);
+        if (e == SVC_JWT_OK) token_cache_put(a, token, claims, now_s);
+    }
     if (e != SVC_JWT_OK) {
         if (e == SVC_JWT_INTERNAL) {
             svc_respond_status(r, SVC_INTERNAL, "token verification failed");

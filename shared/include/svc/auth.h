@@ -7,6 +7,12 @@
  * (≤ 1000 ms): revocation takes effect everywhere within that bound. Service tokens (role
  * "service", issued by POST /api/auth/token) have no session and live only minutes.
  *
+ * Verifying an RS256 signature is the main CPU cost of a request, and a client sends the same
+ * token many times, so a verified token's claims are cached in-process, keyed by the exact token
+ * text, until the token's own exp (at most SVC_TOKEN_CACHE_MAX_S). A cache hit is as strict as a
+ * full verification: only a byte-identical token that already passed every check can hit, and it
+ * stops hitting when it expires. The session check still runs (with its own ≤ 1 s cache).
+ *
  * Redis key: "session:{sid}" (a hash written by customers-service).
  *
  * Synchronisation: the session cache is a fixed table guarded by one mutex; keys and settings
@@ -23,10 +29,19 @@
 struct svc_app;
 
 #define SVC_SESSION_CACHE_SLOTS 1024
+#define SVC_TOKEN_CACHE_SLOTS 2048
+#define SVC_TOKEN_CACHE_STRIPES 16
+#define SVC_TOKEN_CACHE_MAX_S 300
 
 struct svc_session_cache_entry {
     char sid[40];
     long valid_until_ms;
+};
+
+struct svc_token_cache_entry {
+    char *token;             /* owned copy of the exact token text */
+    long valid_until_s;      /* wall-clock seconds: min(exp, cached_at + SVC_TOKEN_CACHE_MAX_S) */
+    json_t *claims;          /* owned; jansson reference counts are atomic, so readers incref */
 };
 
 struct svc_auth {
@@ -38,6 +53,8 @@ struct svc_auth {
     struct svc_app *app;
     pthread_mutex_t mu;
     struct svc_session_cache_entry cache[SVC_SESSION_CACHE_SLOTS];
+    pthread_mutex_t token_mu[SVC_TOKEN_CACHE_STRIPES];
+    struct svc_token_cache_entry tokens[SVC_TOKEN_CACHE_SLOTS];
 };
 
 struct svc_principal {
