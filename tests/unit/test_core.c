@@ -1,0 +1,226 @@
+/* Unit tests for the small shared pieces: config (incl. *_FILE secrets), correlation ids, UUIDs,
+ * JSON log lines, the growable buffer, crypto helpers and the status mapping. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "svc/buf.h"
+#include "svc/cid.h"
+#include "svc/config.h"
+#include "svc/crypto.h"
+#include "svc/log.h"
+#include "svc/metrics.h"
+#include "svc/status.h"
+
+static void test_config_reads_plain_values_and_defaults(void **state) {
+    (void)state;
+    struct svc_config c;
+    svc_config_init(&c);
+    setenv("T_STR", "hello", 1);
+    unsetenv("T_STR_FILE");
+    unsetenv("T_MISSING");
+    unsetenv("T_MISSING_FILE");
+    assert_string_equal(svc_config_str(&c, "T_STR", NULL), "hello");
+    assert_string_equal(svc_config_str(&c, "T_MISSING", "dflt"), "dflt");
+    assert_int_equal(c.nerrors, 0);
+    svc_config_free(&c);
+}
+
+static void test_config_missing_required_is_one_error_line(void **state) {
+    (void)state;
+    struct svc_config c;
+    svc_config_init(&c);
+    unsetenv("T_REQ_A");
+    unsetenv("T_REQ_A_FILE");
+    setenv("T_INT_BAD", "12x", 1);
+    assert_null(svc_config_str(&c, "T_REQ_A", NULL));
+    svc_config_int(&c, "T_INT_BAD", 5, 0, 100);
+    assert_int_equal(c.nerrors, 2);
+    assert_non_null(strstr(c.errors[0], "T_REQ_A"));
+    assert_non_null(strstr(c.errors[1], "not an integer"));
+    assert_int_equal(svc_config_check(&c, "unit"), -1);
+    svc_config_free(&c);
+}
+
+static void test_config_file_variant_wins_and_strips_newline(void **state) {
+    (void)state;
+    char path[] = "/tmp/svc-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "s3cret\n", 7), 7);
+    close(fd);
+    setenv("T_SECRET", "plain", 1);
+    setenv("T_SECRET_FILE", path, 1);
+    struct svc_config c;
+    svc_config_init(&c);
+    assert_string_equal(svc_config_str(&c, "T_SECRET", NULL), "s3cret");
+    assert_int_equal(c.nerrors, 0);
+    svc_config_free(&c);
+    unlink(path);
+    svc_config_init(&c);
+    assert_null(svc_config_str(&c, "T_SECRET", NULL));  /* unreadable file is an error, not a fallback */
+    assert_int_equal(c.nerrors, 1);
+    assert_non_null(strstr(c.errors[0], "T_SECRET_FILE"));
+    svc_config_free(&c);
+    unsetenv("T_SECRET_FILE");
+}
+
+static void test_config_int_range_and_bool(void **state) {
+    (void)state;
+    struct svc_config c;
+    svc_config_init(&c);
+    setenv("T_INT", "70000", 1);
+    assert_int_equal(svc_config_int(&c, "T_INT", 1, 1, 65535), 1);
+    assert_int_equal(c.nerrors, 1);
+    setenv("T_BOOL", "yes", 1);
+    assert_true(svc_config_bool(&c, "T_BOOL", false));
+    setenv("T_BOOL", "maybe", 1);
+    assert_false(svc_config_bool(&c, "T_BOOL", false));
+    assert_int_equal(c.nerrors, 2);
+    svc_config_free(&c);
+}
+
+static void test_cid_sanity_rules(void **state) {
+    (void)state;
+    assert_true(svc_cid_is_sane("abc-123_X.y:z"));
+    assert_false(svc_cid_is_sane(""));
+    assert_false(svc_cid_is_sane(NULL));
+    assert_false(svc_cid_is_sane("has space"));
+    assert_false(svc_cid_is_sane("quote\""));
+    char longid[200];
+    memset(longid, 'a', sizeof longid);
+    longid[128] = '\0';
+    assert_true(svc_cid_is_sane(longid));
+    longid[128] = 'a';
+    longid[129] = '\0';
+    assert_false(svc_cid_is_sane(longid));
+}
+
+static void test_uuid4_is_version4_and_unique(void **state) {
+    (void)state;
+    char a[37], b[37];
+    svc_uuid4(a);
+    svc_uuid4(b);
+    assert_true(svc_uuid_is_valid(a));
+    assert_string_not_equal(a, b);
+    assert_int_equal(a[14], '4');
+    assert_true(strchr("89ab", a[19]) != NULL);
+    assert_false(svc_uuid_is_valid("not-a-uuid"));
+    assert_false(svc_uuid_is_valid("0123456789abcdef0123456789abcdef0123"));
+}
+
+static void test_log_line_is_json_with_identity_and_cid(void **state) {
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct svc_logger l;
+    svc_log_init(&l, "svc\"x", "inst-1", "info", fds[1]);
+    svc_logf(&l, SVC_LOG_DEBUG, "cid-1", "hidden", NULL);
+    svc_logf(&l, SVC_LOG_INFO, "cid-2", "line\nbreak", "{s:i}", "n", 7);
+    close(fds[1]);
+    char buf[4096] = "";
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_null(strstr(buf, "hidden"));            /* below the level */
+    assert_int_equal(strchr(buf, '\n') - buf, n - 1);  /* one line */
+    json_error_t e;
+    json_t *j = json_loads(buf, 0, &e);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "service")), "svc\"x");
+    assert_string_equal(json_string_value(json_object_get(j, "correlation_id")), "cid-2");
+    assert_string_equal(json_string_value(json_object_get(j, "msg")), "line\nbreak");
+    assert_string_equal(json_string_value(json_object_get(j, "level")), "info");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "fields"), "n")), 7);
+    assert_non_null(json_object_get(j, "ts"));
+    json_decref(j);
+}
+
+static void test_buf_grows_and_formats(void **state) {
+    (void)state;
+    struct svc_buf b;
+    svc_buf_init(&b);
+    for (int i = 0; i < 1000; i++) svc_buf_printf(&b, "%d,", i);
+    assert_false(b.oom);
+    assert_int_equal(strncmp(b.data, "0,1,2,", 6), 0);
+    assert_int_equal(b.len, strlen(b.data));
+    char *s = svc_buf_steal(&b);
+    assert_non_null(s);
+    assert_null(b.data);
+    free(s);
+}
+
+static void test_crypto_helpers(void **state) {
+    (void)state;
+    char hex[65];
+    svc_sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    char out[16];
+    assert_int_equal(svc_b64url_encode((const unsigned char *)"\xfb\xff", 2, out, sizeof out), 3);
+    assert_string_equal(out, "-_8");
+    assert_true(svc_const_eq("same", "same"));
+    assert_false(svc_const_eq("same", "sama"));
+    assert_false(svc_const_eq("same", "samee"));
+    char t1[64], t2[64];
+    assert_int_equal(svc_random_token(32, t1, sizeof t1), 0);
+    assert_int_equal(svc_random_token(32, t2, sizeof t2), 0);
+    assert_int_equal(strlen(t1), 43);
+    assert_string_not_equal(t1, t2);
+}
+
+static void test_status_mapping_is_total(void **state) {
+    (void)state;
+    assert_int_equal(svc_status_http(SVC_NOT_FOUND), 404);
+    assert_int_equal(svc_status_http(SVC_UNPROCESSABLE), 422);
+    assert_int_equal(svc_status_http(SVC_UNAVAILABLE), 503);
+    assert_string_equal(svc_status_code(SVC_CONFLICT), "conflict");
+    for (int s = SVC_OK; s <= SVC_INTERNAL; s++) assert_true(svc_status_http((svc_status)s) >= 200);
+}
+
+static void test_metrics_render_counts_and_cumulative_buckets(void **state) {
+    (void)state;
+    static struct svc_metrics m;
+    svc_metrics_init(&m, "unit");
+    int r = svc_metrics_route(&m, "GET", "/api/users/{id}");
+    assert_int_equal(svc_metrics_route(&m, "GET", "/api/users/{id}"), r);
+    svc_metrics_observe(&m, r, 200, 0.0004);
+    svc_metrics_observe(&m, r, 200, 0.003);
+    svc_metrics_observe(&m, r, 404, 2.0);
+    atomic_ulong *c = svc_metrics_counter(&m, "cache_requests_total", "result=\"hit\"", "help");
+    atomic_fetch_add(c, 3);
+    struct svc_buf b;
+    svc_buf_init(&b);
+    svc_metrics_render(&m, &b);
+    assert_non_null(strstr(b.data, "http_requests_total{service=\"unit\",method=\"GET\",route=\"/api/users/{id}\",status=\"200\"} 2"));
+    assert_non_null(strstr(b.data, "status=\"404\"} 1"));
+    assert_non_null(strstr(b.data, "le=\"0.0005\"} 1"));
+    assert_non_null(strstr(b.data, "le=\"0.005\"} 2"));
+    assert_non_null(strstr(b.data, "le=\"+Inf\"} 3"));
+    assert_non_null(strstr(b.data, "cache_requests_total{result=\"hit\"} 3"));
+    svc_buf_free(&b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_reads_plain_values_and_defaults),
+        cmocka_unit_test(test_config_missing_required_is_one_error_line),
+        cmocka_unit_test(test_config_file_variant_wins_and_strips_newline),
+        cmocka_unit_test(test_config_int_range_and_bool),
+        cmocka_unit_test(test_cid_sanity_rules),
+        cmocka_unit_test(test_uuid4_is_version4_and_unique),
+        cmocka_unit_test(test_log_line_is_json_with_identity_and_cid),
+        cmocka_unit_test(test_buf_grows_and_formats),
+        cmocka_unit_test(test_crypto_helpers),
+        cmocka_unit_test(test_status_mapping_is_total),
+        cmocka_unit_test(test_metrics_render_counts_and_cumulative_buckets),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
