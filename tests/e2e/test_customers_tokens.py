@@ -182,7 +182,7 @@ def _transactions_protected_routes(ctx):
     """Transactions routes (through Nginx) that exist and refuse a request without a token."""
     found = []
     for path in TRANSACTIONS_PROTECTED:
-        r = ctx.http("GET", path)
+        r = _transactions_call(ctx, path, None)
         code = ((r.json or {}).get("error") or {}).get("code")
         if r.status == 404 and code == "not_found":
             continue                               # route not implemented (yet)
@@ -193,7 +193,9 @@ def _transactions_protected_routes(ctx):
 
 
 def _transactions_call(ctx, path, token):
-    r = ctx.http("GET", path, headers={"Authorization": "Bearer " + token})
+    """GET path through Nginx (with the token unless None), checked against docs/openapi.yaml when
+    the route is documented, else against the error envelope schema."""
+    r = ctx.http("GET", path, headers={"Authorization": "Bearer " + token} if token else {})
     try:
         oc.operation("GET", path)
         oc.check(r, "GET", path)
@@ -209,6 +211,10 @@ def test_logout_revokes_the_session_everywhere_within_a_second(ctx):
     s = new_session(ctx)
     other = login(ctx, s["user_name"], s["password"])        # a second session of the same user
     protected = _transactions_protected_routes(ctx)
+    if not protected:
+        # Reported, not hidden: the run's output says the cross-service half was not exercised.
+        print("     note: no token-protected transactions route (%s) yet: logout revocation asserted "
+              "at customers-service only" % ", ".join(TRANSACTIONS_PROTECTED), flush=True)
     for path in protected:
         r = _transactions_call(ctx, path, s["access"])
         assert r.status != 401, "transactions %s refuses a valid token: %d %r" % (path, r.status, r.body[:200])
