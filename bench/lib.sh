@@ -1,0 +1,48 @@
+# Helpers shared by bench/*.sh (sourced). Needs: wrk, curl, awk.
+
+bench_die() { echo "bench ${BENCH_NAME:-?}: $*" >&2; exit 1; }
+
+# parse_wrk FILE → "rps p99_ms non2xx socket_errors" from `wrk --latency` output.
+parse_wrk() {
+    awk '
+        function to_ms(v,   n, u) {
+            n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+            if (u == "us") return n / 1000
+            if (u == "ms") return n
+            if (u == "s")  return n * 1000
+            if (u == "m")  return n * 60000
+            return -1
+        }
+        /^Requests\/sec:/                { rps = $2 }
+        /^[ \t]+99(\.0+)?%[ \t]/         { p99 = to_ms($2) }
+        /Non-2xx or 3xx responses:/      { non2xx = $NF }
+        /Socket errors:/                 { sub(/^[ \t]*Socket errors:[ \t]*/, ""); gsub(/,/, ""); errs = $0 }
+        END {
+            if (rps == "" || p99 == "" || p99 < 0) exit 1
+            printf "%s %.3f %d %s\n", rps, p99, non2xx + 0, (errs == "" ? "none" : errs)
+        }' "$1"
+}
+
+# wrk_measure NAME URL [extra wrk args...]: warm-up then a measured run; sets RPS[NAME] and
+# P99[NAME] (callers declare -A RPS P99). Fails when any response was not 2xx/3xx.
+wrk_measure() {
+    local name=$1 url=$2 out parsed rps p99 non2xx errs
+    shift 2
+    out=$(mktemp "${TMPDIR:-/tmp}/wrk-$name.XXXXXX")
+    wrk -t"${BENCH_THREADS:-2}" -c"${BENCH_CONNECTIONS:-64}" -d"${BENCH_WARMUP:-3s}" "$@" "$url" >/dev/null 2>&1 ||
+        bench_die "wrk warm-up of $url failed"
+    wrk -t"${BENCH_THREADS:-2}" -c"${BENCH_CONNECTIONS:-64}" -d"${BENCH_DURATION:-10s}" --latency "$@" "$url" >"$out" 2>&1 ||
+        { cat "$out" >&2; bench_die "wrk on $url failed"; }
+    parsed=$(parse_wrk "$out") || { cat "$out" >&2; bench_die "cannot parse wrk output for $url"; }
+    read -r rps p99 non2xx errs <<<"$parsed"
+    if ((non2xx > 0)); then cat "$out" >&2; rm -f "$out"; bench_die "$url: $non2xx responses were not 2xx/3xx"; fi
+    rm -f "$out"
+    printf '  %-12s %-44s %10.0f req/s   p99 %8.3f ms   socket errors: %s\n' "$name" "${url#http://}" "$rps" "$p99" "$errs"
+    RPS[$name]=$rps
+    P99[$name]=$p99
+}
+
+# rss_mb PID → resident set size in MB (one decimal).
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
