@@ -1,0 +1,328 @@
+/* SQL for the legacy bulk upsert; see bulk_repo.h.
+ *
+ * Decisions a reader would otherwise reverse-engineer:
+ *  - Lookups of users by a staged row go through LATERAL (… LIMIT 1) subqueries. They cannot be
+ *    flattened into a join, so each staged row costs one probe of a unique index whatever the
+ *    planner thinks of a freshly filled, never analysed temp table (a hash join would read the
+ *    whole users table for every batch).
+ *  - The email check only considers staged rows that will really be written (new users, or newer
+ *    than the stored record): a stale record must count as unchanged, not as a conflict.
+ *    A staged row loses when another stored user holds its email, or when an earlier staged row
+ *    (lower request index) wants the same email. Rows are dropped from the staging table, so the
+ *    upsert itself never meets them.
+ *  - pg_advisory_xact_lock serialises the check-and-upsert part of concurrent bulk upserts (the
+ *    COPY before it still runs in parallel), so two batches cannot both see an email as free.
+ *    A plain registration racing us can still win an email; then the INSERT fails with 23505 and
+ *    the caller retries the whole transaction once (the check then sees the new owner).
+ *  - The counts come from RETURNING: xmax = 0 marks a freshly inserted row, and deleted_at =
+ *    now() (the transaction's start time) marks a row this statement soft-deleted, because the
+ *    update keeps an earlier deleted_at. Rows the WHERE clause skipped are not rewritten at all,
+ *    so re-applying a batch leaves no dead tuples. */
+#include "bulk_repo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COPY_CHUNK (256u * 1024u)
+
+static const char SQL_STAGE[] =
+    "CREATE TEMP TABLE bulk_stage ("
+    " idx integer NOT NULL, user_name text NOT NULL, email text, name text NOT NULL,"
+    " legacy_id bigint NOT NULL, deleted boolean NOT NULL, updated_at timestamptz NOT NULL"
+    ") ON COMMIT DROP";
+
+static const char SQL_COPY[] =
+    "COPY pg_temp.bulk_stage (idx, user_name, email, name, legacy_id, deleted, updated_at) FROM STDIN";
+
+static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext('customers:bulk-upsert'))";
+
+static const char SQL_EMAIL_CONFLICTS[] =
+    "WITH s AS ("
+    "  SELECT idx, lower(user_name) AS un, lower(email) AS em, updated_at"
+    "  FROM pg_temp.bulk_stage WHERE email IS NOT NULL"
+    "), held AS ("                         /* email owned by another stored user */
+    "  SELECT s.idx FROM s CROSS JOIN LATERAL ("
+    "    SELECT 1 FROM customers.users o"
+    "    WHERE o.email IS NOT NULL AND lower(o.email) = s.em AND lower(o.user_name) <> s.un LIMIT 1) o"
+    "), shared AS ("                       /* email wanted by more than one staged row */
+    "  SELECT idx, em FROM (SELECT idx, em, count(*) OVER (PARTITION BY em) AS n FROM s) x WHERE n > 1"
+    "), suspect AS ("
+    "  SELECT s.idx, s.un, s.updated_at FROM s"
+    "  WHERE s.idx IN (SELECT idx FROM held) OR s.idx IN (SELECT idx FROM shared)"
+    "), applies AS ("                      /* suspects that would really be written */
+    "  SELECT x.idx FROM suspect x LEFT JOIN LATERAL ("
+    "    SELECT u.source_updated_at, true AS found FROM customers.users u"
+    "    WHERE lower(u.user_name) = x.un LIMIT 1) cur ON true"
+    "  WHERE cur.found IS NULL OR cur.source_updated_at IS NULL OR x.updated_at > cur.source_updated_at"
+    "), rejected AS ("
+    "  SELECT idx FROM held WHERE idx IN (SELECT idx FROM applies)"
+    "  UNION"
+    "  SELECT idx FROM ("
+    "    SELECT sh.idx, row_number() OVER (PARTITION BY sh.em ORDER BY sh.idx) AS rn FROM shared sh"
+    "    WHERE sh.idx IN (SELECT idx FROM applies) AND sh.idx NOT IN (SELECT idx FROM held)) r"
+    "  WHERE rn > 1"
+    ")"
+    " DELETE FROM pg_temp.bulk_stage d USING rejected r WHERE d.idx = r.idx RETURNING d.idx";
+
+static const char SQL_UPSERT[] =
+    "INSERT INTO customers.users AS u"
+    " (user_name, email, name, source, legacy_id, source_updated_at, deleted, deleted_at)"
+    " SELECT s.user_name, s.email, s.name, 'legacy', s.legacy_id, s.updated_at, s.deleted,"
+    "        CASE WHEN s.deleted THEN now() END"
+    " FROM pg_temp.bulk_stage s"
+    " ON CONFLICT ((lower(user_name))) DO UPDATE SET"
+    "  email = excluded.email,"
+    "  name = excluded.name,"
+    "  legacy_id = excluded.legacy_id,"
+    "  source_updated_at = excluded.source_updated_at,"
+    "  deleted = excluded.deleted,"
+    "  deleted_at = CASE WHEN NOT excluded.deleted THEN NULL WHEN u.deleted THEN u.deleted_at ELSE now() END,"
+    "  updated_at = now()"
+    " WHERE u.source_updated_at IS NULL OR excluded.source_updated_at > u.source_updated_at"
+    " RETURNING (u.xmax = 0) AS inserted,"
+    "  (u.deleted AND u.deleted_at = now()) AS newly_deleted,"
+    "  CASE WHEN u.xmax <> 0 THEN u.id END AS id,"
+    "  CASE WHEN u.xmax <> 0 THEN lower(u.user_name) END AS user_name_lower,"
+    "  (u.password_hash IS NOT NULL) AS has_password";
+
+void bulk_outcome_free(struct bulk_outcome *o) {
+    free(o->email_taken);
+    free(o->touched);
+    o->email_taken = NULL;
+    o->touched = NULL;
+    o->n_email_taken = 0;
+    o->n_touched = 0;
+}
+
+/* ---- COPY text encoding ---- */
+
+void bulk_repo_copy_escape(struct svc_buf *b, const char *s) {
+    if (!s) {
+        svc_buf_append(b, "\\N", 2);
+        return;
+    }
+    size_t n = strlen(s);
+    if (!svc_buf_reserve(b, 2 * n)) return;
+    char *w = b->data + b->len;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        switch (ch) {
+        case '\\': *w++ = '\\'; *w++ = '\\'; break;
+        case '\t': *w++ = '\\'; *w++ = 't'; break;
+        case '\n': *w++ = '\\'; *w++ = 'n'; break;
+        case '\r': *w++ = '\\'; *w++ = 'r'; break;
+        default: *w++ = ch; break;
+        }
+    }
+    b->len = (size_t)(w - b->data);
+    b->data[b->len] = '\0';
+}
+
+/* Proleptic Gregorian date from days since 1970-01-01 (era-based, exact for any int64 day). */
+static void civil_from_days(int64_t z, int *y, int *m, int *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static char *put_digits(char *w, int64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--) {
+        w[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return w + n;
+}
+
+void bulk_repo_format_timestamp(int64_t us, char *out) {
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0) { frac += 1000000; secs -= 1; }
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) { sod += 86400; days -= 1; }
+    int y, m, d;
+    civil_from_days(days, &y, &m, &d);
+    if (y < 1 || y > 9999) y = y < 1 ? 1 : 9999; /* outside the documented range: clamp, never overflow */
+    char *w = put_digits(out, y, 4);
+    *w++ = '-';
+    w = put_digits(w, m, 2);
+    *w++ = '-';
+    w = put_digits(w, d, 2);
+    *w++ = ' ';
+    w = put_digits(w, sod / 3600, 2);
+    *w++ = ':';
+    w = put_digits(w, sod / 60 % 60, 2);
+    *w++ = ':';
+    w = put_digits(w, sod % 60, 2);
+    *w++ = '.';
+    w = put_digits(w, frac, 6);
+    memcpy(w, "+00", 4);
+}
+
+void bulk_repo_encode_rows(struct svc_buf *b, const struct bulk_row *const *rows, size_t n) {
+    char num[32], ts[32];
+    for (size_t i = 0; i < n; i++) {
+        const struct bulk_row *r = rows[i];
+        int k = snprintf(num, sizeof num, "%d\t", r->index);
+        svc_buf_append(b, num, (size_t)k);
+        bulk_repo_copy_escape(b, r->user_name);
+        svc_buf_append(b, "\t", 1);
+        bulk_repo_copy_escape(b, r->email);
+        svc_buf_append(b, "\t", 1);
+        bulk_repo_copy_escape(b, r->name);
+        k = snprintf(num, sizeof num, "\t%lld\t%c\t", r->legacy_id, r->deleted ? 't' : 'f');
+        svc_buf_append(b, num, (size_t)k);
+        bulk_repo_format_timestamp(r->updated_us, ts);
+        svc_buf_puts(b, ts);
+        svc_buf_append(b, "\n", 1);
+    }
+}
+
+/* ---- transaction ---- */
+
+static svc_status fail(PGconn *c, PGresult *res, struct bulk_outcome *out, const char *step) {
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(out->sqlstate, sizeof out->sqlstate, "%s", state ? state : "");
+    out->step = step;
+    if (res) PQclear(res);
+    svc_status st = SVC_INTERNAL;
+    if (PQstatus(c) != CONNECTION_OK) {
+        st = SVC_UNAVAILABLE;
+    } else if (state && (!strcmp(state, "23505") || !strcmp(state, "40P01") || !strcmp(state, "40001"))) {
+        st = SVC_CONFLICT;
+    } else if (state && (!strcmp(state, "57014") || !strcmp(state, "55P03"))) {
+        st = SVC_TIMEOUT;
+    }
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(c, "ROLLBACK");
+        PQclear(rb); /* if even ROLLBACK fails, the pool rolls back or drops the connection on release */
+    }
+    return st;
+}
+
+/* One statement through the extended protocol (never several statements in one string). */
+static PGresult *run(PGconn *c, const char *sql) {
+    return PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+static bool ok(PGresult *res, ExecStatusType want) { return res && PQresultStatus(res) == want; }
+
+static svc_status send_copy(PGconn *c, const char *data, size_t len, struct bulk_outcome *out) {
+    PGresult *res = PQexec(c, SQL_COPY);
+    if (!ok(res, PGRES_COPY_IN)) return fail(c, res, out, "copy_start");
+    PQclear(res);
+    bool sent = true;
+    for (size_t off = 0; off < len && sent; off += COPY_CHUNK) {
+        size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
+        sent = PQputCopyData(c, data + off, (int)n) == 1;
+    }
+    int end = PQputCopyEnd(c, sent ? NULL : "client failed to send COPY data");
+    res = PQgetResult(c);
+    bool copied = sent && end == 1 && ok(res, PGRES_COMMAND_OK);
+    /* drain: the protocol requires reading results until NULL before the next command */
+    PGresult *extra;
+    while ((extra = PQgetResult(c)) != NULL) PQclear(extra);
+    if (!copied) return fail(c, res, out, "copy");
+    PQclear(res);
+    return SVC_OK;
+}
+
+static svc_status read_email_taken(PGresult *res, struct bulk_outcome *out) {
+    int n = PQntuples(res);
+    if (n == 0) return SVC_OK;
+    out->email_taken = malloc((size_t)n * sizeof *out->email_taken);
+    if (!out->email_taken) return SVC_INTERNAL;
+    for (int i = 0; i < n; i++) out->email_taken[i] = atoi(PQgetvalue(res, i, 0));
+    out->n_email_taken = (size_t)n;
+    /* ascending for the response; at most a handful of rows, insertion sort is enough */
+    for (size_t i = 1; i < out->n_email_taken; i++) {
+        int v = out->email_taken[i];
+        size_t j = i;
+        for (; j > 0 && out->email_taken[j - 1] > v; j--) out->email_taken[j] = out->email_taken[j - 1];
+        out->email_taken[j] = v;
+    }
+    return SVC_OK;
+}
+
+static svc_status read_upsert(PGresult *res, struct bulk_outcome *out) {
+    int n = PQntuples(res);
+    size_t n_existing = 0;
+    for (int i = 0; i < n; i++)
+        if (PQgetvalue(res, i, 0)[0] != 't') n_existing++;
+    if (n_existing) {
+        out->touched = calloc(n_existing, sizeof *out->touched);
+        if (!out->touched) return SVC_INTERNAL;
+    }
+    for (int i = 0; i < n; i++) {
+        bool inserted = PQgetvalue(res, i, 0)[0] == 't';
+        bool newly_deleted = PQgetvalue(res, i, 1)[0] == 't';
+        if (newly_deleted) out->deleted++;
+        else if (inserted) out->inserted++;
+        else out->updated++;
+        if (inserted) continue;
+        struct bulk_touched *t = &out->touched[out->n_touched++];
+        snprintf(t->id, sizeof t->id, "%s", PQgetvalue(res, i, 2));
+        snprintf(t->user_name_lower, sizeof t->user_name_lower, "%s", PQgetvalue(res, i, 3));
+        t->revoke_sessions = newly_deleted && PQgetvalue(res, i, 4)[0] == 't';
+    }
+    out->written = n;
+    return SVC_OK;
+}
+
+svc_status bulk_repo_apply(PGconn *c, const char *copy_data, size_t copy_len, struct bulk_outcome *out) {
+    memset(out, 0, sizeof *out);
+    PGresult *res = run(c, "BEGIN");
+    if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "begin");
+    PQclear(res);
+    /* COPY text must be UTF-8 like the JSON it came from; a pooled session normally is already */
+    const char *enc = PQparameterStatus(c, "client_encoding");
+    if (!enc || strcmp(enc, "UTF8") != 0) {
+        res = run(c, "SET LOCAL client_encoding TO 'UTF8'");
+        if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "client_encoding");
+        PQclear(res);
+    }
+    res = run(c, SQL_STAGE);
+    if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "stage");
+    PQclear(res);
+
+    svc_status st = send_copy(c, copy_data, copy_len, out);
+    if (st != SVC_OK) return st;
+
+    res = run(c, SQL_LOCK);
+    if (!ok(res, PGRES_TUPLES_OK)) return fail(c, res, out, "lock");
+    PQclear(res);
+
+    res = run(c, SQL_EMAIL_CONFLICTS);
+    if (!ok(res, PGRES_TUPLES_OK)) return fail(c, res, out, "email_check");
+    st = read_email_taken(res, out);
+    PQclear(res);
+    if (st != SVC_OK) {
+        bulk_outcome_free(out);
+        return fail(c, NULL, out, "email_check_oom");
+    }
+
+    res = run(c, SQL_UPSERT);
+    if (!ok(res, PGRES_TUPLES_OK)) {
+        bulk_outcome_free(out);
+        return fail(c, res, out, "upsert");
+    }
+    st = read_upsert(res, out);
+    PQclear(res);
+    if (st != SVC_OK) {
+        bulk_outcome_free(out);
+        return fail(c, NULL, out, "upsert_oom");
+    }
+
+    res = run(c, "COMMIT");
+    if (!ok(res, PGRES_COMMAND_OK)) {
+        bulk_outcome_free(out);
+        return fail(c, res, out, "commit");
+    }
+    PQclear(res);
+    return SVC_OK;
+}

@@ -1,0 +1,79 @@
+/* SQL for the legacy bulk upsert of customers.users, and nothing else.
+ *
+ * One call of bulk_repo_apply is one database transaction:
+ *   BEGIN → CREATE TEMP TABLE … ON COMMIT DROP → COPY FROM STDIN (text format) of the staged rows
+ *   → pg_advisory_xact_lock (serialises bulk upserts so their email checks cannot race)
+ *   → drop staged rows whose email another user holds, or that an earlier staged row claims
+ *   → one INSERT … SELECT … ON CONFLICT ((lower(user_name))) DO UPDATE … WHERE newer → COMMIT.
+ * Any failure rolls back before returning.
+ *
+ * The caller hands over rows already validated and already de-duplicated by lower(user_name)
+ * (an INSERT … ON CONFLICT cannot touch one row twice); the COPY text is built by
+ * bulk_repo_encode_rows into one svc_buf before a connection is borrowed.
+ *
+ * Ownership: PGconn is borrowed (the caller acquires and releases it). struct bulk_outcome owns
+ * its arrays; release them with bulk_outcome_free. Nothing here logs: the caller logs failures
+ * with its correlation id, using outcome->sqlstate and the failing step name (no row data). */
+#ifndef CUSTOMERS_BULK_REPO_H
+#define CUSTOMERS_BULK_REPO_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svc/buf.h"
+#include "svc/status.h"
+
+/* One validated legacy record. Strings are borrowed (from the request JSON). */
+struct bulk_row {
+    const char *user_name;
+    const char *email;          /* NULL when absent or null */
+    const char *name;           /* may be "" */
+    long long legacy_id;        /* >= 0 */
+    int64_t updated_us;         /* updated_at, microseconds since the Unix epoch (UTC) */
+    int index;                  /* position in the request's users array */
+    bool deleted;
+    char key[65];               /* lower-cased user_name: the upsert key */
+};
+
+/* A pre-existing user the upsert rewrote: its cached copies must go, and when it was just
+ * soft-deleted while able to log in (has a password), its sessions too. */
+struct bulk_touched {
+    char id[37];
+    char user_name_lower[65];
+    bool revoke_sessions;
+};
+
+struct bulk_outcome {
+    long inserted;              /* new rows, not deleted */
+    long updated;               /* existing rows rewritten, not newly deleted */
+    long deleted;               /* rows now soft-deleted that were not before (new or existing) */
+    long written;               /* inserted + updated + deleted */
+    int *email_taken;           /* request indices dropped for email conflicts, ascending */
+    size_t n_email_taken;
+    struct bulk_touched *touched;
+    size_t n_touched;
+    const char *step;           /* on failure: which step failed ("copy", "upsert", ...) */
+    char sqlstate[6];           /* on failure: SQLSTATE when the server sent one, else "" */
+};
+
+void bulk_outcome_free(struct bulk_outcome *o);
+
+/* Appends s to b escaped for COPY text format: backslash, tab, newline and carriage return
+ * become \\ \t \n \r; every other byte (UTF-8 included) passes as is. NULL appends \N. */
+void bulk_repo_copy_escape(struct svc_buf *b, const char *s);
+/* "YYYY-MM-DD HH:MM:SS.ffffff+00" (UTC) for us microseconds since the epoch; out >= 32 bytes.
+ * Valid for years 0001..9999. */
+void bulk_repo_format_timestamp(int64_t us, char *out);
+/* Appends one COPY text line per row (the staging table's column order). Check b->oom after. */
+void bulk_repo_encode_rows(struct svc_buf *b, const struct bulk_row *const *rows, size_t n);
+
+/* Applies the encoded rows in one transaction (see the top comment). On SVC_OK *out holds the
+ * counts, the indices dropped as email_taken and the touched users. Errors: SVC_CONFLICT when a
+ * unique violation or deadlock still happened (a concurrent non-bulk write; the caller may retry
+ * once), SVC_UNAVAILABLE when the connection broke, SVC_TIMEOUT on statement/lock timeout,
+ * SVC_INTERNAL otherwise. The transaction is rolled back on every error. */
+svc_status bulk_repo_apply(PGconn *c, const char *copy_data, size_t copy_len, struct bulk_outcome *out);
+
+#endif
