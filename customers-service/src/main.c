@@ -82,6 +82,7 @@ int main(void) {
     }
     svc_app_routes(&cx.app, routes_auth, routes_auth_count);
     svc_app_routes(&cx.app, routes_users, routes_users_count);
+    svc_app_routes(&cx.app, routes_internal, routes_internal_count);
     int rc = svc_app_run(&cx.app);
     svc_auth_free(&cx.auth);
     return rc;
