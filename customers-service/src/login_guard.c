@@ -3,12 +3,17 @@
 #include "login_guard.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "svc/crypto.h"
 
-static void account_key(const char *login, char out[SVC_SHA256_HEX_LEN + 1]) {
+void login_guard_account(const char *user_id, const char *login, char out[LOGIN_GUARD_KEY_LEN]) {
+    if (user_id) {
+        snprintf(out, LOGIN_GUARD_KEY_LEN, "%s", user_id);
+        return;
+    }
     char low[256];
     size_t i = 0;
     for (; login[i] && i + 1 < sizeof low; i++) low[i] = (char)tolower((unsigned char)login[i]);
@@ -26,9 +31,7 @@ static bool read_int_reply(redisContext *c, long long *out) {
     return true;
 }
 
-long login_guard_check(struct customers_ctx *cx, const char *cid, const char *login, const char *ip) {
-    char acct[SVC_SHA256_HEX_LEN + 1];
-    account_key(login, acct);
+long login_guard_check(struct customers_ctx *cx, const char *cid, const char *acct, const char *ip) {
     svc_status st;
     redisContext *c = svc_redis_acquire(cx->app.redis, -1, &st);
     if (!c) {
@@ -53,9 +56,7 @@ long login_guard_check(struct customers_ctx *cx, const char *cid, const char *lo
     return wait;
 }
 
-void login_guard_failed(struct customers_ctx *cx, const char *login, const char *ip) {
-    char acct[SVC_SHA256_HEX_LEN + 1];
-    account_key(login, acct);
+void login_guard_failed(struct customers_ctx *cx, const char *acct, const char *ip) {
     svc_status st;
     redisContext *c = svc_redis_acquire(cx->app.redis, -1, &st);
     if (!c) return;
@@ -70,9 +71,7 @@ void login_guard_failed(struct customers_ctx *cx, const char *login, const char 
     svc_redis_release(cx->app.redis, c);
 }
 
-void login_guard_succeeded(struct customers_ctx *cx, const char *login) {
-    char acct[SVC_SHA256_HEX_LEN + 1];
-    account_key(login, acct);
+void login_guard_succeeded(struct customers_ctx *cx, const char *acct) {
     svc_status st;
     redisReply *r = svc_redis_command(cx->app.redis, &st, "DEL loginfail:acct:%s", acct);
     if (r) freeReplyObject(r);

@@ -2,8 +2,10 @@
  * client IP over a fixed window; past a threshold the login is refused with 429 and Retry-After,
  * even with the right password, until the window ends.
  *
- * The account key holds a SHA-256 of the lower-cased login, never the login itself, so Redis holds
- * no user names or emails. Keys: "loginfail:acct:{sha256}", "loginfail:ip:{ip}".
+ * The account is the user's id when the login names an existing user, so failures by user name and
+ * by email count together; for an unknown login it is a SHA-256 of the lower-cased login (never the
+ * login itself: Redis holds no user names or emails). Keys: "loginfail:acct:{id or sha256}",
+ * "loginfail:ip:{ip}".
  * If Redis is unavailable the guard fails open (logins proceed, and the failure is logged):
  * refusing every login while Redis is down would be a worse outage than a paused limiter. */
 #ifndef CUSTOMERS_LOGIN_GUARD_H
@@ -11,9 +13,13 @@
 
 #include "ctx.h"
 
+#define LOGIN_GUARD_KEY_LEN 65
+
+/* The account key: user_id when known (non-NULL), else a digest of the lower-cased login. */
+void login_guard_account(const char *user_id, const char *login, char out[LOGIN_GUARD_KEY_LEN]);
 /* 0 when allowed; otherwise the number of seconds to wait. */
-long login_guard_check(struct customers_ctx *cx, const char *cid, const char *login, const char *ip);
-void login_guard_failed(struct customers_ctx *cx, const char *login, const char *ip);
-void login_guard_succeeded(struct customers_ctx *cx, const char *login);
+long login_guard_check(struct customers_ctx *cx, const char *cid, const char *account, const char *ip);
+void login_guard_failed(struct customers_ctx *cx, const char *account, const char *ip);
+void login_guard_succeeded(struct customers_ctx *cx, const char *account);
 
 #endif

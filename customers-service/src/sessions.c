@@ -94,14 +94,6 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
                               "password", "required string");
         return r;
     }
-    long wait = login_guard_check(cx, cid, login, client_ip);
-    if (wait > 0) {
-        atomic_fetch_add_explicit(cx->logins_locked, 1, memory_order_relaxed);
-        struct svc_result r = SVC_RESULT_ERR(SVC_RATE_LIMITED, "too_many_attempts",
-                                             "too many failed logins; try again later");
-        r.details = json_pack("{s:I}", "retry_after", (json_int_t)wait);
-        return r;
-    }
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return SVC_RESULT_ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
@@ -112,6 +104,20 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
         svc_log(&cx->app.log, SVC_LOG_ERROR, cid, "login lookup failed", NULL);
         return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
     }
+    /* the lockout is checked before any password work, per account (user id when the login names
+     * a user, so user name and email share one counter) and per client address */
+    char account[LOGIN_GUARD_KEY_LEN];
+    login_guard_account(st == SVC_OK ? row.id : NULL, login, account);
+    long wait = login_guard_check(cx, cid, account, client_ip);
+    if (wait > 0) {
+        svc_pg_release(cx->app.pg, c);
+        if (st == SVC_OK) user_auth_row_free(&row);
+        atomic_fetch_add_explicit(cx->logins_locked, 1, memory_order_relaxed);
+        struct svc_result r = SVC_RESULT_ERR(SVC_RATE_LIMITED, "too_many_attempts",
+                                             "too many failed logins; try again later");
+        r.details = json_pack("{s:I}", "retry_after", (json_int_t)wait);
+        return r;
+    }
     bool ok = false;
     if (st == SVC_OK && !row.deleted && row.password_hash) {
         ok = password_verify(row.password_hash, password);
@@ -121,7 +127,7 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
     if (!ok) {
         svc_pg_release(cx->app.pg, c);
         if (st == SVC_OK) user_auth_row_free(&row);
-        login_guard_failed(cx, login, client_ip);
+        login_guard_failed(cx, account, client_ip);
         atomic_fetch_add_explicit(cx->logins_failed, 1, memory_order_relaxed);
         svc_log(&cx->app.log, SVC_LOG_INFO, cid, "login failed", NULL);
         return invalid_credentials();
@@ -132,7 +138,7 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
         if (password_hash(&cx->pw_params, password, nh, sizeof nh) == 0) users_repo_set_password_hash(c, row.id, nh);
     }
     svc_pg_release(cx->app.pg, c);
-    login_guard_succeeded(cx, login);
+    login_guard_succeeded(cx, account);
 
     char sid[SVC_UUID_LEN + 1], refresh[128], hash[SVC_SHA256_HEX_LEN + 1];
     svc_uuid4(sid);
