@@ -477,8 +477,12 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
     for (; appended < n; appended++)
         if (queue_append_enqueue(q, c, &calls[appended]) != REDIS_OK) break;
     if (appended < n) st = SVC_INTERNAL;
-    /* Read every reply that was sent, even after a failure, so the context stays in step. */
-    for (size_t i = 0; i < appended; i++) {
+    /* Read every reply that was sent, even after a failure, so the context stays in step; jobs
+     * answered NOSCRIPT (script cache flushed) are sent again with EVAL once all are read. */
+    bool *again = calloc(appended ? appended : 1, sizeof(*again));
+    if (!again) st = SVC_INTERNAL;
+    size_t got = 0;
+    for (; again && got < appended; got++) {
         void *rv = NULL;
         errno = 0;
         if (redisGetReply(c, &rv) != REDIS_OK || !rv) {
@@ -487,20 +491,32 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
         }
         redisReply *r = rv;
         if (queue_is_noscript(r)) {
-            /* The script cache was flushed: this one again with EVAL (which loads it). */
-            freeReplyObject(r);
+            again[got] = true;
+        } else {
+            svc_status one = queue_enqueue_result(q, r, &jobs[got].created);
+            if (one != SVC_OK && st == SVC_OK) st = one;
+        }
+        freeReplyObject(r);
+    }
+    if (!again || got < appended) {
+        /* Replies still in flight: the context cannot be reused. */
+        if (!c->err) c->err = REDIS_ERR_OTHER;
+    } else {
+        for (size_t i = 0; i < appended && !c->err; i++) {
+            if (!again[i]) continue;
             svc_status est;
-            r = queue_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, 5, calls[i].args,
-                           calls[i].lens, &est);
+            redisReply *r = queue_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, 5,
+                                       calls[i].args, calls[i].lens, &est);
             if (!r) {
                 if (st == SVC_OK) st = est;
                 break;
             }
+            svc_status one = queue_enqueue_result(q, r, &jobs[i].created);
+            if (one != SVC_OK && st == SVC_OK) st = one;
+            freeReplyObject(r);
         }
-        svc_status one = queue_enqueue_result(q, r, &jobs[i].created);
-        if (one != SVC_OK && st == SVC_OK) st = one;
-        freeReplyObject(r);
     }
+    free(again);
     svc_redis_release(q->pool, c);
     free(calls);
     return st;

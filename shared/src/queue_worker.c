@@ -431,7 +431,7 @@ static void maint_heartbeat(struct svc_queue_worker *w) {
 /* Deletes consumers with nothing pending: ours (any idle time) when ours is true, else every
  * consumer idle for WORKER_FORGET_IDLE_MS. */
 static void maint_forget(struct svc_queue_worker *w, bool ours) {
-    int nargs = 2 + (ours ? w->n : 0);
+    int nargs = 2 + (ours ? w->n + 1 : 0);
     const char **args = calloc((size_t)nargs, sizeof(*args));
     if (!args) return;
     char idle[24];
@@ -439,6 +439,8 @@ static void maint_forget(struct svc_queue_worker *w, bool ours) {
     args[0] = QUEUE_GROUP;
     args[1] = idle;
     for (int i = 0; ours && i < w->n; i++) args[2 + i] = w->threads[i].consumer;
+    /* The reaper holds entries only inside the reclaim script, so it can always go. */
+    if (ours) args[2 + w->n] = QUEUE_REAPER;
     const char *keys[] = {w->q->k_stream};
     redisReply *r = maint_eval(w, QS_FORGET, 1, keys, nargs, args);
     if (r) freeReplyObject(r);
