@@ -13,7 +13,9 @@
 """
 
 import datetime
+import json
 import os
+import re
 import time
 import urllib.parse
 
@@ -21,6 +23,9 @@ from lib import assert_envelope, new_cid, parse_prometheus
 import openapi_check as oc
 from test_customers_auth import (admin_session, assert_revoked, call, jwt_parts, login, new_session, register, uniq)
 from test_customers_tokens import service_token
+
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def _get(ctx, token, uid, status=200, code=None, **kw):
@@ -42,6 +47,16 @@ def _delete(ctx, token, uid, status=204, code=None):
 
 def _list(ctx, token, query, status=200, code=None):
     return call(ctx, "GET", "/api/users", status, code, path="/api/users?" + urllib.parse.urlencode(query), token=token)
+
+
+def _db_user(ctx, uid):
+    """The stored row (superuser psql), bypassing the service and its cache: name, role,
+    permissions, deleted, source and a digest of the password hash (never the hash itself)."""
+    assert UUID_RE.match(uid), uid
+    out = ctx.psql("SELECT json_build_object('name', name, 'role', role, 'permissions', permissions, "
+                   "'deleted', deleted, 'source', source, 'pw', md5(coalesce(password_hash, ''))) "
+                   "FROM customers.users WHERE id = '%s'" % uid).out
+    return json.loads(out) if out else None
 
 
 def _comparable(resp):
@@ -155,6 +170,8 @@ def test_non_admin_cannot_change_role_or_permissions(ctx):
         _put(ctx, s["access"], s["id"], body, 403, "forbidden_fields")
     u = _get(ctx, s["access"], s["id"]).json
     assert (u["role"], u["permissions"], u["name"]) == ("user", [], s["name"]), "a refused update changed %r" % u
+    db = _db_user(ctx, s["id"])
+    assert (db["role"], db["permissions"], db["name"]) == ("user", [], s["name"]), "a refused update changed the row %r" % db
     claims = jwt_parts(login(ctx, s["user_name"], s["password"])["access_token"])[1]
     assert claims["role"] == "user" and claims["permissions"] == [], claims
     _list(ctx, s["access"], {"limit": 1}, 403, "forbidden")
@@ -345,15 +362,18 @@ def test_bulk_upsert_is_idempotent_and_last_writer_wins(ctx):
     r = _bulk(ctx, tok, [dict(rows[0], name="Stale name", updated_at=_ts(11))])
     assert r.json["updated"] == 0 and r.json["inserted"] == 0, r.json
     assert _get(ctx, admin, u0["id"]).json["name"] == rows[0]["name"], "an older row overwrote a newer one"
+    assert _db_user(ctx, u0["id"])["name"] == rows[0]["name"], "an older row overwrote a newer one in the database"
     # a newer version does
     r = _bulk(ctx, tok, [dict(rows[0], name="Fresh name", updated_at=_ts(9))])
     assert _counts(r) == {"inserted": 0, "updated": 1, "deleted": 0, "unchanged": 0}, r.json
     assert _get(ctx, admin, u0["id"]).json["name"] == "Fresh name"
+    assert _db_user(ctx, u0["id"])["name"] == "Fresh name"
     # duplicates within one batch: the newest wins wherever it sits
     dup = _row("e2e_bd%s" % tag, _legacy_id(), _ts(8))
     r = _bulk(ctx, tok, [dict(dup, name="Newest", updated_at=_ts(7)), dup, dict(dup, name="Oldest", updated_at=_ts(12))])
     assert r.json["inserted"] == 1 and r.json["updated"] == 0, r.json
-    assert _by_name(ctx, admin, dup["user_name"]).json["name"] == "Newest"
+    ud = _by_name(ctx, admin, dup["user_name"]).json
+    assert ud["name"] == "Newest" and _db_user(ctx, ud["id"])["name"] == "Newest", ud
     # deleted: true soft-deletes
     r = _bulk(ctx, tok, [dict(rows[1], deleted=True, updated_at=_ts(6))])
     assert _counts(r) == {"inserted": 0, "updated": 0, "deleted": 1, "unchanged": 0}, r.json
@@ -361,6 +381,7 @@ def test_bulk_upsert_is_idempotent_and_last_writer_wins(ctx):
     assert len(u1) == 1 and u1[0]["deleted"] is True, u1
     assert _internal_user(ctx, tok, u1[0]["id"]).json["deleted"] is True
     _get(ctx, admin, u1[0]["id"], 404, "user_not_found")
+    assert _db_user(ctx, u1[0]["id"])["deleted"] is True
 
 
 def test_bulk_upsert_reports_invalid_rows_and_caps_the_batch(ctx):
@@ -400,12 +421,16 @@ def test_bulk_upsert_never_touches_a_local_users_password_or_role(ctx):
     admin = admin_session(ctx)["access"]
     s = new_session(ctx)
     _put(ctx, admin, s["id"], {"role": "admin"})
+    before = _db_user(ctx, s["id"])
     for user_name in (s["user_name"], s["user_name"].upper()):
         # updated_at is taken now, after the local user's last update: newer than the local row
         r = _bulk(ctx, tok, [_row(user_name, _legacy_id(), _ts(0), name="Imported Over", deleted=False)])
         assert r.json["inserted"] == 0, "a second user with the same (case-insensitive) user_name was created: %r" % r.json
     j = _internal_user(ctx, tok, s["id"]).json
     assert j["role"] == "admin" and j["deleted"] is False, j
+    after = _db_user(ctx, s["id"])
+    assert (after["pw"], after["role"], after["deleted"]) == (before["pw"], "admin", False), \
+        "the import touched the local user's password hash, role or deletion"
     t = login(ctx, s["user_name"], s["password"])        # the local password still works
     assert jwt_parts(t["access_token"])[1]["role"] == "admin"
     u = _get(ctx, admin, s["id"]).json
