@@ -34,7 +34,7 @@ TOOL_BINS := $(patsubst tools/%/src,$(B)/%,$(TOOL_DIRS))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all clean up down test test-unit test-san bench bench-health bench-users lint
+.PHONY: all clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync
 all: $(LIBSHARED) $(SERVICE_BINS) $(TOOL_BINS) $(UNIT_BINS)
 
 $(B)/obj/%.o: %.c
@@ -92,7 +92,7 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all
 
-bench-health bench-users:
+bench-health bench-users bench-tx:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all $(@:bench-%=%)
 
