@@ -92,7 +92,7 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all
 
-bench-health bench-users bench-tx:
+bench-health bench-users bench-tx bench-sync:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all $(@:bench-%=%)
 
