@@ -2,8 +2,9 @@
  *
  * One call of bulk_repo_apply is one database transaction:
  *   BEGIN → CREATE TEMP TABLE … ON COMMIT DROP → COPY FROM STDIN (text format) of the staged rows
- *   → pg_advisory_xact_lock (serialises bulk upserts so their email checks cannot race)
- *   → drop staged rows whose email another user holds, or that an earlier staged row claims
+ *   → pg_advisory_xact_lock_shared, or pg_advisory_xact_lock when `exclusive` (a retry)
+ *   → triage: drop staged rows that are not newer than the stored user (unchanged), whose email
+ *     another user holds, or whose email an earlier staged row claims (email_taken)
  *   → one INSERT … SELECT … ON CONFLICT ((lower(user_name))) DO UPDATE … WHERE newer → COMMIT.
  * Any failure rolls back before returning.
  *
@@ -70,10 +71,12 @@ void bulk_repo_format_timestamp(int64_t us, char *out);
 void bulk_repo_encode_rows(struct svc_buf *b, const struct bulk_row *const *rows, size_t n);
 
 /* Applies the encoded rows in one transaction (see the top comment). On SVC_OK *out holds the
- * counts, the indices dropped as email_taken and the touched users. Errors: SVC_CONFLICT when a
- * unique violation or deadlock still happened (a concurrent non-bulk write; the caller may retry
- * once), SVC_UNAVAILABLE when the connection broke, SVC_TIMEOUT on statement/lock timeout,
- * SVC_INTERNAL otherwise. The transaction is rolled back on every error. */
-svc_status bulk_repo_apply(PGconn *c, const char *copy_data, size_t copy_len, struct bulk_outcome *out);
+ * counts, the indices dropped as email_taken and the touched users. Errors: SVC_CONFLICT on a
+ * unique violation, deadlock or serialization failure (a concurrent write won a race: retry once
+ * with exclusive = true, which waits for every other bulk upsert and keeps new ones out),
+ * SVC_UNAVAILABLE when the connection broke, SVC_TIMEOUT on statement/lock timeout, SVC_INTERNAL
+ * otherwise. The transaction is rolled back on every error. */
+svc_status bulk_repo_apply(PGconn *c, const char *copy_data, size_t copy_len, bool exclusive,
+                           struct bulk_outcome *out);
 
 #endif

@@ -345,11 +345,11 @@ struct svc_result users_bulk_upsert(struct customers_ctx *cx, const char *cid, c
         }
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (c) {
-            st = bulk_repo_apply(c, copy.data, copy.len, &out);
+            st = bulk_repo_apply(c, copy.data, copy.len, false, &out);
             if (st == SVC_CONFLICT) {
                 svc_logf(&cx->app.log, SVC_LOG_WARN, cid, "bulk upsert raced a concurrent write; retrying",
                          "{s:s,s:s}", "step", out.step ? out.step : "", "sqlstate", out.sqlstate);
-                st = bulk_repo_apply(c, copy.data, copy.len, &out);
+                st = bulk_repo_apply(c, copy.data, copy.len, true, &out);
             }
             svc_pg_release(cx->app.pg, c);
         }

@@ -792,6 +792,79 @@ static void test_bulk_db_concurrent_batches_with_shared_emails_never_fail(void *
     assert_q("0", "SELECT count(*) - count(DISTINCT lower(email)) FROM customers.users WHERE email IS NOT NULL");
 }
 
+/* A bulk upsert run in a thread, for the race tests below. */
+struct bulk_call {
+    json_t *users;              /* stolen */
+    json_t *result;
+};
+
+static void *bulk_call_main(void *arg) {
+    struct bulk_call *bc = arg;
+    bc->result = upsert(bc->users);
+    return NULL;
+}
+
+/* Waits until the pooled bulk session waits for a lock of `wait_event` ("transactionid" for a
+ * row or unique-index wait, "advisory" for the advisory lock). */
+static void wait_for_bulk_lock_wait(const char *wait_event) {
+    for (int i = 0; i < 1000; i++) {
+        char *n = q("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test_customers_bulk'"
+                    " AND wait_event_type = 'Lock' AND wait_event = '%s'", wait_event);
+        bool waiting = strcmp(n, "0") != 0;
+        free(n);
+        if (waiting) return;
+        usleep(10 * 1000);
+    }
+    fail_msg("the bulk upsert never waited for a %s lock", wait_event);
+}
+
+static void test_bulk_db_registration_racing_the_batch_is_retried_and_reported(void **state) {
+    /* another session registers an email the batch wants, after our check and before our insert */
+    PGconn *reg = connect_to(g_test_conninfo);
+    assert_non_null(reg);
+    assert_int_equal(exec_ok(reg, "BEGIN"), 0);
+    assert_int_equal(exec_ok(reg, "INSERT INTO customers.users (user_name, email, name) VALUES ('reg', 'race@example.com', 'R')"), 0);
+    struct bulk_call bc = {.users = json_pack("[o,o]", rec("pat", "RACE@example.com", "Pat", 20, false, "2021-01-01T00:00:00Z"),
+                                              rec("quin", "quin@example.com", "Quin", 21, false, "2021-01-01T00:00:00Z"))};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bulk_call_main, &bc), 0);
+    wait_for_bulk_lock_wait("transactionid"); /* our INSERT waits on the uncommitted email */
+    assert_int_equal(exec_ok(reg, "COMMIT"), 0);
+    pthread_join(th, NULL);
+    PQfinish(reg);
+    assert_counts(bc.result, 1, 0, 0, 0, 1);
+    assert_invalid(bc.result, 0, 0, "email_taken");
+    json_decref(bc.result);
+    assert_q("quin,reg", "SELECT string_agg(user_name, ',' ORDER BY user_name) FROM customers.users");
+}
+
+static void test_bulk_db_retry_after_a_conflict_waits_for_every_running_batch(void **state) {
+    /* two sessions play running bulk upserts (shared advisory lock); the first wins an email */
+    PGconn *a = connect_to(g_test_conninfo), *b = connect_to(g_test_conninfo);
+    assert_non_null(a);
+    assert_non_null(b);
+    const char *lock = "SELECT pg_advisory_xact_lock_shared(hashtext('customers:bulk-upsert'))";
+    assert_int_equal(exec_ok(a, "BEGIN"), 0);
+    assert_int_equal(exec_ok(a, lock), 0);
+    assert_int_equal(exec_ok(a, "INSERT INTO customers.users (user_name, email, name) VALUES ('ray', 'ray@example.com', 'R')"), 0);
+    assert_int_equal(exec_ok(b, "BEGIN"), 0);
+    assert_int_equal(exec_ok(b, lock), 0);
+    struct bulk_call bc = {.users = json_pack("[o]", rec("sam", "ray@example.com", "Sam", 22, false, "2021-01-01T00:00:00Z"))};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bulk_call_main, &bc), 0);
+    wait_for_bulk_lock_wait("transactionid");
+    assert_int_equal(exec_ok(a, "COMMIT"), 0);
+    /* the batch lost the race; its retry must wait for b although b holds only a shared lock */
+    wait_for_bulk_lock_wait("advisory");
+    assert_int_equal(exec_ok(b, "COMMIT"), 0);
+    pthread_join(th, NULL);
+    PQfinish(a);
+    PQfinish(b);
+    assert_counts(bc.result, 0, 0, 0, 0, 1);
+    assert_invalid(bc.result, 0, 0, "email_taken");
+    json_decref(bc.result);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* benchmark (BULK_BENCH_ROWS)                                                                 */
 
@@ -951,6 +1024,8 @@ int main(void) {
         cmocka_unit_test_setup(test_bulk_db_copy_round_trips_tabs_newlines_backslashes_and_unicode, db_reset),
         cmocka_unit_test_setup(test_bulk_db_validation_failure_of_the_body_is_a_400, db_reset),
         cmocka_unit_test_setup(test_bulk_db_concurrent_batches_with_shared_emails_never_fail, db_reset),
+        cmocka_unit_test_setup(test_bulk_db_registration_racing_the_batch_is_retried_and_reported, db_reset),
+        cmocka_unit_test_setup(test_bulk_db_retry_after_a_conflict_waits_for_every_running_batch, db_reset),
     };
     int failed = cmocka_run_group_tests_name("logic", logic, NULL, NULL);
     failed += cmocka_run_group_tests_name("database", database, db_setup, db_teardown);
