@@ -1,0 +1,44 @@
+/* transactions-service context: the shared svc_app (first member) plus this service's settings,
+ * the resilient client towards customers-service and its service token. Built in main.c before
+ * serving; afterwards only pools, atomics and the (internally synchronised) client change. */
+#ifndef TX_CTX_H
+#define TX_CTX_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "svc/app.h"
+#include "svc/auth.h"
+#include "svc/httpc.h"
+#include "svc/svctoken.h"
+
+#define TX_CUSTOMERS_UPSTREAM "customers"
+
+struct tx_ctx {
+    struct svc_app app;            /* must stay first: handlers get it from svc_req */
+    struct svc_auth auth;
+    struct httpc *http;            /* owned; upstream "customers" */
+    struct svctoken *token;        /* owned */
+
+    /* settings */
+    const char *customers_url;
+    long customers_open_ms;        /* breaker open timeout, also the Retry-After while open */
+    long user_cache_s;             /* uexists:{id} TTL */
+    long idem_ttl_s;               /* idempotency record lifetime */
+    long idem_lock_ms;             /* in-flight lock lifetime (longer than any request) */
+    int64_t max_amount_cents;
+
+    /* metrics */
+    atomic_ulong *created[4];      /* by enum tx_type */
+    atomic_ulong *replays;
+    atomic_ulong *key_reused;
+    atomic_ulong *in_progress;
+    atomic_ulong *insufficient;
+    atomic_ulong *ucache_hit;
+    atomic_ulong *ucache_miss;
+    atomic_ulong *customers_unavailable;
+};
+
+static inline struct tx_ctx *tx_ctx_of(struct svc_app *app) { return svc_app_service(app, struct tx_ctx); }
+
+#endif
