@@ -68,7 +68,8 @@ static const char LUA_PROMOTE[] = LUA_PRELUDE
 static const char LUA_FINISH[] = LUA_PRELUDE
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)\n"
     "if #p == 0 or p[1][2] ~= ARGV[2] then return 'lost' end\n"
-    "local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])\n"
+    "local e = {}\n"
+    "if ARGV[4] ~= 'ok' then e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
     "redis.call('XDEL', KEYS[1], ARGV[3])\n"
     "if ARGV[4] == 'ok' then redis.call('HINCRBY', KEYS[4], 'completed', 1) return 'ok' end\n"
@@ -243,9 +244,10 @@ static redisReply *queue_eval_once(const struct svc_queue *q, redisContext *c,
     argv[2] = nk;
     for (int i = 0; i < nkeys; i++) argv[3 + i] = keys[i];
     for (int i = 0; i < nargs; i++) argv[3 + nkeys + i] = args[i];
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    if (arg_lens)
-        for (int i = 0; i < nargs; i++) lens[3 + nkeys + i] = arg_lens[i];
+    for (int i = 0; i < argc; i++) {
+        int ai = i - 3 - nkeys;   /* index among args, negative for the command and keys */
+        lens[i] = ai >= 0 && arg_lens ? arg_lens[ai] : strlen(argv[i]);
+    }
     errno = 0;
     redisReply *r = redisCommandArgv(c, argc, argv, lens);
     *saved_errno = errno;
@@ -383,8 +385,7 @@ static void queue_enqueue_prepare(const struct svc_queue *q, struct queue_enqueu
     k->args[2] = len ? payload : "";
     k->args[3] = k->delay;
     k->args[4] = k->ttl;
-    for (int i = 0; i < 5; i++) k->lens[i] = strlen(k->args[i]);
-    k->lens[2] = len;
+    for (int i = 0; i < 5; i++) k->lens[i] = i == 2 ? len : strlen(k->args[i]);
 }
 
 /* Interprets an enqueue reply (integer 1 created, 0 duplicate). */
