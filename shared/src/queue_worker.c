@@ -71,6 +71,7 @@ struct svc_queue_worker {
     redisContext *mc;        /* maintenance context */
     uint64_t mrng;
     char reclaim_cursor[48];
+    char maint_name[128];    /* client name of the maintenance connection */
 
     _Atomic unsigned long long processed, succeeded, retried, dead, lost, reclaimed, promoted,
         redis_errors;
@@ -88,14 +89,16 @@ static bool worker_setup_ok(redisContext *c, redisReply *r) {
     return ok && !c->err;
 }
 
-/* Opens a ready context (AUTH, SELECT) with the given command timeout; NULL when unreachable. */
-static redisContext *worker_connect(struct svc_queue_worker *w, int command_timeout_ms) {
+/* Opens a ready context (AUTH, SELECT, CLIENT SETNAME queue:<queue>:<who>, so CLIENT LIST shows
+ * which connections are queue workers) with the given command timeout; NULL when unreachable. */
+static redisContext *worker_connect(struct svc_queue_worker *w, int command_timeout_ms, const char *who) {
     int ct = w->redis.connect_timeout_ms > 0 ? w->redis.connect_timeout_ms : 1000;
     redisContext *c = redisConnectWithTimeout(w->host, w->redis.port, worker_tv(ct));
     if (!c) return NULL;
     bool ok = !c->err && redisSetTimeout(c, worker_tv(command_timeout_ms)) == REDIS_OK;
     if (ok && w->password) ok = worker_setup_ok(c, redisCommand(c, "AUTH %s", w->password));
     if (ok && w->redis.db != 0) ok = worker_setup_ok(c, redisCommand(c, "SELECT %d", w->redis.db));
+    if (ok) ok = worker_setup_ok(c, redisCommand(c, "CLIENT SETNAME queue:%s:%s", w->q->name, who));
     if (!ok) {
         redisFree(c);
         return NULL;
@@ -169,7 +172,7 @@ static const char *worker_finish(struct worker_thread *t, const char *entry, con
     const char *args[] = {QUEUE_GROUP, t->consumer, entry, outcome, delay, error ? error : "", maxlen};
     for (int attempt = 0; attempt < WORKER_FINISH_TRIES; attempt++) {
         if (attempt > 0) worker_sleep(w, &w->maint_stop, 50LL << attempt);
-        if (!t->c) t->c = worker_connect(w, w->cmd_timeout_ms);
+        if (!t->c) t->c = worker_connect(w, w->cmd_timeout_ms, t->consumer);
         if (!t->c) continue;
         svc_status st;
         redisReply *r = queue_eval(q, t->c, QS_FINISH, 4, keys, 7, args, NULL, &st);
@@ -278,7 +281,7 @@ static void *worker_main(void *arg) {
     bool group_ok = false;
     while (!atomic_load(&w->stop)) {
         if (!t->c) {
-            t->c = worker_connect(w, w->cmd_timeout_ms);
+            t->c = worker_connect(w, w->cmd_timeout_ms, t->consumer);
             group_ok = false;
             if (!t->c) {
                 atomic_fetch_add(&w->redis_errors, 1);
@@ -453,7 +456,7 @@ static void *maint_main(void *arg) {
     unsigned fails = 0;
     while (!atomic_load(&w->maint_stop)) {
         if (!w->mc) {
-            w->mc = worker_connect(w, w->cmd_timeout_ms);
+            w->mc = worker_connect(w, w->cmd_timeout_ms, w->maint_name);
             if (!w->mc || !worker_ensure_group(w, w->mc)) {
                 atomic_fetch_add(&w->redis_errors, 1);
                 if (w->mc) {
@@ -482,7 +485,7 @@ static void *maint_main(void *arg) {
         int64_t wake = next_hb < next_maint ? next_hb : next_maint;
         worker_sleep(w, &w->maint_stop, wake - queue_mono_ms());
     }
-    if (!w->mc) w->mc = worker_connect(w, w->cmd_timeout_ms);
+    if (!w->mc) w->mc = worker_connect(w, w->cmd_timeout_ms, w->maint_name);
     if (w->mc) {
         maint_forget(w, true);
         if (w->mc) redisFree(w->mc);
@@ -595,6 +598,7 @@ svc_status svc_queue_worker_start(struct svc_queue *q, const struct svc_queue_wo
              pthread_create(&t->th, NULL, worker_main, t) == 0;
         t->started = ok;
     }
+    snprintf(w->maint_name, sizeof(w->maint_name), "%s-%d-%08x-maint", w->prefix, (int)getpid(), tag);
     if (ok) {
         ok = pthread_create(&w->maint, NULL, maint_main, w) == 0;
         w->maint_started = ok;

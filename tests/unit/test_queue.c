@@ -868,6 +868,67 @@ static void test_graceful_stop_finishes_the_job_in_hand(void **state) {
     world_close(&wd);
 }
 
+static void test_workers_recover_when_their_connections_are_killed(void **state) {
+    struct world wd;
+    world_open(&wd, "killconn", NULL);
+    struct rec r;
+    rec_init(&r);
+    struct svc_queue_worker *w = start_worker(&wd, &r, 2);
+    enqueue_text(&wd, "i=1", NULL);
+    assert_true(wait_calls(&r, 1, 3000));
+    /* Kill exactly this queue's worker connections (named queue:<name>:...), nobody else's. */
+    redisContext *c = direct_connect();
+    redisReply *list = redisCommand(c, "CLIENT LIST TYPE normal");
+    assert_non_null(list);
+    assert_int_equal(list->type, REDIS_REPLY_STRING);
+    char want[128];
+    snprintf(want, sizeof(want), " name=queue:%s:", wd.name);
+    int killed = 0;
+    for (char *line = list->str; line && *line;) {
+        char *eol = strchr(line, '\n');
+        if (eol) *eol = '\0';
+        long long id;
+        if (strstr(line, want) && sscanf(line, "id=%lld", &id) == 1)
+            killed += (int)direct_int(c, "CLIENT KILL ID %lld", id);
+        line = eol ? eol + 1 : NULL;
+    }
+    freeReplyObject(list);
+    redisFree(c);
+    assert_int_equal(killed, 3);   /* 2 consumers + maintenance */
+    enqueue_text(&wd, "i=2", NULL);
+    struct svc_queue_stats s = wait_finished(&wd, 2, 5000);
+    struct svc_queue_worker_counts wc;
+    svc_queue_worker_counts(w, &wc);
+    svc_queue_worker_free(w);
+    assert_int_equal(s.completed, 2);
+    assert_int_equal(r.per_index[2], 1);
+    assert_true(wc.redis_errors >= 1);
+    world_close(&wd);
+}
+
+static void test_worker_starts_and_stops_while_redis_is_unreachable(void **state) {
+    struct world wd;
+    world_open(&wd, "noredis", NULL);
+    struct svc_redis_config nowhere = wd.rcfg;
+    nowhere.host = "127.0.0.1";
+    nowhere.port = 1;   /* nothing listens there */
+    struct rec r;
+    rec_init(&r);
+    struct svc_queue_worker_config cfg = {.concurrency = 2, .handler = rec_handler, .arg = &r,
+                                          .redis = &nowhere, .block_ms = 100, .maintenance_ms = 20};
+    struct svc_queue_worker *w = NULL;
+    assert_int_equal(svc_queue_worker_start(wd.q, &cfg, &w), SVC_OK);
+    sleep_ms(300);
+    struct svc_queue_worker_counts wc;
+    svc_queue_worker_counts(w, &wc);
+    int64_t t0 = now_ms();
+    svc_queue_worker_free(w);
+    assert_true(now_ms() - t0 < 2000);
+    assert_true(wc.redis_errors >= 2);
+    assert_int_equal(wc.processed, 0);
+    world_close(&wd);
+}
+
 /* Not a limit, a figure: tiny jobs through two worker threads, printed for the report. */
 static void test_throughput_of_tiny_jobs_with_two_workers(void **state) {
     enum { M = 20000 };
@@ -914,6 +975,8 @@ int main(void) {
         cmocka_unit_test(test_invalid_names_ids_and_options_are_rejected),
         cmocka_unit_test(test_enqueue_survives_a_script_cache_flush),
         cmocka_unit_test(test_graceful_stop_finishes_the_job_in_hand),
+        cmocka_unit_test(test_workers_recover_when_their_connections_are_killed),
+        cmocka_unit_test(test_worker_starts_and_stops_while_redis_is_unreachable),
         cmocka_unit_test(test_throughput_of_tiny_jobs_with_two_workers),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
