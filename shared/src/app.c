@@ -311,6 +311,11 @@ out_clean:
 }
 
 void svc_app_close(struct svc_app *app) {
+    if (app->stop_hook) {
+        svc_stop_hook hook = app->stop_hook;
+        app->stop_hook = NULL;
+        hook(app);
+    }
     if (app->pg) svc_pg_pool_free(app->pg);
     if (app->redis) svc_redis_pool_free(app->redis);
     app->pg = NULL;

@@ -35,6 +35,10 @@
 typedef int (*svc_ready_hook)(struct svc_app *app, json_t *checks);
 /* Extra /metrics text. */
 typedef void (*svc_metrics_hook)(struct svc_app *app, struct svc_buf *out);
+/* Stops a service's background threads (job workers, schedulers) that use the pools. Called
+ * once by svc_app_close, before the pools are freed: after the HTTP server has drained and
+ * stopped on SIGTERM/SIGINT, or on any error path that closes the app. */
+typedef void (*svc_stop_hook)(struct svc_app *app);
 
 struct svc_app {
     const char *service;            /* "customers" */
@@ -73,6 +77,7 @@ struct svc_app {
     atomic_long last_request_ms;
     svc_ready_hook ready_hook;
     svc_metrics_hook metrics_hook;
+    svc_stop_hook stop_hook;
 };
 
 /* Reads the common settings (see docs/operations.md). Never exits; errors are collected. */
