@@ -199,13 +199,14 @@ static svc_status fail(PGconn *c, PGresult *res, struct bulk_outcome *out, const
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(out->sqlstate, sizeof out->sqlstate, "%s", state ? state : "");
     out->step = step;
-    if (res) PQclear(res);
+    PQclear(res); /* state pointed into res: only out->sqlstate from here on */
+    const char *ss = out->sqlstate;
     svc_status st = SVC_INTERNAL;
     if (PQstatus(c) != CONNECTION_OK) {
         st = SVC_UNAVAILABLE;
-    } else if (state && (!strcmp(state, "23505") || !strcmp(state, "40P01") || !strcmp(state, "40001"))) {
+    } else if (!strcmp(ss, "23505") || !strcmp(ss, "40P01") || !strcmp(ss, "40001")) {
         st = SVC_CONFLICT;
-    } else if (state && (!strcmp(state, "57014") || !strcmp(state, "55P03"))) {
+    } else if (!strcmp(ss, "57014") || !strcmp(ss, "55P03")) {
         st = SVC_TIMEOUT;
     }
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
