@@ -2,7 +2,7 @@
  *
  * Needs TEST_REDIS_HOST and TEST_REDIS_PORT (a server without a password); the test runner always
  * provides them, so their absence is a failure, not a skip. Every test uses its own queue named
- * tq-<pid>-<random>-<test>, and deletes its keys at the end. Timeouts are short (visibility 300 ms,
+ * tq-<pid>-<random>-<test>, and deletes its keys at the end. Timeouts are short (visibility 200-500 ms,
  * BLOCK 100 ms, maintenance every 20 ms) so the file runs in a few seconds. A direct hiredis
  * connection plays the other actors: a consumer that reads a job and never acknowledges it, and
  * a look at the raw keys (stream length, dead stream). One test forks a child worker process and
@@ -342,7 +342,7 @@ static void test_delayed_job_is_not_delivered_before_its_delay(void **state) {
     s = wait_finished(&wd, 1, 2000);
     svc_queue_worker_free(w);
     assert_true(waited >= 590);
-    assert_true(waited < 1500);
+    assert_true(waited < 3000);
     assert_int_equal(s.delayed, 0);
     assert_int_equal(s.completed, 1);
     world_close(&wd);
@@ -368,8 +368,8 @@ static void test_failed_job_is_retried_with_backoff_then_succeeds(void **state) 
     assert_string_equal(r.last_error[1], "boom 1");
     assert_string_equal(r.last_error[2], "boom 2");
     /* Full jitter: each wait is in [0, ceiling] (+ promotion tick and scheduling slack). */
-    assert_true(r.at_ms[1] - r.at_ms[0] <= 100 + 200);
-    assert_true(r.at_ms[2] - r.at_ms[1] <= 150 + 200);
+    assert_true(r.at_ms[1] - r.at_ms[0] <= 100 + 500);
+    assert_true(r.at_ms[2] - r.at_ms[1] <= 150 + 500);
     assert_int_equal(s.completed, 1);
     assert_int_equal(s.retried, 2);
     assert_int_equal(s.failed, 0);
@@ -526,7 +526,7 @@ static void test_job_lost_on_its_last_attempt_is_dead_lettered(void **state) {
 }
 
 static void test_job_of_a_sigkilled_worker_process_is_reclaimed(void **state) {
-    struct svc_queue_options opt = {.visibility_timeout_ms = 300};
+    struct svc_queue_options opt = {.visibility_timeout_ms = 500};
     struct world wd;
     world_open(&wd, "sigkill", &opt);
     enqueue_text(&wd, "i=5", NULL);
@@ -559,7 +559,7 @@ static void test_job_of_a_sigkilled_worker_process_is_reclaimed(void **state) {
     char b;
     assert_int_equal(read(fds[0], &b, 1), 1);
     close(fds[0]);
-    sleep_ms(400);                 /* longer than the visibility timeout: heartbeats must keep it */
+    sleep_ms(700);                 /* longer than the visibility timeout: heartbeats must keep it */
     struct svc_queue_stats s = stats_of(&wd);
     assert_int_equal(s.active, 1);
     assert_int_equal(s.reclaimed, 0);
@@ -582,7 +582,7 @@ static void test_job_of_a_sigkilled_worker_process_is_reclaimed(void **state) {
 }
 
 static void test_long_running_job_is_not_reclaimed_while_alive(void **state) {
-    struct svc_queue_options opt = {.visibility_timeout_ms = 300};
+    struct svc_queue_options opt = {.visibility_timeout_ms = 500};
     struct world wd;
     world_open(&wd, "heartbeat", &opt);
     struct rec r;
@@ -607,7 +607,7 @@ static void test_hung_job_past_job_timeout_is_reclaimed_and_its_late_outcome_dro
     world_open(&wd, "hung", &opt);
     struct rec r;
     rec_init(&r);
-    r.sleep_first_ms = 1000;   /* the first run hangs; the rerun is quick */
+    r.sleep_first_ms = 600;    /* the first run hangs; the rerun is quick */
     struct svc_queue_worker_config cfg = {.concurrency = 2, .handler = rec_handler, .arg = &r,
                                           .redis = &wd.rcfg, .block_ms = 100, .maintenance_ms = 20,
                                           .job_timeout_ms = 100};
@@ -615,7 +615,7 @@ static void test_hung_job_past_job_timeout_is_reclaimed_and_its_late_outcome_dro
     assert_int_equal(svc_queue_worker_start(wd.q, &cfg, &w), SVC_OK);
     enqueue_text(&wd, "i=2", NULL);
     assert_true(wait_calls(&r, 2, 3000));
-    sleep_ms(1000);            /* the hung run ends and reports */
+    sleep_ms(700);             /* the hung run ends and reports */
     struct svc_queue_worker_counts wc;
     svc_queue_worker_counts(w, &wc);
     svc_queue_worker_free(w);
@@ -931,7 +931,7 @@ static void test_worker_starts_and_stops_while_redis_is_unreachable(void **state
 
 /* Not a limit, a figure: tiny jobs through two worker threads, printed for the report. */
 static void test_throughput_of_tiny_jobs_with_two_workers(void **state) {
-    enum { M = 20000 };
+    enum { M = 5000 };
     struct world wd;
     world_open(&wd, "throughput", NULL);
     static struct svc_job_spec specs[M];
