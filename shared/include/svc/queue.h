@@ -178,7 +178,8 @@ struct svc_queue_worker_counts {
     unsigned long long retried;
     unsigned long long dead;       /* dead-lettered by this worker's handler outcomes */
     unsigned long long lost;       /* outcome not recorded: the job had been reclaimed meanwhile */
-    unsigned long long reclaimed;  /* jobs of dead workers re-queued by this maintenance thread */
+    unsigned long long reclaimed;  /* jobs of dead workers re-queued or dead-lettered by this
+                                      worker's maintenance thread */
     unsigned long long promoted;   /* delayed jobs moved to the stream by this maintenance thread */
     unsigned long long redis_errors;
 };
