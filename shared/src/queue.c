@@ -188,20 +188,20 @@ static int queue_sha1_hex(const char *text, char out[41]) {
 
 /* ---- helpers shared with queue_worker.c ---- */
 
-int64_t queue_mono_ms(void) {
+int64_t svcq_mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-svc_status queue_io_status(const redisContext *c, int saved_errno) {
+svc_status svcq_io_status(const redisContext *c, int saved_errno) {
     if (c && c->err == REDIS_ERR_IO &&
         (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT))
         return SVC_TIMEOUT;
     return SVC_UNAVAILABLE;
 }
 
-svc_status queue_reply_error_status(const redisReply *r) {
+svc_status svcq_reply_error_status(const redisReply *r) {
     static const char *const transient[] = {"OOM", "LOADING", "BUSY", "READONLY", "MASTERDOWN",
                                             "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"};
     if (!r || !r->str) return SVC_INTERNAL;
@@ -213,7 +213,7 @@ svc_status queue_reply_error_status(const redisReply *r) {
     return SVC_INTERNAL;
 }
 
-const redisReply *queue_field(const redisReply *arr, const char *name) {
+const redisReply *svcq_field(const redisReply *arr, const char *name) {
     if (!arr || arr->type != REDIS_REPLY_ARRAY) return NULL;
     for (size_t i = 0; i + 1 < arr->elements; i += 2) {
         const redisReply *k = arr->element[i];
@@ -260,7 +260,7 @@ static bool queue_is_noscript(const redisReply *r) {
     return r && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
-redisReply *queue_eval(const struct svc_queue *q, redisContext *c, enum queue_script_id id,
+redisReply *svcq_eval(const struct svc_queue *q, redisContext *c, enum queue_script_id id,
                        int nkeys, const char *const *keys, int nargs, const char *const *args,
                        const size_t *arg_lens, svc_status *st) {
     int saved_errno = 0;
@@ -270,7 +270,7 @@ redisReply *queue_eval(const struct svc_queue *q, redisContext *c, enum queue_sc
         r = queue_eval_once(q, c, id, true, nkeys, keys, nargs, args, arg_lens, &saved_errno);
     }
     if (!r) {
-        *st = saved_errno == ENOMEM && !c->err ? SVC_INTERNAL : queue_io_status(c, saved_errno);
+        *st = saved_errno == ENOMEM && !c->err ? SVC_INTERNAL : svcq_io_status(c, saved_errno);
         return NULL;
     }
     *st = SVC_OK;
@@ -397,7 +397,7 @@ static svc_status queue_enqueue_result(const struct svc_queue *q, const redisRep
     if (q->log)
         svc_logf(q->log, SVC_LOG_ERROR, NULL, "queue enqueue failed", "{s:s,s:s}", "queue", q->name,
                  "error", r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply");
-    return r->type == REDIS_REPLY_ERROR ? queue_reply_error_status(r) : SVC_INTERNAL;
+    return r->type == REDIS_REPLY_ERROR ? svcq_reply_error_status(r) : SVC_INTERNAL;
 }
 
 svc_status svc_queue_enqueue(struct svc_queue *q, const void *payload, size_t len,
@@ -414,7 +414,7 @@ svc_status svc_queue_enqueue(struct svc_queue *q, const void *payload, size_t le
         free(k);
         return st;
     }
-    redisReply *r = queue_eval(q, c, QS_ENQUEUE, k->nkeys, k->keys, 5, k->args, k->lens, &st);
+    redisReply *r = svcq_eval(q, c, QS_ENQUEUE, k->nkeys, k->keys, 5, k->args, k->lens, &st);
     svc_redis_release(q->pool, c);
     bool made = false;
     if (r) {
@@ -487,7 +487,7 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
         void *rv = NULL;
         errno = 0;
         if (redisGetReply(c, &rv) != REDIS_OK || !rv) {
-            if (st == SVC_OK) st = queue_io_status(c, errno);
+            if (st == SVC_OK) st = svcq_io_status(c, errno);
             break;
         }
         redisReply *r = rv;
@@ -506,7 +506,7 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
         for (size_t i = 0; i < appended && !c->err; i++) {
             if (!again[i]) continue;
             svc_status est;
-            redisReply *r = queue_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, 5,
+            redisReply *r = svcq_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, 5,
                                        calls[i].args, calls[i].lens, &est);
             if (!r) {
                 if (st == SVC_OK) st = est;
@@ -531,13 +531,13 @@ static redisReply *queue_pool_eval(struct svc_queue *q, enum queue_script_id id,
                                    svc_status *st) {
     redisContext *c = svc_redis_acquire(q->pool, -1, st);
     if (!c) return NULL;
-    redisReply *r = queue_eval(q, c, id, nkeys, keys, nargs, args, NULL, st);
+    redisReply *r = svcq_eval(q, c, id, nkeys, keys, nargs, args, NULL, st);
     svc_redis_release(q->pool, c);
     if (r && r->type == REDIS_REPLY_ERROR) {
         if (q->log)
             svc_logf(q->log, SVC_LOG_ERROR, NULL, "queue script failed", "{s:s,s:i,s:s}", "queue",
                      q->name, "script", (int)id, "error", r->str ? r->str : "");
-        *st = queue_reply_error_status(r);
+        *st = svcq_reply_error_status(r);
         freeReplyObject(r);
         return NULL;
     }
@@ -622,11 +622,11 @@ svc_status svc_queue_dead_list(struct svc_queue *q, const char *after, int count
     if (!c) return st;
     errno = 0;
     redisReply *r = redisCommand(c, "XRANGE %s %s + COUNT %d", q->k_dead, start, count);
-    if (!r) st = queue_io_status(c, errno);
+    if (!r) st = svcq_io_status(c, errno);
     svc_redis_release(q->pool, c);
     if (!r) return st;
     if (r->type != REDIS_REPLY_ARRAY) {
-        st = r->type == REDIS_REPLY_ERROR ? queue_reply_error_status(r) : SVC_INTERNAL;
+        st = r->type == REDIS_REPLY_ERROR ? svcq_reply_error_status(r) : SVC_INTERNAL;
         freeReplyObject(r);
         return st;
     }
@@ -641,11 +641,11 @@ svc_status svc_queue_dead_list(struct svc_queue *q, const char *after, int count
         struct svc_dead_job *d = &list[i];
         queue_copy_field(d->entry_id, sizeof(d->entry_id), e->element[0]);
         const redisReply *f = e->element[1];
-        queue_copy_field(d->id, sizeof(d->id), queue_field(f, "j"));
-        queue_copy_field(d->error, sizeof(d->error), queue_field(f, "e"));
-        d->attempts = (int)queue_int_field(queue_field(f, "a"));
-        d->failed_ms = queue_int_field(queue_field(f, "f"));
-        const redisReply *p = queue_field(f, "p");
+        queue_copy_field(d->id, sizeof(d->id), svcq_field(f, "j"));
+        queue_copy_field(d->error, sizeof(d->error), svcq_field(f, "e"));
+        d->attempts = (int)queue_int_field(svcq_field(f, "a"));
+        d->failed_ms = queue_int_field(svcq_field(f, "f"));
+        const redisReply *p = svcq_field(f, "p");
         d->payload_len = p && p->type == REDIS_REPLY_STRING ? p->len : 0;
     }
     *n = r->elements;

@@ -47,18 +47,18 @@ struct svc_queue {
  * Falls back to EVAL when the server answers NOSCRIPT. Returns the reply (caller frees) or NULL
  * with *st = SVC_TIMEOUT / SVC_UNAVAILABLE (c->err is then set: the context is dead). An error
  * reply is returned as is. */
-redisReply *queue_eval(const struct svc_queue *q, redisContext *c, enum queue_script_id id,
+redisReply *svcq_eval(const struct svc_queue *q, redisContext *c, enum queue_script_id id,
                        int nkeys, const char *const *keys, int nargs, const char *const *args,
                        const size_t *arg_lens, svc_status *st);
 
 /* Status for a failed hiredis call (reply NULL) on c, given errno saved right after it. */
-svc_status queue_io_status(const redisContext *c, int saved_errno);
+svc_status svcq_io_status(const redisContext *c, int saved_errno);
 /* Status for an error reply: OOM/LOADING/BUSY/READONLY/... are SVC_UNAVAILABLE, others SVC_INTERNAL. */
-svc_status queue_reply_error_status(const redisReply *r);
+svc_status svcq_reply_error_status(const redisReply *r);
 
 /* Value of field `name` in a flat [field, value, ...] array reply, or NULL. */
-const redisReply *queue_field(const redisReply *arr, const char *name);
+const redisReply *svcq_field(const redisReply *arr, const char *name);
 
-int64_t queue_mono_ms(void);
+int64_t svcq_mono_ms(void);
 
 #endif

@@ -154,7 +154,7 @@ static bool worker_ensure_group(struct svc_queue_worker *w, redisContext *c) {
 static void worker_set_inflight(struct worker_thread *t, const char *entry) {
     pthread_mutex_lock(&t->w->mu);
     snprintf(t->inflight, sizeof(t->inflight), "%s", entry ? entry : "");
-    t->inflight_since_ms = queue_mono_ms();
+    t->inflight_since_ms = svcq_mono_ms();
     pthread_mutex_unlock(&t->w->mu);
 }
 
@@ -175,7 +175,7 @@ static const char *worker_finish(struct worker_thread *t, const char *entry, con
         if (!t->c) t->c = worker_connect(w, w->cmd_timeout_ms, t->consumer);
         if (!t->c) continue;
         svc_status st;
-        redisReply *r = queue_eval(q, t->c, QS_FINISH, 4, keys, 7, args, NULL, &st);
+        redisReply *r = svcq_eval(q, t->c, QS_FINISH, 4, keys, 7, args, NULL, &st);
         if (!r) {
             atomic_fetch_add(&w->redis_errors, 1);
             redisFree(t->c);
@@ -207,8 +207,8 @@ static void worker_handle_entry(struct worker_thread *t, const redisReply *ent) 
         return;
     const char *entry = ent->element[0]->str;
     const redisReply *f = ent->element[1];
-    const redisReply *j = queue_field(f, "j"), *a = queue_field(f, "a"), *m = queue_field(f, "m");
-    const redisReply *p = queue_field(f, "p"), *tt = queue_field(f, "t"), *e = queue_field(f, "e");
+    const redisReply *j = svcq_field(f, "j"), *a = svcq_field(f, "a"), *m = svcq_field(f, "m");
+    const redisReply *p = svcq_field(f, "p"), *tt = svcq_field(f, "t"), *e = svcq_field(f, "e");
     if (!j || !a || !m || !p || j->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING) {
         /* Not written by this library (or the entry was deleted): dead-letter, never run. */
         worker_log(w, SVC_LOG_ERROR, "queue entry malformed", NULL, 0, entry);
@@ -346,7 +346,7 @@ static redisReply *maint_eval(struct svc_queue_worker *w, enum queue_script_id i
                               const char *const *keys, int nargs, const char *const *args) {
     if (!w->mc) return NULL;
     svc_status st;
-    redisReply *r = queue_eval(w->q, w->mc, id, nkeys, keys, nargs, args, NULL, &st);
+    redisReply *r = svcq_eval(w->q, w->mc, id, nkeys, keys, nargs, args, NULL, &st);
     if (!r) {
         atomic_fetch_add(&w->redis_errors, 1);
         redisFree(w->mc);
@@ -409,7 +409,7 @@ static void maint_reclaim(struct svc_queue_worker *w) {
 }
 
 static void maint_heartbeat(struct svc_queue_worker *w) {
-    int64_t now = queue_mono_ms();
+    int64_t now = svcq_mono_ms();
     for (int i = 0; i < w->n; i++) {
         struct worker_thread *t = &w->threads[i];
         char entry[sizeof(t->inflight)];
@@ -468,7 +468,7 @@ static void *maint_main(void *arg) {
             }
             fails = 0;
         }
-        int64_t now = queue_mono_ms();
+        int64_t now = svcq_mono_ms();
         if (now >= next_hb) {
             maint_heartbeat(w);
             next_hb = now + w->cfg.heartbeat_ms;
@@ -483,7 +483,7 @@ static void *maint_main(void *arg) {
             next_forget = now + WORKER_FORGET_EVERY_MS;
         }
         int64_t wake = next_hb < next_maint ? next_hb : next_maint;
-        worker_sleep(w, &w->maint_stop, wake - queue_mono_ms());
+        worker_sleep(w, &w->maint_stop, wake - svcq_mono_ms());
     }
     if (!w->mc) w->mc = worker_connect(w, w->cmd_timeout_ms, w->maint_name);
     if (w->mc) {
