@@ -367,9 +367,10 @@ struct svc_result users_bulk_upsert(struct customers_ctx *cx, const char *cid, c
 
     json_t *json = bulk_result_json(&plan, applied ? &out : NULL);
     if (json) {
-        svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "bulk upsert applied", "{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-                 "records", (json_int_t)plan.n_total, "inserted", (json_int_t)out.inserted, "updated",
-                 (json_int_t)out.updated, "deleted", (json_int_t)out.deleted, "invalid",
+        svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "bulk upsert applied", "{s:I,s:O,s:O,s:O,s:O,s:I,s:I,s:I}",
+                 "records", (json_int_t)plan.n_total, "inserted", json_object_get(json, "inserted"),
+                 "updated", json_object_get(json, "updated"), "deleted", json_object_get(json, "deleted"),
+                 "unchanged", json_object_get(json, "unchanged"), "invalid",
                  (json_int_t)(plan.n_invalid + out.n_email_taken), "superseded",
                  (json_int_t)(plan.n_valid - plan.n_winners), "ms", (json_int_t)(svc_now_ms() - t0));
         res = (struct svc_result){.st = SVC_OK, .body = json};
