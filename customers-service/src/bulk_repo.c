@@ -73,7 +73,7 @@ static const char SQL_TRIAGE[] =
     "), del AS ("
     "  DELETE FROM pg_temp.bulk_stage d USING dropped x WHERE d.idx = x.idx RETURNING d.idx, x.taken"
     ")"
-    " SELECT idx FROM del WHERE taken";
+    " SELECT idx FROM del WHERE taken ORDER BY idx";
 
 static const char SQL_UPSERT[] =
     "INSERT INTO customers.users AS u"
@@ -249,14 +249,7 @@ static svc_status read_email_taken(PGresult *res, struct bulk_outcome *out) {
     out->email_taken = malloc((size_t)n * sizeof *out->email_taken);
     if (!out->email_taken) return SVC_INTERNAL;
     for (int i = 0; i < n; i++) out->email_taken[i] = atoi(PQgetvalue(res, i, 0));
-    out->n_email_taken = (size_t)n;
-    /* ascending for the response; at most a handful of rows, insertion sort is enough */
-    for (size_t i = 1; i < out->n_email_taken; i++) {
-        int v = out->email_taken[i];
-        size_t j = i;
-        for (; j > 0 && out->email_taken[j - 1] > v; j--) out->email_taken[j] = out->email_taken[j - 1];
-        out->email_taken[j] = v;
-    }
+    out->n_email_taken = (size_t)n; /* ascending: ORDER BY idx */
     return SVC_OK;
 }
 
