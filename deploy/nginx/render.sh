@@ -62,6 +62,9 @@ sed -e "s|@USER_DIRECTIVE@|${user_directive}|" \
     -e "s|@CUSTOMERS_SERVERS@|${customers}|" \
     -e "s|@TRANSACTIONS_SERVERS@|${transactions}|" \
     -e "s|@SYNC_SERVERS@|${sync}|" \
+    -e "s|@CUSTOMERS_HEALTH_SERVERS@|$(printf '%s' "$customers" | sed 's/max_fails=2 fail_timeout=5s/max_fails=0/g')|g" \
+    -e "s|@TRANSACTIONS_HEALTH_SERVERS@|$(printf '%s' "$transactions" | sed 's/max_fails=2 fail_timeout=5s/max_fails=0/g')|g" \
+    -e "s|@SYNC_HEALTH_SERVERS@|$(printf '%s' "$sync" | sed 's/max_fails=2 fail_timeout=5s/max_fails=0/g')|g" \
     "$template" > "$tmp"
 if grep -q '@[A-Z_]*@' "$tmp"; then
     rm -f "$tmp"
