@@ -40,9 +40,12 @@ static char *issue_access_token(struct customers_ctx *cx, const char *sub, const
     char jti[SVC_UUID_LEN + 1];
     svc_uuid4(jti);
     json_int_t now = (json_int_t)time(NULL);
-    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:O}", "iss", cx->auth.issuer, "aud",
+    /* "o" hands our reference to the claims (jansson also drops it when packing fails): a borrowed
+     * array is incref'd first, a fresh empty one is simply given away */
+    json_t *perms = permissions ? json_incref(permissions) : json_array();
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:o}", "iss", cx->auth.issuer, "aud",
                                cx->auth.audience, "sub", sub, "iat", now, "nbf", now, "exp", now + ttl, "jti",
-                               jti, "role", role, "permissions", permissions ? permissions : json_array());
+                               jti, "role", role, "permissions", perms);
     if (!claims) return NULL;
     if (sid) json_object_set_new(claims, "sid", json_string(sid));
     char *tok = svc_jwt_sign(cx->auth.keys, claims);
