@@ -35,26 +35,8 @@ precheck() {
         die "GET $NGINX_URL$path answered $code, not 200: $(head -c 200 "$TMP/precheck.body" 2>/dev/null | tr -s "\n\t " " ")"
 }
 
-# Field from wrk --latency output. Prints rps, p99 in ms, non-2xx count, socket error summary.
-parse_wrk() {
-    awk '
-        function to_ms(v,   n, u) {
-            n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-            if (u == "us") return n / 1000
-            if (u == "ms") return n
-            if (u == "s")  return n * 1000
-            if (u == "m")  return n * 60000
-            return -1
-        }
-        /^Requests\/sec:/                { rps = $2 }
-        /^[ \t]+99(\.0+)?%[ \t]/         { p99 = to_ms($2) }
-        /Non-2xx or 3xx responses:/      { non2xx = $NF }
-        /Socket errors:/                 { sub(/^[ \t]*Socket errors:[ \t]*/, ""); gsub(/,/, ""); errs = $0 }
-        END {
-            if (rps == "" || p99 == "" || p99 < 0) exit 1
-            printf "%s %.3f %d %s\n", rps, p99, non2xx + 0, (errs == "" ? "none" : errs)
-        }' "$1"
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 declare -A RPS P99
 # run NAME PATH → sets RPS[NAME], P99[NAME]
