@@ -288,10 +288,6 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
     const char *cl = svc_header(r, "Content-Length");
     unsigned long long body_len = cl ? strtoull(cl, NULL, 10) : 0;
     if (u->binary_body_length > body_len) body_len = u->binary_body_length;
-    if (body_len > (unsigned long long)app->max_bulk_body_bytes) {
-        too_large(r, app->max_body_bytes);
-        goto done;
-    }
 
     size_t plen = u->url_path ? strlen(u->url_path) : 0;
     char *segs[MAX_SEGMENTS];
@@ -314,7 +310,9 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
         if (!chosen && !strcmp(rt->method, u->http_verb)) chosen = rt;
     }
     if (!chosen) {
-        if (!allow[0]) {
+        if (body_len > (unsigned long long)app->max_bulk_body_bytes) {
+            too_large(r, app->max_body_bytes); /* over every limit, whatever the route */
+        } else if (!allow[0]) {
             svc_respond_error(r, 404, "not_found", "no such route", NULL);
         } else if (!strcmp(u->http_verb, "OPTIONS")) {
             add_allow(allow, sizeof allow, "OPTIONS");

@@ -1,0 +1,203 @@
+/* Specification of svc_http_dispatch (shared/src/http.c) driven with in-memory Ulfius requests:
+ * no socket, no server. Covers what a client sees for bodies over a route's limit, malformed JSON,
+ * handlers that forget to answer, and response headers built from request data. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "svc/app.h"
+#include "svc/http.h"
+
+#define BODY_LIMIT 1024
+#define BULK_LIMIT 4096
+
+static struct svc_app app;
+
+static void h_echo(struct svc_req *r) { svc_respond_json(r, 200, json_incref(r->body)); }
+
+static void h_silent(struct svc_req *r) { (void)r; }
+
+static const struct svc_route routes[] = {
+    {"POST", "/echo", h_echo, SVC_ROUTE_JSON, 0},
+    {"POST", "/bulk", h_echo, SVC_ROUTE_JSON | SVC_ROUTE_BULK, 0},
+    {"GET", "/silent", h_silent, 0, 0},
+};
+
+static int setup(void **state) {
+    (void)state;
+    memset(&app, 0, sizeof app);
+    int devnull = open("/dev/null", O_WRONLY);
+    assert_true(devnull >= 0);
+    svc_log_init(&app.log, "test", "test-1", "error", devnull);
+    app.service = "test";
+    app.max_body_bytes = BODY_LIMIT;
+    app.max_bulk_body_bytes = BULK_LIMIT;
+    svc_metrics_init(&app.metrics, "test");
+    app.unmatched_metrics_idx = svc_metrics_route(&app.metrics, "ANY", "unmatched");
+    assert_int_equal(svc_app_routes(&app, routes, (int)(sizeof routes / sizeof routes[0])), 0);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    close(app.log.fd);
+    return 0;
+}
+
+struct exchange {
+    struct _u_request req;
+    struct _u_response res;
+    json_t *json; /* parsed response body or NULL */
+};
+
+/* Runs one request through the dispatcher. body may be NULL; content_length (when not NULL) is
+ * sent as the Content-Length header verbatim. */
+static void run(struct exchange *x, const char *method, const char *path, const char *body, size_t len,
+                const char *content_length) {
+    memset(x, 0, sizeof *x);
+    assert_int_equal(ulfius_init_request(&x->req), U_OK);
+    assert_int_equal(ulfius_init_response(&x->res), U_OK);
+    x->req.http_verb = strdup(method);
+    x->req.url_path = strdup(path);
+    u_map_put(x->req.map_header, "Content-Type", "application/json");
+    if (content_length) u_map_put(x->req.map_header, "Content-Length", content_length);
+    if (body) {
+        x->req.binary_body = malloc(len ? len : 1);
+        assert_non_null(x->req.binary_body);
+        memcpy(x->req.binary_body, body, len);
+        x->req.binary_body_length = len;
+    }
+}
+
+static void dispatch(struct exchange *x) {
+    assert_int_equal(svc_http_dispatch(&x->req, &x->res, &app), U_CALLBACK_COMPLETE);
+    if (x->res.binary_body_length)
+        x->json = json_loadb(x->res.binary_body, x->res.binary_body_length, 0, NULL);
+}
+
+static void done(struct exchange *x) {
+    json_decref(x->json);
+    ulfius_clean_request(&x->req);
+    ulfius_clean_response(&x->res);
+}
+
+static const json_t *error_of(const struct exchange *x, const char *code) {
+    const json_t *e = json_object_get(x->json, "error");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), code);
+    const char *cid = u_map_get(x->res.map_header, "X-Correlation-ID");
+    assert_non_null(cid);
+    assert_string_equal(json_string_value(json_object_get(e, "correlation_id")), cid);
+    return e;
+}
+
+static char *filled_object(size_t len) {
+    /* {"k":"xxxx...x"} of exactly len bytes */
+    assert_true(len >= 8);
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    memset(s, 'x', len);
+    memcpy(s, "{\"k\":\"", 6);
+    memcpy(s + len - 2, "\"}", 2);
+    s[len] = '\0';
+    return s;
+}
+
+static void test_bulk_route_over_its_limit_reports_the_bulk_limit(void **state) {
+    (void)state;
+    struct exchange x;
+    char *big = filled_object(BULK_LIMIT + 1);
+    run(&x, "POST", "/bulk", big, BULK_LIMIT + 1, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 413);
+    const json_t *e = error_of(&x, "payload_too_large");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "details"), "max_bytes")), BULK_LIMIT);
+    done(&x);
+
+    free(big);
+
+    /* within the bulk limit it is served, though over the ordinary limit */
+    big = filled_object(BODY_LIMIT + 1);
+    run(&x, "POST", "/bulk", big, BODY_LIMIT + 1, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 200);
+    assert_int_equal(strlen(json_string_value(json_object_get(x.json, "k"))), BODY_LIMIT + 1 - 8);
+    done(&x);
+    free(big);
+}
+
+static void test_ordinary_route_and_unknown_route_report_the_ordinary_limit(void **state) {
+    (void)state;
+    struct exchange x;
+    char *big = filled_object(BULK_LIMIT + 1);
+    run(&x, "POST", "/echo", big, BODY_LIMIT + 1, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 413);
+    const json_t *e = error_of(&x, "payload_too_large");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "details"), "max_bytes")), BODY_LIMIT);
+    done(&x);
+
+    run(&x, "POST", "/nowhere", big, BULK_LIMIT + 1, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 413);
+    e = error_of(&x, "payload_too_large");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "details"), "max_bytes")), BODY_LIMIT);
+    done(&x);
+    free(big);
+}
+
+static void test_content_length_beyond_any_integer_is_413(void **state) {
+    (void)state;
+    struct exchange x;
+    run(&x, "POST", "/echo", "{}", 2, "99999999999999999999999999");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 413);
+    error_of(&x, "payload_too_large");
+    done(&x);
+    run(&x, "POST", "/echo", "{}", 2, "-1");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 413);
+    done(&x);
+}
+
+static void test_handler_that_answers_nothing_becomes_a_500_envelope(void **state) {
+    (void)state;
+    struct exchange x;
+    run(&x, "GET", "/silent", NULL, 0, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 500);
+    error_of(&x, "internal_error");
+    done(&x);
+}
+
+static void test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope(void **state) {
+    (void)state;
+    struct exchange x;
+    run(&x, "GET", "/nowhere", NULL, 0, NULL);
+    u_map_put(x.req.map_header, "X-Correlation-ID", "abc-123");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 404);
+    error_of(&x, "not_found");
+    assert_string_equal(u_map_get(x.res.map_header, "X-Correlation-ID"), "abc-123");
+    done(&x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bulk_route_over_its_limit_reports_the_bulk_limit),
+        cmocka_unit_test(test_ordinary_route_and_unknown_route_report_the_ordinary_limit),
+        cmocka_unit_test(test_content_length_beyond_any_integer_is_413),
+        cmocka_unit_test(test_handler_that_answers_nothing_becomes_a_500_envelope),
+        cmocka_unit_test(test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
