@@ -357,6 +357,10 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
                       ? json_loadb(u->binary_body, u->binary_body_length, JSON_REJECT_DUPLICATES, &jerr)
                       : NULL;
         if (!r->body) {
+            /* jansson quotes the input near the error, possibly cut inside a UTF-8 sequence:
+             * keep the reason ASCII so the details always pack */
+            for (char *p = jerr.text; *p; p++)
+                if ((unsigned char)*p >= 0x80) *p = '?';
             json_t *d = u->binary_body_length
                             ? json_pack("{s:i,s:i,s:s}", "line", jerr.line, "column", jerr.column, "reason", jerr.text)
                             : json_pack("{s:s}", "reason", "empty body");

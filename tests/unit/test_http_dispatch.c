@@ -169,6 +169,23 @@ static void test_content_length_beyond_any_integer_is_413(void **state) {
     done(&x);
 }
 
+static void test_malformed_json_details_always_carry_line_column_and_reason(void **state) {
+    (void)state;
+    /* jansson quotes the text near the error; here it ends inside a UTF-8 sequence */
+    static const char *bodies[] = {"{\"a\": \"\\u00\xc3\xa9\"}", "{\"a\": \"\xc3\xa9\xc3", "{\"a\": tru}", "{\"a\":1,\"a\":2}"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        struct exchange x;
+        run(&x, "POST", "/echo", bodies[i], strlen(bodies[i]), NULL);
+        dispatch(&x);
+        assert_int_equal(x.res.status, 400);
+        const json_t *d = json_object_get(error_of(&x, "malformed_json"), "details");
+        if (!json_is_string(json_object_get(d, "reason"))) fail_msg("body %zu: details without a reason", i);
+        assert_true(json_is_integer(json_object_get(d, "line")));
+        assert_true(json_is_integer(json_object_get(d, "column")));
+        done(&x);
+    }
+}
+
 static void test_handler_that_answers_nothing_becomes_a_500_envelope(void **state) {
     (void)state;
     struct exchange x;
@@ -196,6 +213,7 @@ int main(void) {
         cmocka_unit_test(test_bulk_route_over_its_limit_reports_the_bulk_limit),
         cmocka_unit_test(test_ordinary_route_and_unknown_route_report_the_ordinary_limit),
         cmocka_unit_test(test_content_length_beyond_any_integer_is_413),
+        cmocka_unit_test(test_malformed_json_details_always_carry_line_column_and_reason),
         cmocka_unit_test(test_handler_that_answers_nothing_becomes_a_500_envelope),
         cmocka_unit_test(test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope),
     };
