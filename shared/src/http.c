@@ -36,7 +36,19 @@ const char *svc_header(const struct svc_req *r, const char *name) {
     return r->u->map_header ? u_map_get_case(r->u->map_header, name) : NULL;
 }
 
+/* A value with a control character (CR/LF above all) would split the header: never sent. */
+static bool header_value_ok(const char *v) {
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f) return false;
+    return true;
+}
+
 void svc_set_header(struct svc_req *r, const char *name, const char *value) {
+    if (!value || !header_value_ok(value)) {
+        svc_logf(&r->app->log, SVC_LOG_ERROR, r->cid, "refused a response header value with control characters",
+                 "{s:s}", "header", name);
+        return;
+    }
     u_map_put(r->res->map_header, name, value);
 }
 

@@ -26,10 +26,18 @@ static void h_echo(struct svc_req *r) { svc_respond_json(r, 200, json_incref(r->
 
 static void h_silent(struct svc_req *r) { (void)r; }
 
+/* Sets X-Echo from the query parameter v: stands for any header built from request data. */
+static void h_header(struct svc_req *r) {
+    const char *v = svc_query(r, "v");
+    if (v) svc_set_header(r, "X-Echo", v);
+    svc_respond_json(r, 204, NULL);
+}
+
 static const struct svc_route routes[] = {
     {"POST", "/echo", h_echo, SVC_ROUTE_JSON, 0},
     {"POST", "/bulk", h_echo, SVC_ROUTE_JSON | SVC_ROUTE_BULK, 0},
     {"GET", "/silent", h_silent, 0, 0},
+    {"GET", "/header", h_header, 0, 0},
 };
 
 static int setup(void **state) {
@@ -196,6 +204,27 @@ static void test_handler_that_answers_nothing_becomes_a_500_envelope(void **stat
     done(&x);
 }
 
+static void test_header_values_with_control_characters_are_never_sent(void **state) {
+    (void)state;
+    struct exchange x;
+    run(&x, "GET", "/header", NULL, 0, NULL);
+    u_map_put(x.req.map_url, "v", "fine value");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 204);
+    assert_string_equal(u_map_get(x.res.map_header, "X-Echo"), "fine value");
+    done(&x);
+
+    static const char *bad[] = {"a\r\nSet-Cookie: session=stolen", "a\nb", "a\rb", "a\x01"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run(&x, "GET", "/header", NULL, 0, NULL);
+        u_map_put(x.req.map_url, "v", bad[i]);
+        dispatch(&x);
+        assert_int_equal(x.res.status, 204);
+        assert_null(u_map_get(x.res.map_header, "X-Echo"));
+        done(&x);
+    }
+}
+
 static void test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope(void **state) {
     (void)state;
     struct exchange x;
@@ -215,6 +244,7 @@ int main(void) {
         cmocka_unit_test(test_content_length_beyond_any_integer_is_413),
         cmocka_unit_test(test_malformed_json_details_always_carry_line_column_and_reason),
         cmocka_unit_test(test_handler_that_answers_nothing_becomes_a_500_envelope),
+        cmocka_unit_test(test_header_values_with_control_characters_are_never_sent),
         cmocka_unit_test(test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -60,7 +60,8 @@ const char *svc_param(const struct svc_req *r, const char *name);
 const char *svc_query(const struct svc_req *r, const char *name);
 /* Request header, case-insensitive, or NULL. */
 const char *svc_header(const struct svc_req *r, const char *name);
-/* Client IP as text (the X-Forwarded-For first hop when the peer is a trusted proxy on loopback). */
+/* Client IP as text: the X-Real-IP header when present (Nginx overwrites it with the peer
+ * address; the services are reachable only through Nginx), else the TCP peer address. */
 void svc_client_ip(const struct svc_req *r, char *out, size_t n);
 
 /* Answer with JSON (takes ownership of body; NULL body sends no content). */
@@ -76,6 +77,8 @@ void svc_respond_result(struct svc_req *r, struct svc_result *res);
 /* Answer with raw bytes (copied). */
 void svc_respond_raw(struct svc_req *r, int status, const char *content_type, const char *body,
                      size_t len);
+/* Sets a response header. A value containing a control character (CR, LF, ...) is refused and
+ * logged, so no request-derived text can split a header. */
 void svc_set_header(struct svc_req *r, const char *name, const char *value);
 
 /* The ulfius callback that routes a request through the app's route table. */
