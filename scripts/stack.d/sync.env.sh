@@ -2,3 +2,5 @@
 stack_env SERVICE_CLIENT_ID sync
 stack_env SERVICE_CLIENT_SECRET_FILE "$(ensure_secret client_sync.secret)"
 stack_env CUSTOMERS_URL "http://127.0.0.1:$INTERNAL_PORT"
+stack_env LEGACY_API_URL "http://127.0.0.1:$LEGACY_PORT/users"
+stack_env SYNC_CRON "${SYNC_CRON:-off}"   # the local stack imports on demand (POST /api/sync) unless SYNC_CRON is exported

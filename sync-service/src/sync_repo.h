@@ -1,0 +1,159 @@
+/* SQL for the sync schema (runs, attempts, batches, record errors, job audit) and nothing else.
+ *
+ * Each function is one round trip: statements that must agree (a batch row and the run's batch
+ * count, a lease check and the writes it guards) are one statement with data-modifying CTEs,
+ * and every write done on behalf of a stream attempt is guarded by the run's lease
+ * (lease_owner = the caller), so an instance that lost its lease can no longer change the run.
+ * A guarded call that finds the lease gone returns SVC_CONFLICT.
+ *
+ * JSON answers are built in SQL (sync.run_json) and returned as malloc'd text (caller frees).
+ * Errors: SVC_UNAVAILABLE (connection broken), SVC_TIMEOUT (statement timeout), SVC_INTERNAL.
+ * Ownership: the PGconn is borrowed (the caller acquires and releases it). Nothing here logs. */
+#ifndef SYNC_REPO_H
+#define SYNC_REPO_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "svc/buf.h"
+#include "svc/cid.h"
+#include "svc/status.h"
+
+#define SYNC_STATUS_MAX 16
+
+/* Stream positions and reasons of skipped records, accumulated between two writes and sent as
+ * two array parameters (one INSERT … SELECT unnest(…) for all of them). */
+struct repo_errors {
+    struct svc_buf pos;   /* "{1,5,9" …: a bigint[] literal being built */
+    struct svc_buf why;   /* "{\"broken_json\",…" */
+    int n;
+};
+void repo_errors_init(struct repo_errors *e);
+void repo_errors_reset(struct repo_errors *e);
+void repo_errors_free(struct repo_errors *e);
+/* reason: a static text without '"' or '\' (sync_record.h reasons, "rejected: …"). */
+void repo_errors_add(struct repo_errors *e, uint64_t position, const char *reason);
+
+/* Counters of the current stream attempt. received_delta: records received since the last
+ * write (added to the attempt's and the run's totals); the others are absolute. */
+struct repo_counts {
+    long long received_delta;
+    long long valid, invalid, duplicates;
+};
+
+/* A batch the stream reader just cut. */
+struct repo_batch_row {
+    uint32_t seq;
+    const char *digest;   /* 16 hex digits */
+    uint32_t records;
+    uint64_t first_position;
+};
+
+struct repo_run_state {
+    char status[SYNC_STATUS_MAX];
+    long long batches_total, batches_done, batches_failed;
+    bool batch_is_new;    /* repo_progress with a batch: the batch row did not exist yet */
+};
+
+/* ---- triggering and reading ---- */
+
+/* Creates a PENDING run (lease expiring after lease_ttl_ms, for the reaper) unless one is active;
+ * *created tells which. *json (run_json text) and run_id describe the run either way. */
+svc_status repo_run_trigger(PGconn *c, const char *trigger, const char *requested_by, const char *cid,
+                            long lease_ttl_ms, char run_id[SVC_UUID_LEN + 1], char **json, bool *created);
+/* SVC_NOT_FOUND when there is no such run. */
+svc_status repo_run_get(PGconn *c, const char *run_id, char **json);
+/* The newest run; SVC_NOT_FOUND when there is none. status (may be NULL) gets its status. */
+svc_status repo_run_latest(PGconn *c, char **json, char status[SYNC_STATUS_MAX]);
+/* {"data":[run…],"page","limit","total"}, newest first. */
+svc_status repo_run_history(PGconn *c, long page, long limit, char **json);
+/* {"data":[{"position","reason","created_at"}…],"page","limit","total"} by position;
+ * SVC_NOT_FOUND when the run does not exist. */
+svc_status repo_run_errors(PGconn *c, const char *run_id, long page, long limit, char **json);
+/* {"data":[job run…],"page","limit","total"}, newest first; queue/run_id filters may be NULL. */
+svc_status repo_job_runs(PGconn *c, const char *queue, const char *run_id, long page, long limit, char **json);
+
+/* ---- the stream reader (all guarded by the lease of owner) ---- */
+
+/* Takes the run's lease when the run is PENDING or RUNNING and its lease is free, expired or
+ * already owner's; a PENDING run becomes RUNNING. SVC_OK with cid/status/attempts filled, or
+ * SVC_NOT_FOUND when the run is finished, PROCESSING, held by a live lease, or absent (status
+ * then tells which: "" when absent). */
+svc_status repo_run_claim(PGconn *c, const char *run_id, const char *owner, long ttl_ms, char cid[SVC_CID_MAX + 1],
+                          char status[SYNC_STATUS_MAX], int *attempts);
+/* Starts attempt n+1: new sync_attempts row, the run's live valid/invalid/duplicates reset. */
+svc_status repo_attempt_begin(PGconn *c, const char *run_id, const char *owner, long ttl_ms, int *attempt);
+/* Writes progress (counters, buffered errors, optionally a new batch row) and renews the lease.
+ * *state gets the run's batch counters (and whether the batch row is new). */
+svc_status repo_progress(PGconn *c, const char *run_id, const char *owner, int attempt, long ttl_ms,
+                         const struct repo_counts *n, const struct repo_errors *errors,
+                         const struct repo_batch_row *batch, struct repo_run_state *state);
+/* Ends an attempt. outcome: "completed" (the whole stream was read: the run becomes PROCESSING,
+ * or COMPLETED/FAILED at once when no batch is outstanding), "failed" or "abandoned" (the run
+ * stays RUNNING). http_status 0 and error NULL when none. The lease is renewed for ttl_ms (in
+ * PROCESSING, finishing batches renew it). status gets the run's new status. */
+svc_status repo_attempt_end(PGconn *c, const char *run_id, const char *owner, int attempt, long ttl_ms,
+                            const char *outcome, long http_status, const char *error, const struct repo_counts *n,
+                            const struct repo_errors *errors, char status[SYNC_STATUS_MAX]);
+/* Renews the lease and reads the batch counters (backpressure waits). */
+svc_status repo_lease_renew(PGconn *c, const char *run_id, const char *owner, long ttl_ms, struct repo_run_state *state);
+/* Gives the lease up at once (graceful stop) so another instance may take the run over. */
+svc_status repo_lease_release(PGconn *c, const char *run_id, const char *owner);
+/* Marks an active run FAILED with reason. owner NULL: whoever holds it. SVC_NOT_FOUND when the
+ * run was not active (or not owner's). */
+svc_status repo_run_fail(PGconn *c, const char *run_id, const char *owner, const char *reason);
+
+/* ---- batch workers ---- */
+
+struct repo_audit {
+    const char *queue;
+    const char *job_id;
+    const char *run_id;      /* may be NULL */
+    int attempt;
+    const char *instance;
+    long long started_unix_ms;
+    long long duration_ms;
+    const char *error;       /* NULL on success */
+};
+
+struct repo_batch_result {
+    long long inserted, updated, unchanged, deleted, rejected;
+};
+
+/* Records a batch as done (once: a batch already counted changes nothing and *counted = false),
+ * adds its outcome to the run, lists rejected records as errors, audits the job, and completes
+ * the run when it was the last outstanding batch. status gets the run's status. */
+svc_status repo_batch_done(PGconn *c, const char *run_id, uint32_t seq, const char *digest,
+                           const struct repo_batch_result *r, const struct repo_errors *rejected,
+                           const struct repo_audit *audit, long ttl_ms, bool *counted, char status[SYNC_STATUS_MAX]);
+/* Records a batch as failed for good (same once-only rule), audits, and finishes the run as
+ * FAILED when it was the last outstanding batch. */
+svc_status repo_batch_failed(PGconn *c, const char *run_id, uint32_t seq, const char *digest,
+                             const struct repo_audit *audit, bool *counted, char status[SYNC_STATUS_MAX]);
+/* One audit row for a finished job execution; status "completed" or "failed". */
+svc_status repo_audit_add(PGconn *c, const struct repo_audit *a, const char *status);
+/* An audit row left "running" (long jobs), closed by repo_audit_finish. */
+svc_status repo_audit_start(PGconn *c, const struct repo_audit *a, long long *id);
+svc_status repo_audit_finish(PGconn *c, long long id, const char *status, const char *error);
+
+/* ---- the reaper ---- */
+
+struct repo_expired {
+    char id[SVC_UUID_LEN + 1];
+    char status[SYNC_STATUS_MAX];
+    char cid[SVC_CID_MAX + 1];
+    long long queued_batches;   /* batch rows not yet done or failed */
+};
+/* Active runs whose lease has expired (at most max). */
+svc_status repo_expired_runs(PGconn *c, struct repo_expired *out, int max, int *n);
+/* PENDING/RUNNING run with an expired lease: frees the lease for a new orchestrator job
+ * (resumes + 1) and returns SVC_OK with *resumes; SVC_UNPROCESSABLE when max_resumes is reached
+ * (the run is then FAILED); SVC_CONFLICT when the lease is no longer expired. */
+svc_status repo_run_resume(PGconn *c, const char *run_id, long ttl_ms, int max_resumes, int *resumes);
+/* PROCESSING run whose batches are still in the queue: extends the lease. */
+svc_status repo_lease_extend(PGconn *c, const char *run_id, long ttl_ms);
+/* PROCESSING run with nothing outstanding: COMPLETED (or FAILED when a batch failed). */
+svc_status repo_run_settle(PGconn *c, const char *run_id, char status[SYNC_STATUS_MAX]);
+
+#endif

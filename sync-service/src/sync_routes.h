@@ -1,0 +1,10 @@
+/* Route table of sync-service (thin HTTP handlers; the rules live in sync_runs.c). */
+#ifndef SYNC_ROUTES_H
+#define SYNC_ROUTES_H
+
+#include "svc/http.h"
+
+extern const struct svc_route routes_sync[];
+extern const int routes_sync_count;
+
+#endif

@@ -1,0 +1,222 @@
+/* Sync API use cases (see sync_runs.h). A database connection is borrowed per call and given
+ * back on every path; failures are logged once here with the correlation id. */
+#include "sync_runs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svc/cid.h"
+#include "sync_repo.h"
+
+#define FORBIDDEN SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden", "admin role required")
+
+static struct svc_result db_error(struct sync_ctx *cx, const char *cid, const char *what, svc_status st) {
+    svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "sync: database call failed", "{s:s,s:s}", "call", what, "status",
+             svc_status_code(st));
+    if (st == SVC_UNAVAILABLE || st == SVC_TIMEOUT)
+        return SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "database unavailable, retry later");
+    return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
+}
+
+static struct svc_result raw_ok(char *json) {
+    struct svc_result r = {.st = SVC_OK, .raw = json};
+    return r;
+}
+
+static PGconn *acquire(struct sync_ctx *cx, svc_status *st) { return svc_pg_acquire(cx->app.pg, -1, st); }
+
+svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char *requested_by, const char *cid,
+                            char **json, bool *created) {
+    svc_status st;
+    *json = NULL;
+    PGconn *c = acquire(cx, &st);
+    if (!c) return SVC_UNAVAILABLE;
+    char run_id[SVC_UUID_LEN + 1];
+    st = repo_run_trigger(c, trigger, requested_by, cid, cx->set.lease_ttl_ms, run_id, json, created);
+    svc_pg_release(cx->app.pg, c);
+    if (st != SVC_OK) return st == SVC_CONFLICT ? SVC_UNAVAILABLE : st;
+    if (!*created) return SVC_OK;
+
+    char job_id[SVC_QUEUE_JOB_ID_MAX + 1];
+    snprintf(job_id, sizeof job_id, "run:%s", run_id);
+    struct svc_job_options opt = {.id = job_id};
+    svc_status qs = svc_queue_enqueue(cx->q_runs, run_id, strlen(run_id), &opt, NULL, NULL);
+    if (qs != SVC_OK) {
+        svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "sync: cannot enqueue the run", "{s:s,s:s}", "run_id", run_id,
+                 "status", svc_status_code(qs));
+        c = acquire(cx, &st);
+        if (c) {
+            repo_run_fail(c, run_id, NULL, "job queue unavailable when the run was triggered");
+            svc_pg_release(cx->app.pg, c);
+        }
+        free(*json);
+        *json = NULL;
+        return SVC_UNAVAILABLE;
+    }
+    atomic_fetch_add_explicit(cx->m.runs_triggered, 1, memory_order_relaxed);
+    svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "sync: run created", "{s:s,s:s}", "run_id", run_id, "trigger", trigger);
+    return SVC_OK;
+}
+
+struct svc_result sync_trigger(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, bool *created) {
+    if (!who->is_admin) return FORBIDDEN;
+    char *json;
+    svc_status st = sync_trigger_run(cx, "api", who->sub, cid, &json, created);
+    if (st != SVC_OK) {
+        if (st == SVC_UNAVAILABLE || st == SVC_TIMEOUT)
+            return SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "database or job queue unavailable, retry later");
+        return db_error(cx, cid, "trigger", st);
+    }
+    return raw_ok(json);
+}
+
+bool sync_parse_page(const char *page, const char *limit, long *p, long *l, const char **bad) {
+    *p = 1;
+    *l = 20;
+    const char *vals[2] = {page, limit};
+    long *outs[2] = {p, l};
+    const long max[2] = {1000000000L, 100};
+    static const char *const names[2] = {"page", "limit"};
+    for (int i = 0; i < 2; i++) {
+        if (!vals[i]) continue;
+        char *end;
+        errno = 0;
+        long v = strtol(vals[i], &end, 10);
+        if (!*vals[i] || *end || errno || v < 1 || v > max[i]) {
+            *bad = names[i];
+            return false;
+        }
+        *outs[i] = v;
+    }
+    return true;
+}
+
+static struct svc_result bad_page(const char *field) {
+    struct svc_result r = SVC_RESULT_ERR(SVC_INVALID, "validation_failed", "invalid query parameter");
+    r.details = json_pack("{s:{s:s}}", "fields", field,
+                          strcmp(field, "limit") == 0 ? "must be an integer from 1 to 100" : "must be a positive integer");
+    return r;
+}
+
+static void add_queue_stats(json_t *obj, const char *key, struct svc_queue *q) {
+    struct svc_queue_stats s;
+    if (svc_queue_stats(q, &s) != SVC_OK) {
+        json_object_set_new(obj, key, json_null());
+        return;
+    }
+    json_object_set_new(obj, key,
+                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "waiting", (json_int_t)s.waiting, "active",
+                                  (json_int_t)s.active, "delayed", (json_int_t)s.delayed, "dead", (json_int_t)s.dead,
+                                  "completed", (json_int_t)s.completed, "failed", (json_int_t)s.failed, "retried",
+                                  (json_int_t)s.retried, "reclaimed", (json_int_t)s.reclaimed));
+}
+
+struct svc_result sync_status(struct sync_ctx *cx, const char *cid, const struct svc_principal *who) {
+    if (!who->is_admin) return FORBIDDEN;
+    svc_status st;
+    PGconn *c = acquire(cx, &st);
+    if (!c) return db_error(cx, cid, "acquire", st);
+    char *json = NULL, status[SYNC_STATUS_MAX];
+    st = repo_run_latest(c, &json, status);
+    svc_pg_release(cx->app.pg, c);
+    if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "no_sync_run", "no sync run yet");
+    if (st != SVC_OK) return db_error(cx, cid, "latest run", st);
+    json_t *run = json_loads(json, 0, NULL);
+    free(json);
+    if (!run) return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
+    bool active = strcmp(status, "PENDING") == 0 || strcmp(status, "RUNNING") == 0 || strcmp(status, "PROCESSING") == 0;
+    json_t *progress = json_pack("{s:b}", "active", active);
+    if (progress) {
+        json_t *b = json_object_get(run, "batches");
+        json_int_t total = json_integer_value(json_object_get(b, "total"));
+        json_int_t done = json_integer_value(json_object_get(b, "done")) + json_integer_value(json_object_get(b, "failed"));
+        json_object_set_new(progress, "batches_outstanding", json_integer(total - done));
+        if (active) add_queue_stats(progress, "queue", cx->q_batches);
+        json_object_set_new(run, "progress", progress);
+    }
+    struct svc_result r = {.st = SVC_OK, .body = run};
+    return r;
+}
+
+struct svc_result sync_history(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *page,
+                               const char *limit) {
+    if (!who->is_admin) return FORBIDDEN;
+    long p, l;
+    const char *bad;
+    if (!sync_parse_page(page, limit, &p, &l, &bad)) return bad_page(bad);
+    svc_status st;
+    PGconn *c = acquire(cx, &st);
+    if (!c) return db_error(cx, cid, "acquire", st);
+    char *json = NULL;
+    st = repo_run_history(c, p, l, &json);
+    svc_pg_release(cx->app.pg, c);
+    if (st != SVC_OK) return db_error(cx, cid, "history", st);
+    return raw_ok(json);
+}
+
+struct svc_result sync_get(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id) {
+    if (!who->is_admin) return FORBIDDEN;
+    if (!id || !svc_uuid_is_valid(id)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
+    svc_status st;
+    PGconn *c = acquire(cx, &st);
+    if (!c) return db_error(cx, cid, "acquire", st);
+    char *json = NULL;
+    st = repo_run_get(c, id, &json);
+    svc_pg_release(cx->app.pg, c);
+    if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
+    if (st != SVC_OK) return db_error(cx, cid, "get run", st);
+    return raw_ok(json);
+}
+
+struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id,
+                              const char *page, const char *limit) {
+    if (!who->is_admin) return FORBIDDEN;
+    if (!id || !svc_uuid_is_valid(id)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
+    long p, l;
+    const char *bad;
+    if (!sync_parse_page(page, limit, &p, &l, &bad)) return bad_page(bad);
+    svc_status st;
+    PGconn *c = acquire(cx, &st);
+    if (!c) return db_error(cx, cid, "acquire", st);
+    char *json = NULL;
+    st = repo_run_errors(c, id, p, l, &json);
+    svc_pg_release(cx->app.pg, c);
+    if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
+    if (st != SVC_OK) return db_error(cx, cid, "run errors", st);
+    return raw_ok(json);
+}
+
+struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
+                                const char *page, const char *limit, const char *queue, const char *run_id) {
+    if (!who->is_admin) return FORBIDDEN;
+    long p, l;
+    const char *bad;
+    if (!sync_parse_page(page, limit, &p, &l, &bad)) return bad_page(bad);
+    if (run_id && !svc_uuid_is_valid(run_id)) return bad_page("run_id");
+    if (queue && (strlen(queue) == 0 || strlen(queue) > SVC_QUEUE_NAME_MAX)) return bad_page("queue");
+    svc_status st;
+    PGconn *c = acquire(cx, &st);
+    if (!c) return db_error(cx, cid, "acquire", st);
+    char *json = NULL;
+    st = repo_job_runs(c, queue, run_id, p, l, &json);
+    svc_pg_release(cx->app.pg, c);
+    if (st != SVC_OK) return db_error(cx, cid, "job runs", st);
+    return raw_ok(json);
+}
+
+struct svc_result sync_queues(struct sync_ctx *cx, const char *cid, const struct svc_principal *who) {
+    if (!who->is_admin) return FORBIDDEN;
+    json_t *queues = json_object();
+    if (!queues) return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
+    add_queue_stats(queues, SYNC_QUEUE_RUNS, cx->q_runs);
+    add_queue_stats(queues, SYNC_QUEUE_BATCHES, cx->q_batches);
+    if (json_is_null(json_object_get(queues, SYNC_QUEUE_RUNS))) {
+        json_decref(queues);
+        svc_logf(&cx->app.log, SVC_LOG_WARN, cid, "sync: queue stats unavailable", NULL);
+        return SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "job queue unavailable, retry later");
+    }
+    struct svc_result r = {.st = SVC_OK, .body = json_pack("{s:o}", "queues", queues)};
+    return r;
+}

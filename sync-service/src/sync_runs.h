@@ -1,0 +1,45 @@
+/* Use cases behind the sync HTTP API and the scheduler: triggering a run (idempotent while one
+ * is active), reading runs, their errors, the job audit and the queues. No HTTP, no SQL text.
+ *
+ * Every API use case requires an admin principal (403 "forbidden" otherwise). Results follow
+ * svc/status.h: on success raw holds the JSON text (malloc'd; svc_respond_result frees it).
+ * Borrowed: cx, cid, who and the string arguments. */
+#ifndef SYNC_RUNS_H
+#define SYNC_RUNS_H
+
+#include <stdbool.h>
+
+#include "svc/auth.h"
+#include "svc/status.h"
+#include "sync_ctx.h"
+
+/* Creates a run and enqueues its orchestrator job, or finds the active one (*created false).
+ * trigger: "api" or "schedule"; requested_by may be NULL. On SVC_OK *json (caller frees) is
+ * the run. SVC_UNAVAILABLE when the database or the queue is down (a run that could not be
+ * enqueued is marked FAILED at once, so it never blocks the next trigger). */
+svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char *requested_by, const char *cid,
+                            char **json, bool *created);
+
+/* POST /api/sync: *created tells 202 (new run) from 200 (the active run). */
+struct svc_result sync_trigger(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, bool *created);
+/* GET /api/sync/status: the newest run plus "progress" (live queue figures while it is active). */
+struct svc_result sync_status(struct sync_ctx *cx, const char *cid, const struct svc_principal *who);
+/* GET /api/sync/history?page=&limit= */
+struct svc_result sync_history(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *page,
+                               const char *limit);
+/* GET /api/sync/{id} */
+struct svc_result sync_get(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id);
+/* GET /api/sync/{id}/errors?page=&limit= */
+struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id,
+                              const char *page, const char *limit);
+/* GET /api/job-runs?page=&limit=&queue=&run_id= */
+struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
+                                const char *page, const char *limit, const char *queue, const char *run_id);
+/* GET /admin/queues: stats of this service's queues. */
+struct svc_result sync_queues(struct sync_ctx *cx, const char *cid, const struct svc_principal *who);
+
+/* Parses page (>= 1, default 1) and limit (1..100, default 20). Returns false when either is
+ * malformed (then *bad names it). Exposed for tests. */
+bool sync_parse_page(const char *page, const char *limit, long *p, long *l, const char **bad);
+
+#endif
