@@ -37,7 +37,10 @@ long svc_now_ms(void) {
 static void parse_origins(struct svc_app *app, const char *list) {
     if (!list || !*list) return;
     char *copy = strdup(list);
-    if (!copy) return;
+    if (!copy) {
+        svc_config_error(&app->cfg, "CORS_ALLOWED_ORIGINS", "out of memory");
+        return;
+    }
     char *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ') tok++;
@@ -52,7 +55,12 @@ static void parse_origins(struct svc_app *app, const char *list) {
             svc_config_error(&app->cfg, "CORS_ALLOWED_ORIGINS", "origins must be http(s)://host[:port] or *");
             continue;
         }
-        app->origins[app->norigins++] = strdup(tok);
+        char *origin = strdup(tok);
+        if (!origin) {
+            svc_config_error(&app->cfg, "CORS_ALLOWED_ORIGINS", "out of memory");
+            break;
+        }
+        app->origins[app->norigins++] = origin;
     }
     free(copy);
 }
