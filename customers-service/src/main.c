@@ -30,8 +30,13 @@ static void load_clients(struct customers_ctx *cx) {
             svc_config_error(c, var, "secret must be at least 16 characters");
             continue;
         }
+        char *copy = strdup(id);
+        if (!copy) {
+            svc_config_error(c, "SERVICE_CLIENTS", "out of memory");
+            return;
+        }
         struct service_client *sc = &cx->clients[cx->nclients++];
-        sc->id = strdup(id);
+        sc->id = copy;
         svc_sha256_hex(secret, strlen(secret), sc->secret_sha256);
     }
 }
@@ -72,17 +77,19 @@ int main(void) {
     static struct customers_ctx cx;
     svc_app_init(&cx.app, "customers", "customers");
     load_settings(&cx);
-    if (svc_app_check_config(&cx.app) != 0) {
+    if (svc_app_check_config(&cx.app) != 0 || svc_app_open(&cx.app) != 0 || users_ensure_admin(&cx) != 0) {
         svc_app_close(&cx.app);
+        svc_auth_free(&cx.auth);
         return EXIT_FAILURE;
     }
-    if (svc_app_open(&cx.app) != 0 || users_ensure_admin(&cx) != 0) {
+    if (svc_app_routes(&cx.app, routes_auth, routes_auth_count) != 0 ||
+        svc_app_routes(&cx.app, routes_users, routes_users_count) != 0 ||
+        svc_app_routes(&cx.app, routes_internal, routes_internal_count) != 0) {
+        svc_log(&cx.app.log, SVC_LOG_ERROR, NULL, "too many routes", NULL);
         svc_app_close(&cx.app);
+        svc_auth_free(&cx.auth);
         return EXIT_FAILURE;
     }
-    svc_app_routes(&cx.app, routes_auth, routes_auth_count);
-    svc_app_routes(&cx.app, routes_users, routes_users_count);
-    svc_app_routes(&cx.app, routes_internal, routes_internal_count);
     int rc = svc_app_run(&cx.app);
     svc_auth_free(&cx.auth);
     return rc;
