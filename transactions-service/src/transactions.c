@@ -111,6 +111,23 @@ static bool stored_result(struct tx_ctx *cx, const char *user, const char *key, 
     return true;
 }
 
+/* The key's lock is held: either a request with it is still running (409), or one finished and
+ * left its lock to expire (success paths do not release it), and then its stored result is the
+ * answer. */
+static struct tx_answer busy(struct tx_ctx *cx, const char *user, const char *key, const char *hash) {
+    struct tx_answer a;
+    if (stored_result(cx, user, key, hash, &a)) return a;
+    return in_progress(cx);
+}
+
+/* After posting: a stored result (created, replayed) keeps the lock until it expires, so the
+ * hot path needs no second Redis round trip (a duplicate meeting the lock finds the stored
+ * result, see busy()); anything else releases it so the client can retry with the same key. */
+static void settle_lock(struct tx_ctx *cx, const char *cid, struct txcache_preflight *pf, const struct tx_answer *a) {
+    if (a->res.st == SVC_CREATED || a->res.st == SVC_OK) return;
+    txcache_release(cx, cid, pf);
+}
+
 /* Fills states[] for ids[] from the cache or customers-service. Returns false with *a set when
  * customers-service could not answer. */
 static bool check_users(struct tx_ctx *cx, const char *cid, const char *const *ids, int n,
@@ -152,7 +169,7 @@ struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_
     const char *ids[TXCACHE_MAX_USERS] = {me, rq.type == TX_TRANSFER ? rq.to_user_id : NULL};
     struct txcache_preflight pf;
     txcache_preflight(cx, cid, me, idem_key, ids, TXCACHE_MAX_USERS, &pf);
-    if (pf.busy) return in_progress(cx);
+    if (pf.busy) return busy(cx, me, idem_key, hash);
 
     if (!check_users(cx, cid, ids, TXCACHE_MAX_USERS, pf.users, &a)) goto refused;
     if (pf.users[0] != USER_ACTIVE) {
@@ -174,9 +191,9 @@ struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_
     struct tx_repo_err err;
     st = tx_repo_post(c, me, idem_key, hash, &rq, cx->idem_ttl_s, &p, &err);
     svc_pg_release(cx->app.pg, c);
-    txcache_release(cx, cid, &pf);
-    if (st != SVC_OK) return repo_failure(cx, cid, "post", st, &err);
-    return from_posting(cx, &p, rq.type);
+    a = st == SVC_OK ? from_posting(cx, &p, rq.type) : repo_failure(cx, cid, "post", st, &err);
+    settle_lock(cx, cid, &pf, &a);
+    return a;
 
 refused:
     {
@@ -204,7 +221,7 @@ struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc
 
     struct txcache_preflight pf;
     txcache_preflight(cx, cid, me, idem_key, NULL, 0, &pf);
-    if (pf.busy) return in_progress(cx);
+    if (pf.busy) return busy(cx, me, idem_key, hash);
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) {
@@ -215,12 +232,12 @@ struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc
     struct tx_repo_err err;
     st = tx_repo_reverse(c, me, idem_key, hash, id, cx->idem_ttl_s, &p, &err);
     svc_pg_release(cx->app.pg, c);
-    txcache_release(cx, cid, &pf);
-    if (st != SVC_OK) return repo_failure(cx, cid, "reverse", st, &err);
-    if (!strcmp(p.verdict, "created"))
+    if (st == SVC_OK && !strcmp(p.verdict, "created"))
         svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "transaction reversed", "{s:s,s:s}", "transaction_id", id,
                  "admin_id", me);
-    return from_posting(cx, &p, TX_REVERSAL);
+    a = st == SVC_OK ? from_posting(cx, &p, TX_REVERSAL) : repo_failure(cx, cid, "reverse", st, &err);
+    settle_lock(cx, cid, &pf, &a);
+    return a;
 }
 
 /* Read helpers: one pooled connection around one repository call. */

@@ -5,12 +5,13 @@
  *   1. the caller must be a user (service tokens are refused), the Idempotency-Key valid and the
  *      body valid (400s: nothing is remembered for the key, the client may fix and retry);
  *   2. ONE Redis round trip: the user-existence cache for caller and recipient + the key's
- *      in-flight lock (409 idempotency_request_in_progress when another request holds it);
+ *      in-flight lock; when another request holds it, the key's stored result is the answer if
+ *      there is one, else 409 idempotency_request_in_progress;
  *   3. cache misses are looked up in customers-service (503 customers_unavailable with
  *      Retry-After when it cannot answer: nothing written), answers cached;
  *   4. ONE database call (transactions.post_transaction) that replays, refuses a reused key,
  *      or posts the transaction and stores its response under the key, atomically;
- *   5. the lock is released.
+ *   5. the lock is released unless a result was stored (then it simply expires: see txcache.h).
  * When step 3 refuses the request (customers down, recipient gone, caller gone), the key's
  * stored result is looked up first: a request that already succeeded is replayed, as Stripe
  * does, instead of being refused because the world changed since.

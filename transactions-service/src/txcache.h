@@ -6,11 +6,14 @@
  *                          therefore takes up to that long to be noticed here (the deleted
  *                          user's own sessions are revoked at once by customers-service).
  *   idem:{user_id}:{key}   an in-flight lock (SET NX PX IDEMPOTENCY_LOCK_MS, random token value)
- *                          held from before the user check until after the database commit, so a
- *                          duplicate arriving meanwhile is answered 409 at once. Released with a
- *                          compare-and-delete script (never deletes a lock that expired and was
- *                          taken by someone else). The database row (user_id, key) stays the
- *                          durable record that decides replay / reuse.
+ *                          taken before the user check. A request that ends without a stored
+ *                          result (refused, failed) releases it with a compare-and-delete script
+ *                          (never deleting a lock that expired and was re-taken); one that stored
+ *                          a result leaves it to expire, sparing the hot path a round trip. A
+ *                          request meeting a held lock therefore looks for the key's stored
+ *                          result in the database: found → replay (or 422 reused), not found →
+ *                          the holder is still running → 409. The database row (user_id, key)
+ *                          stays the durable record that decides replay / reuse.
  *
  * Redis down: preflight reports redis_ok = false and the request goes on without lock and cache
  * (a fresh customers-service check each time). Concurrent duplicates are then serialised by the
@@ -46,7 +49,8 @@ struct txcache_preflight {
 void txcache_preflight(struct tx_ctx *cx, const char *cid, const char *user_id, const char *key,
                        const char *const *ids, int nids, struct txcache_preflight *out);
 
-/* Releases the lock when held (best effort: it expires anyway). */
+/* Releases the lock when held (best effort: it expires anyway). Only for requests that stored
+ * nothing under the key. */
 void txcache_release(struct tx_ctx *cx, const char *cid, struct txcache_preflight *pf);
 
 /* Caches customers-service's answers (USER_ACTIVE / DELETED / MISSING; others are skipped),
