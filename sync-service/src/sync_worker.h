@@ -28,7 +28,8 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg);
 
 /* Reads a bulk-upsert answer {inserted, updated, deleted, unchanged, invalid:[{index,reason}]}.
  * Returns 0 and fills *r (r->rejected = number of invalid entries), or -1 when malformed.
- * For each invalid entry with a valid index below count, calls on_invalid. Exposed for tests. */
+ * For each invalid entry with a valid index below count, calls on_invalid (reason is valid only
+ * during that call). Exposed for tests. */
 int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struct repo_batch_result *r,
                              void (*on_invalid)(void *arg, uint32_t index, const char *reason), void *arg);
 
