@@ -473,7 +473,9 @@ static const char SQL_BATCH_DONE[] =
     "               AND s.batches_failed > 0"
     "          THEN format('%s of %s batches failed', s.batches_failed, s.batches_total) ELSE s.error END,"
     "  lease_expires_at = CASE WHEN s.status = 'PROCESSING'"
-    "          THEN greatest(s.lease_expires_at, now() + " INTERVAL_MS("$13") ") ELSE s.lease_expires_at END "
+    "          THEN greatest(s.lease_expires_at, now() + " INTERVAL_MS("$13") ") ELSE s.lease_expires_at END,"
+    "  lease_owner = CASE WHEN s.status = 'PROCESSING' AND s.batches_done + 1 + s.batches_failed >= s.batches_total"
+    "                THEN NULL ELSE s.lease_owner END "
     "FROM b WHERE s.id = b.run_id RETURNING s.status";
 
 static const char SQL_BATCH_FAILED[] =
@@ -488,7 +490,9 @@ static const char SQL_BATCH_FAILED[] =
     "  finished_at = CASE WHEN s.status = 'PROCESSING' AND s.batches_done + s.batches_failed + 1 >= s.batches_total"
     "                THEN now() ELSE s.finished_at END,"
     "  error = CASE WHEN s.status = 'PROCESSING' AND s.batches_done + s.batches_failed + 1 >= s.batches_total"
-    "          THEN format('%s of %s batches failed', s.batches_failed + 1, s.batches_total) ELSE s.error END "
+    "          THEN format('%s of %s batches failed', s.batches_failed + 1, s.batches_total) ELSE s.error END,"
+    "  lease_owner = CASE WHEN s.status = 'PROCESSING' AND s.batches_done + s.batches_failed + 1 >= s.batches_total"
+    "                THEN NULL ELSE s.lease_owner END "
     "FROM b WHERE s.id = b.run_id RETURNING s.status";
 
 svc_status repo_batch_done(PGconn *c, const char *run_id, uint32_t seq, const char *digest,
