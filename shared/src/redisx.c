@@ -1,9 +1,10 @@
 /* Redis connection pool on hiredis (see svc/redisx.h for the contract).
  *
- * Same shape as the PostgreSQL pool: a fixed slot table guarded by one mutex and a CLOCK_MONOTONIC
- * condition variable; connecting (TCP connect, AUTH, SELECT) and liveness checks happen after the
- * slot is claimed and the mutex released, so a Redis outage costs each caller at most one connect
- * timeout and never blocks other threads on the mutex.
+ * The slot table, waiting and counters are the generic bounded pool (svc/slotpool.h), shared with
+ * the PostgreSQL pool; this file supplies what is specific to hiredis. Connecting (TCP connect,
+ * AUTH, SELECT) and liveness checks run after the slot is claimed and the pool mutex released, so
+ * a Redis outage costs each caller at most one connect timeout and never blocks other threads on
+ * the mutex.
  *
  * Decisions worth knowing:
  *  - Every new context gets redisSetTimeout(command_timeout): hiredis' connect timeout covers the
@@ -20,19 +21,16 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-struct redis_slot {
-    redisContext *ctx;  /* NULL until connected, or after being dropped as dead */
-    bool in_use;
-    bool ever_open;
-};
+#include "svc/slotpool.h"
+
+/* Longest connect failure reason kept for ping (including the NUL). */
+#define REDIS_WHY_MAX 128
 
 struct svc_redis_pool {
     char *host;
@@ -41,18 +39,7 @@ struct svc_redis_pool {
     int db;
     struct timeval connect_tv;
     struct timeval command_tv;
-    int acquire_timeout_ms;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct redis_slot *slots;
-    int size;
-    int open;
-    int in_use;
-    int waiting;
-    unsigned long reconnects;
-    unsigned long timeouts;
-    char last_error[128];  /* why the last connect failed; never contains the password */
+    struct svc_slotpool *slots;  /* owns every redisContext; ctx is this struct */
 };
 
 static struct timeval redis_tv(int ms) {
@@ -60,50 +47,12 @@ static struct timeval redis_tv(int ms) {
     return tv;
 }
 
-struct svc_redis_pool *svc_redis_pool_new(const struct svc_redis_config *cfg) {
-    struct svc_redis_pool *p = calloc(1, sizeof(*p));
-    if (!p) return NULL;
-    p->size = cfg->size >= 1 ? cfg->size : 1;
-    p->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
-    p->port = cfg->port > 0 ? cfg->port : 6379;
-    p->password = cfg->password && *cfg->password ? strdup(cfg->password) : NULL;
-    p->db = cfg->db;
-    p->connect_tv = redis_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 1000);
-    p->command_tv = redis_tv(cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : 500);
-    p->acquire_timeout_ms = cfg->acquire_timeout_ms >= 0 ? cfg->acquire_timeout_ms : 0;
-    p->slots = calloc((size_t)p->size, sizeof(*p->slots));
-    bool alloc_ok = p->host && p->slots && (!cfg->password || !*cfg->password || p->password);
-
-    pthread_condattr_t ca;
-    bool ca_ok = pthread_condattr_init(&ca) == 0;
-    bool cv_ok = ca_ok && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-                 pthread_cond_init(&p->cv, &ca) == 0;
-    if (ca_ok) pthread_condattr_destroy(&ca);
-    bool mu_ok = pthread_mutex_init(&p->mu, NULL) == 0;
-    if (!alloc_ok || !cv_ok || !mu_ok) {
-        if (cv_ok) pthread_cond_destroy(&p->cv);
-        if (mu_ok) pthread_mutex_destroy(&p->mu);
-        free(p->host);
-        free(p->password);
-        free(p->slots);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-void svc_redis_pool_free(struct svc_redis_pool *p) {
-    if (!p) return;
-    for (int i = 0; i < p->size; i++)
-        if (p->slots[i].ctx) redisFree(p->slots[i].ctx);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
+static void redis_free_settings(struct svc_redis_pool *p) {
     free(p->host);
     if (p->password) {
         explicit_bzero(p->password, strlen(p->password));
         free(p->password);
     }
-    free(p->slots);
     free(p);
 }
 
@@ -137,8 +86,10 @@ static bool redis_setup_cmd(redisContext *c, char *why, size_t whylen, const cha
     return ok;
 }
 
-/* Opens a ready-to-use context. Called without the mutex. */
-static redisContext *redis_connect(struct svc_redis_pool *p, char *why, size_t whylen) {
+/* slotpool open: a ready-to-use context, or NULL with why filled. Runs without the pool mutex. */
+static void *redis_connect(void *ctx, char *why, size_t whylen) {
+    struct svc_redis_pool *p = ctx;
+    if (whylen > REDIS_WHY_MAX) whylen = REDIS_WHY_MAX;
     redisContext *c = redisConnectWithTimeout(p->host, p->port, p->connect_tv);
     if (!c) {
         redis_errf(why, whylen, "out of memory");
@@ -165,8 +116,10 @@ static redisContext *redis_connect(struct svc_redis_pool *p, char *why, size_t w
     return c;
 }
 
-/* True when an idle context can be lent out: no error, nothing buffered, socket quiet. */
-static bool redis_idle_alive(redisContext *c) {
+/* slotpool alive: an idle context can be lent out when it has no error, nothing buffered and a
+ * quiet socket. */
+static bool redis_idle_alive(void *ctx, void *res) {
+    redisContext *c = res;
     if (c->err || c->fd < 0) return false;
     struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
     int r = poll(&pfd, 1, 0);
@@ -174,114 +127,42 @@ static bool redis_idle_alive(redisContext *c) {
     return r == 0;
 }
 
-static struct timespec redis_deadline(int timeout_ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
+/* slotpool reset: a context that saw an error is dead and must be closed. */
+static bool redis_keep(void *ctx, void *res) { return ((redisContext *)res)->err == 0; }
+
+static void redis_close(void *ctx, void *res) { redisFree(res); }
+
+static const struct svc_slotpool_ops redis_slot_ops = {.open = redis_connect, .alive = redis_idle_alive,
+                                                        .reset = redis_keep, .close = redis_close};
+
+struct svc_redis_pool *svc_redis_pool_new(const struct svc_redis_config *cfg) {
+    struct svc_redis_pool *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
+    p->port = cfg->port > 0 ? cfg->port : 6379;
+    p->password = cfg->password && *cfg->password ? strdup(cfg->password) : NULL;
+    p->db = cfg->db;
+    p->connect_tv = redis_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 1000);
+    p->command_tv = redis_tv(cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : 500);
+    bool alloc_ok = p->host && (!cfg->password || !*cfg->password || p->password);
+    if (alloc_ok) p->slots = svc_slotpool_new(cfg->size, cfg->acquire_timeout_ms, &redis_slot_ops, p);
+    if (p->slots) return p;
+    redis_free_settings(p);
+    return NULL;
 }
 
-/* Claims a free slot, preferring a connected one. Mutex held. */
-static int redis_claim_slot(struct svc_redis_pool *p) {
-    int pick = -1;
-    for (int i = 0; i < p->size; i++) {
-        if (p->slots[i].in_use) continue;
-        if (p->slots[i].ctx) {
-            pick = i;
-            break;
-        }
-        if (pick < 0) pick = i;
-    }
-    if (pick >= 0) {
-        p->slots[pick].in_use = true;
-        p->in_use++;
-    }
-    return pick;
-}
-
-static void redis_unclaim_slot(struct svc_redis_pool *p, int i) {
-    p->slots[i].in_use = false;
-    p->in_use--;
-    pthread_cond_signal(&p->cv);
+void svc_redis_pool_free(struct svc_redis_pool *p) {
+    if (!p) return;
+    svc_slotpool_free(p->slots);
+    redis_free_settings(p);
 }
 
 redisContext *svc_redis_acquire(struct svc_redis_pool *p, int timeout_ms, svc_status *st) {
-    svc_status dummy;
-    if (!st) st = &dummy;
-    if (timeout_ms < 0) timeout_ms = p->acquire_timeout_ms;
-    struct timespec deadline = redis_deadline(timeout_ms);
-
-    pthread_mutex_lock(&p->mu);
-    int i;
-    while ((i = redis_claim_slot(p)) < 0) {
-        p->waiting++;
-        int rc = timeout_ms > 0 ? pthread_cond_timedwait(&p->cv, &p->mu, &deadline) : ETIMEDOUT;
-        p->waiting--;
-        if (rc == ETIMEDOUT && (i = redis_claim_slot(p)) < 0) {
-            p->timeouts++;
-            pthread_mutex_unlock(&p->mu);
-            *st = SVC_TIMEOUT;
-            return NULL;
-        }
-        if (i >= 0) break;
-    }
-    redisContext *c = p->slots[i].ctx;
-    pthread_mutex_unlock(&p->mu);
-
-    bool dropped = false;
-    if (c && !redis_idle_alive(c)) {
-        redisFree(c);
-        c = NULL;
-        dropped = true;
-    }
-    char why[sizeof(p->last_error)] = "";
-    bool reopened = false;
-    if (!c) {
-        c = redis_connect(p, why, sizeof(why));
-        reopened = c != NULL;
-    }
-
-    pthread_mutex_lock(&p->mu);
-    if (dropped) p->open--;
-    if (reopened) {
-        p->open++;
-        if (p->slots[i].ever_open) p->reconnects++;
-        p->slots[i].ever_open = true;
-    }
-    p->slots[i].ctx = c;
-    if (!c) {
-        snprintf(p->last_error, sizeof(p->last_error), "%s", why);
-        redis_unclaim_slot(p, i);
-        pthread_mutex_unlock(&p->mu);
-        *st = SVC_UNAVAILABLE;
-        return NULL;
-    }
-    pthread_mutex_unlock(&p->mu);
-    *st = SVC_OK;
-    return c;
+    return svc_slotpool_acquire(p->slots, timeout_ms, st);
 }
 
 void svc_redis_release(struct svc_redis_pool *p, redisContext *c) {
-    if (!p || !c) return;
-    bool keep = c->err == 0;
-    if (!keep) redisFree(c);
-
-    pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->size; i++) {
-        if (p->slots[i].ctx != c || !p->slots[i].in_use) continue;
-        if (!keep) {
-            p->slots[i].ctx = NULL;
-            p->open--;
-        }
-        redis_unclaim_slot(p, i);
-        break;
-    }
-    pthread_mutex_unlock(&p->mu);
+    if (p) svc_slotpool_release(p->slots, c);
 }
 
 /* Status for a failed command on context c; errno is the one saved right after the call. */
@@ -290,12 +171,6 @@ static svc_status redis_failure_status(const redisContext *c, int saved_errno) {
         (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT))
         return SVC_TIMEOUT;
     return SVC_UNAVAILABLE;
-}
-
-static void redis_count_timeout(struct svc_redis_pool *p) {
-    pthread_mutex_lock(&p->mu);
-    p->timeouts++;
-    pthread_mutex_unlock(&p->mu);
 }
 
 redisReply *svc_redis_command(struct svc_redis_pool *p, svc_status *st, const char *fmt, ...) {
@@ -313,39 +188,23 @@ redisReply *svc_redis_command(struct svc_redis_pool *p, svc_status *st, const ch
         *st = SVC_OK;
     } else {
         *st = redis_failure_status(c, saved_errno);
-        if (*st == SVC_TIMEOUT) redis_count_timeout(p);
+        if (*st == SVC_TIMEOUT) svc_slotpool_count_timeout(p->slots);
     }
     svc_redis_release(p, c);
     return r;
 }
 
-static double redis_elapsed_ms(const struct timespec *a, const struct timespec *b) {
-    return (double)(b->tv_sec - a->tv_sec) * 1000.0 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
-}
-
-int svc_redis_ping(struct svc_redis_pool *p, int timeout_ms, double *latency_ms, char *err, size_t errlen) {
-    svc_status st;
-    redisContext *c = svc_redis_acquire(p, timeout_ms, &st);
-    if (!c) {
-        if (st == SVC_TIMEOUT) {
-            snprintf(err, errlen, "pool exhausted");
-        } else {
-            pthread_mutex_lock(&p->mu);
-            snprintf(err, errlen, "cannot connect: %s", p->last_error);
-            pthread_mutex_unlock(&p->mu);
-        }
-        return -1;
-    }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+/* Ping probe: one PING round trip expecting PONG. */
+static int redis_probe(void *ctx, void *res, char *err, size_t errlen) {
+    struct svc_redis_pool *p = ctx;
+    redisContext *c = res;
     errno = 0;
     redisReply *r = redisCommand(c, "PING");
     int saved_errno = errno;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     int rc = 0;
     if (!r) {
         if (redis_failure_status(c, saved_errno) == SVC_TIMEOUT) {
-            redis_count_timeout(p);
+            svc_slotpool_count_timeout(p->slots);
             snprintf(err, errlen, "timeout");
         } else {
             snprintf(err, errlen, "%s", c->errstr);
@@ -355,21 +214,19 @@ int svc_redis_ping(struct svc_redis_pool *p, int timeout_ms, double *latency_ms,
         snprintf(err, errlen, "unexpected reply: %s",
                  r->type == REDIS_REPLY_ERROR && r->str ? r->str : "not PONG");
         rc = -1;
-    } else if (latency_ms) {
-        *latency_ms = redis_elapsed_ms(&t0, &t1);
     }
     if (r) freeReplyObject(r);
-    svc_redis_release(p, c);
     return rc;
 }
 
+int svc_redis_ping(struct svc_redis_pool *p, int timeout_ms, double *latency_ms, char *err, size_t errlen) {
+    return svc_slotpool_ping(p->slots, timeout_ms, redis_probe, latency_ms, err, errlen);
+}
+
 void svc_redis_stats(struct svc_redis_pool *p, struct svc_redis_stats *out) {
-    pthread_mutex_lock(&p->mu);
-    out->size = p->size;
-    out->open = p->open;
-    out->in_use = p->in_use;
-    out->waiting = p->waiting;
-    out->reconnects = p->reconnects;
-    out->timeouts = p->timeouts;
-    pthread_mutex_unlock(&p->mu);
+    struct svc_slotpool_stats s;
+    svc_slotpool_stats(p->slots, &s);
+    *out = (struct svc_redis_stats){.size = s.size, .open = s.open, .in_use = s.in_use,
+                                    .waiting = s.waiting, .reconnects = s.reconnects,
+                                    .timeouts = s.timeouts};
 }
