@@ -8,6 +8,7 @@
 #include "ctx.h"
 #include "money.h"
 #include "routes.h"
+#include "tx_repo.h"
 #include "tx_request.h"
 
 static void load_settings(struct tx_ctx *cx) {
@@ -128,6 +129,7 @@ int main(void) {
         cleanup(&cx);
         return EXIT_FAILURE;
     }
+    cx.app.pg_cfg.on_connect = tx_repo_prepare;
     cx.app.ready_hook = ready_hook;
     cx.app.metrics_hook = metrics_hook;
     if (svc_app_open(&cx.app) != 0) {

@@ -1,9 +1,9 @@
 /* SQL of transactions-service; see tx_repo.h.
  *
- * The POST statement is prepared lazily per connection: the pool's connect hook also runs for
- * the connection that applies the migrations, when the functions do not exist yet, so preparing
- * there could fail. Executing an unknown prepared statement fails with SQLSTATE 26000 and
- * changes nothing (autocommit), so we prepare and execute again. */
+ * The POST statement is prepared when a pooled connection opens (tx_repo_prepare). That hook
+ * also runs for the connection that applies the migrations, before the functions exist, so it
+ * may fail there; executing an unknown prepared statement fails with SQLSTATE 26000 and changes
+ * nothing (autocommit), so tx_repo_post then prepares and executes again. */
 #include "tx_repo.h"
 
 #include <stdio.h>
@@ -47,6 +47,12 @@ static svc_status posting_result(PGconn *c, PGresult *res, struct tx_posting *ou
     }
     PQclear(res);
     return st;
+}
+
+int tx_repo_prepare(PGconn *c, void *unused) {
+    PGresult *res = PQprepare(c, POST_STMT, POST_SQL, 9, NULL);
+    PQclear(res);
+    return 0;
 }
 
 svc_status tx_repo_post(PGconn *c, const char *user_id, const char *key, const char *hash,

@@ -19,6 +19,11 @@
 #include "svc/status.h"
 #include "tx_request.h"
 
+/* Pool connect hook (svc_pg_on_connect): prepares the POST statement on a new connection. Always
+ * returns 0: on a database whose migrations have not run yet the function does not exist, and
+ * tx_repo_post prepares lazily instead. */
+int tx_repo_prepare(PGconn *c, void *unused);
+
 /* What a posting function answered. verdict: "created", "replayed", "idempotency_key_reused",
  * "not_found". body is owned (free()) and NULL unless created/replayed. */
 struct tx_posting {
