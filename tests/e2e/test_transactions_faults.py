@@ -8,7 +8,9 @@ Sequence (one test, since every step depends on the previous one):
    that instance's breaker opens (the user-existence cache entries "uexists:{id}" are deleted
    first, so every request really needs customers-service);
 4. with both breakers open, POST /api/transactions through Nginx answers 503 customers_unavailable
-   with Retry-After in under 50 ms (95th percentile of 20; the maximum is reported);
+   with Retry-After in under 50 ms (90th percentile of 20; the maximum is reported), and the
+   client's metrics show them rejected by the breaker without a network attempt (but for the
+   half-open probes the short open timeout allows);
    /health/ready of each instance and /health/transactions say "warn" (still 200) and name the
    customers dependency; reads still work and nothing was written;
 5. customers-service is started again; without restarting transactions-service, each instance
@@ -24,6 +26,7 @@ slowly, with the production defaults.
 
 import time
 
+from lib import parse_prometheus
 from test_transactions import balance, balances, list_tx, new_key, post_tx, sessions, tx
 
 CUSTOMERS = ("customers-1", "customers-2")
@@ -34,6 +37,18 @@ FAST_S = 0.050
 def _ready(ctx, url):
     r = ctx.http("GET", url, timeout=5)
     return r
+
+
+def _client_counts(ctx):
+    """http_client_requests_total for upstream customers by outcome, summed over the instances."""
+    out = {}
+    for inst in TRANSACTIONS:
+        samples, _ = parse_prometheus(ctx.http("GET", ctx.direct(inst, "/metrics"), timeout=5).body.decode())
+        for name, labels, value in samples:
+            if name == "http_client_requests_total" and labels.get("upstream") == "customers":
+                out[labels["outcome"]] = out.get(labels["outcome"], 0) + value
+    assert out, "no http_client_requests_total{upstream=\"customers\"} in /metrics"
+    return out
 
 
 def _customers_checks(health):
@@ -82,7 +97,8 @@ def test_customers_outage_opens_the_breaker_fast_and_recovery_closes_it(ctx):
                 return timing[0] < FAST_S
             ctx.wait_until(open_fast, timeout=60, interval=0, what="%s answering 503 in < 50 ms" % inst)
 
-        # 4. fast 503s through Nginx, with Retry-After
+        # 4. fast 503s through Nginx, with Retry-After, and no call reaches the network
+        before, t_window = _client_counts(ctx), time.monotonic()
         lat = []
         for _ in range(20):
             key = new_key("open")
@@ -91,10 +107,20 @@ def test_customers_outage_opens_the_breaker_fast_and_recovery_closes_it(ctx):
             ra = r.headers.get("Retry-After") or ""
             assert ra.isdigit() and int(ra) >= 1, "503 without a usable Retry-After: %r" % ra
             refused.append((key, body))
+        after, t_window = _client_counts(ctx), time.monotonic() - t_window
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        # Only the half-open probes may reach the network: one per instance each time the open
+        # timeout runs out (it is short in the test stack), each failing and reopening at once.
+        probes = len(TRANSACTIONS) * (int(t_window * 1000 / open_ms) + 1)
+        touched = sum(v for k, v in delta.items() if k != "breaker_open")
+        assert touched <= probes, "%d calls reached customers-service with the breaker open in %.1f s " \
+            "(at most %d half-open probes): %r" % (touched, t_window, probes, delta)
+        assert delta.get("breaker_open", 0) >= 20 - touched, "the breaker did not reject the calls: %r" % delta
         lat.sort()
-        print("     breaker open: 503 latency p50 %.1f ms, p95 %.1f ms, max %.1f ms" % (
-            lat[10] * 1000, lat[18] * 1000, lat[-1] * 1000))
-        assert lat[18] < FAST_S, "503 with the breaker open took %.1f ms (p95), want < 50 ms" % (lat[18] * 1000)
+        print("     breaker open: 503 latency p50 %.1f ms, p90 %.1f ms, max %.1f ms" % (
+            lat[10] * 1000, lat[17] * 1000, lat[-1] * 1000))
+        # p90, not the maximum: on a loaded CI machine any request may meet a scheduling stall
+        assert lat[17] < FAST_S, "503 with the breaker open took %.1f ms (p90), want < 50 ms" % (lat[17] * 1000)
 
         for url in [ctx.direct(inst, "/health/ready") for inst in TRANSACTIONS] + [ctx.url("/health/transactions")]:
             r = _ready(ctx, url)
