@@ -140,6 +140,14 @@ svc_status tx_repo_get(PGconn *c, const char *tx_id, const char *viewer_id, bool
     "::timestamptz IS NULL OR CASE WHEN " to_is_date "::bool THEN " col " < " to                   \
     "::timestamptz + interval '1 day' ELSE " col " <= " to "::timestamptz END)"
 
+/* Both sides of a transfer are indexed separately ((user_id, created_at, id) and
+ * (to_user_id, created_at, id)), so a page is the merge of two index-ordered scans that each read
+ * at most offset + limit rows, and the total is two index counts; a user never appears on both
+ * sides of one transaction (no transfers to oneself), so nothing is counted twice. */
+#define LIST_FILTER                                                                                \
+    "($2::text IS NULL OR t.type = $2) AND ($3::text IS NULL OR t.status = $3) AND "               \
+    TIME_FILTER("t.created_at", "$4", "$5", "$6")
+
 svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_query *q, char **json_out,
                         struct tx_repo_err *err) {
     char page[24], limit[24], offset[24];
@@ -149,16 +157,20 @@ svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_qu
     const char *v[9] = {owner_id, q->type, q->status, q->from.set ? q->from.text : NULL,
                         q->to.set ? q->to.text : NULL, q->to.date_only ? "t" : "f", page, limit, offset};
     return one_text(c,
-                    "WITH f AS ("
-                    "  SELECT t.* FROM transactions.transactions t"
-                    "   WHERE (t.user_id = $1::uuid OR t.to_user_id = $1::uuid)"
-                    "     AND ($2::text IS NULL OR t.type = $2) AND ($3::text IS NULL OR t.status = $3)"
-                    "     AND " TIME_FILTER("t.created_at", "$4", "$5", "$6") "), "
-                    "p AS (SELECT * FROM f ORDER BY created_at DESC, id DESC LIMIT $8::int OFFSET $9::bigint) "
+                    "WITH p AS ("
+                    "  SELECT * FROM ("
+                    "    (SELECT t.* FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER
+                    "      ORDER BY t.created_at DESC, t.id DESC LIMIT $8::bigint + $9::bigint)"
+                    "    UNION ALL"
+                    "    (SELECT t.* FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER
+                    "      ORDER BY t.created_at DESC, t.id DESC LIMIT $8::bigint + $9::bigint)"
+                    "  ) u ORDER BY u.created_at DESC, u.id DESC LIMIT $8::bigint OFFSET $9::bigint) "
                     "SELECT json_build_object("
                     "  'data', COALESCE((SELECT json_agg(transactions.tx_json(p::transactions.transactions)"
                     "                                     ORDER BY p.created_at DESC, p.id DESC) FROM p), '[]'::json),"
-                    "  'page', $7::bigint, 'limit', $8::int, 'total', (SELECT count(*) FROM f))::text",
+                    "  'page', $7::bigint, 'limit', $8::int,"
+                    "  'total', (SELECT count(*) FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER ")"
+                    "         + (SELECT count(*) FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER "))::text",
                     9, v, json_out, err);
 }
 
