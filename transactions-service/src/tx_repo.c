@@ -100,9 +100,10 @@ svc_status tx_repo_find_key(PGconn *c, const char *user_id, const char *key, con
     const char *v[3] = {user_id, key, hash};
     PGresult *res = PQexecParams(c,
                                  "SELECT CASE WHEN k.request_hash = $3 THEN 'replayed' ELSE 'idempotency_key_reused' END,"
-                                 "       CASE WHEN k.request_hash = $3 THEN k.response_status ELSE 422 END,"
-                                 "       CASE WHEN k.request_hash = $3 THEN k.response_body END"
+                                 "       CASE WHEN k.request_hash = $3 THEN 201 ELSE 422 END,"
+                                 "       CASE WHEN k.request_hash = $3 THEN transactions.tx_json_original(t)::text END"
                                  "  FROM transactions.idempotency_keys k"
+                                 "  JOIN transactions.transactions t ON t.id = k.transaction_id"
                                  " WHERE k.user_id = $1::uuid AND k.key = $2 AND k.expires_at > now()",
                                  3, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 0) {
