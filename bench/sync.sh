@@ -6,7 +6,8 @@
 #   from the trigger to the run's COMPLETED; peak RSS (VmHWM) of both sync and both customers
 #   instances, restarted just before so the peak belongs to this run. A first run of
 #   SYNC_BENCH_SMALL_USERS (100000; 0 skips it) shows whether sync-service's memory grows with N.
-#   Then, one after the other (never at once): a raw COPY of the same N rows into a copy of
+#   Each import starts from a customers.users without legacy rows (deleted, then VACUUM FULL, as
+#   the peer starts from an empty table). Then, one after the other (never at once): a raw COPY of the same N rows into a copy of
 #   customers.users (same columns and indexes), and the reference peer
 #   ../shared/peers/bullmq-sync/run.sh (BENCH_PEER_SYNC) with the same N.
 # Line:
@@ -74,7 +75,7 @@ admin_token() {
 # import N → sets SECONDS_TAKEN, SYNC_PEAK, CUSTOMERS_PEAK; the run must end COMPLETED with N users
 import_users() {
     local n=$1 token code run_id status t0 t1 deadline
-    psql_su -c "DELETE FROM customers.users WHERE source = 'legacy'" -c "VACUUM customers.users" >/dev/null
+    psql_su -c "DELETE FROM customers.users WHERE source = 'legacy'" -c "VACUUM FULL ANALYZE customers.users" >/dev/null
     configure "$n"
     token=$(admin_token)
     t0=$(date +%s.%N)
@@ -120,7 +121,7 @@ echo "bench sync: $N users end to end (simulator -> sync-service -> queue -> wor
 import_users "$N"
 ours=$(awk -v n="$N" -v s="$SECONDS_TAKEN" 'BEGIN { printf "%.0f", n / s }')
 echo "  $N users in ${SECONDS_TAKEN}s = $ours records/s; sync peak RSS ${SYNC_PEAK} MB, customers ${CUSTOMERS_PEAK} MB"
-psql_su -c "DELETE FROM customers.users WHERE source = 'legacy'" -c "VACUUM customers.users" >/dev/null
+psql_su -c "DELETE FROM customers.users WHERE source = 'legacy'" -c "VACUUM FULL ANALYZE customers.users" >/dev/null
 
 # --- raw COPY of the same rows into a table shaped like customers.users ----------------------------
 echo "bench sync: raw COPY of $N rows into a copy of customers.users"
