@@ -7,9 +7,9 @@
 #   instances, restarted just before so the peak belongs to this run. A first run of
 #   SYNC_BENCH_SMALL_USERS (100000; 0 skips it) shows whether sync-service's memory grows with N.
 #   Each import starts from a customers.users without legacy rows (deleted, then VACUUM FULL, as
-#   the peer starts from an empty table). Then, one after the other (never at once): a raw COPY of the same N rows into a copy of
-#   customers.users (same columns and indexes), and the reference peer
-#   ../shared/peers/bullmq-sync/run.sh (BENCH_PEER_SYNC) with the same N.
+#   the peer starts from an empty table). Then, one after the other (never at once): a raw COPY
+#   of the same N rows into a copy of customers.users (same columns and indexes), and the
+#   reference peer ../shared/peers/bullmq-sync/run.sh (BENCH_PEER_SYNC) with the same N.
 # Line:
 #   bench sync records=… seconds=… records_per_s=… peer_records_per_s=… peer_ratio=… copy_ratio=…
 #       sync_peak_rss_mb=… customers_peak_rss_mb=… small_records=… small_sync_peak_rss_mb=…
