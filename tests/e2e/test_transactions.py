@@ -42,7 +42,7 @@ from lib import assert_envelope, new_cid
 import openapi_check as oc
 from test_customers_auth import admin_session, call as customers_call, err_code, login, new_session
 
-AMOUNT_RE = re.compile(r"^-?[0-9]+\.[0-9]{2}$")
+AMOUNT_RE = re.compile(r"^[0-9]+\.[0-9]{2}$")
 TX_KEYS = ("id", "type", "status", "amount", "currency", "description", "user_id", "to_user_id",
            "reverses_id", "reversed_by", "created_at", "updated_at")
 
@@ -186,10 +186,6 @@ def _error_without_cid(resp):
     e = dict(resp.json["error"])
     e.pop("correlation_id", None)
     return e, resp.status, (resp.headers.get("Content-Type") or "").split(";")[0]
-
-
-def _utc_day(ts):
-    return ts[:10]
 
 
 def _shift_day(day, n):
