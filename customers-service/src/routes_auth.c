@@ -40,7 +40,7 @@ static void h_logout(struct svc_req *r) {
     if (!svc_authenticate(&cx_of(r)->auth, r, &who)) return;
     struct svc_result res = auth_logout(cx_of(r), r->cid, &who);
     svc_principal_clear(&who);
-    svc_respond_result(r, &res);
+    respond_with_retry_after(r, &res);
 }
 
 static void h_me(struct svc_req *r) {

@@ -216,27 +216,36 @@ struct svc_result auth_refresh(struct customers_ctx *cx, const char *cid, const 
     return token_response(tok, refresh, cx->access_ttl_s);
 }
 
-static void delete_sessions(struct customers_ctx *cx, const char *uid, const char *const *sids, size_t n) {
+/* Returns 0 when every DEL and SREM was answered, -1 when the store failed (some sessions may
+ * remain, so the caller must not report them revoked). */
+static int delete_sessions(struct customers_ctx *cx, const char *uid, const char *const *sids, size_t n) {
+    if (n == 0) return 0;
     svc_status st;
     redisContext *c = svc_redis_acquire(cx->app.redis, -1, &st);
-    if (!c) return;
-    for (size_t i = 0; i < n; i++) {
+    int rc = c ? 0 : -1;
+    for (size_t i = 0; c && i < n; i++) {
         redisAppendCommand(c, "DEL session:%s session_used:%s", sids[i], sids[i]);
         redisAppendCommand(c, "SREM user_sessions:%s %s", uid, sids[i]);
     }
-    for (size_t i = 0; i < 2 * n; i++) {
+    for (size_t i = 0; c && i < 2 * n; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) break;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) { rc = -1; break; }
+        if (r->type == REDIS_REPLY_ERROR) rc = -1;
         freeReplyObject(r);
     }
-    svc_redis_release(cx->app.redis, c);
+    if (c) svc_redis_release(cx->app.redis, c);
+    /* after the DEL, so a lookup racing it cannot re-cache the session here */
     for (size_t i = 0; i < n; i++) svc_auth_forget_session(&cx->auth, sids[i]);
+    return rc;
 }
 
 struct svc_result auth_logout(struct customers_ctx *cx, const char *cid, const struct svc_principal *who) {
     if (!who->sid[0]) return SVC_RESULT_ERR(SVC_INVALID, "no_session", "this token has no session");
     const char *sids[1] = {who->sid};
-    delete_sessions(cx, who->sub, sids, 1);
+    if (delete_sessions(cx, who->sub, sids, 1) != 0) {
+        svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "logout failed: session store", "{s:s}", "user_id", who->sub);
+        return store_down();
+    }
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "logout", "{s:s}", "user_id", who->sub);
     return (struct svc_result){.st = SVC_NO_CONTENT};
 }
@@ -253,9 +262,13 @@ void sessions_revoke_user(struct customers_ctx *cx, const char *cid, const char 
     size_t n = 0;
     for (size_t i = 0; sids && i < r->elements; i++)
         if (r->element[i]->type == REDIS_REPLY_STRING) sids[n++] = r->element[i]->str;
-    if (sids) delete_sessions(cx, user_id, sids, n);
+    int rc = sids ? delete_sessions(cx, user_id, sids, n) : -1;
     free(sids);
     freeReplyObject(r);
+    if (rc != 0) {
+        svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "cannot revoke sessions", "{s:s}", "user_id", user_id);
+        return;
+    }
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "sessions revoked", "{s:s,s:i}", "user_id", user_id, "count", (int)n);
 }
 

@@ -1,7 +1,7 @@
 /* Specification of the service-token path of customers-service/src/sessions.c (no Redis or
  * PostgreSQL needed): POST /api/auth/token answers a verifiable RS256 token with role "service",
  * no session and an empty permissions array, refuses a wrong secret, and issuing tokens leaks
- * nothing.
+ * nothing; logout while the session store is down answers 503 instead of claiming success.
  *
  * The leak check compares the heap in use (mallinfo2) before and after a few hundred issues: the
  * access-token claims once kept a reference to a fresh empty array ("s:O" increments), losing
@@ -64,6 +64,12 @@ static int setup(void **state) {
     cx.clients[0].id = "sync";
     svc_sha256_hex(CLIENT_SECRET, strlen(CLIENT_SECRET), cx.clients[0].secret_sha256);
     cx.nclients = 1;
+
+    /* a session store that refuses connections: nothing listens on port 1 */
+    struct svc_redis_config rc = {.host = "127.0.0.1", .port = 1, .size = 1, .connect_timeout_ms = 200,
+                                  .command_timeout_ms = 200, .acquire_timeout_ms = 200};
+    cx.app.redis = svc_redis_pool_new(&rc);
+    assert_non_null(cx.app.redis);
     return 0;
 }
 
@@ -71,6 +77,8 @@ static int teardown(void **state) {
     (void)state;
     svc_jwt_keys_free(cx.auth.keys);
     cx.auth.keys = NULL;
+    svc_redis_pool_free(cx.app.redis);
+    cx.app.redis = NULL;
     unlink(keyfile);
     rmdir(keydir);
     close(cx.app.log.fd);
@@ -141,11 +149,24 @@ static void test_issuing_service_tokens_does_not_grow_the_heap(void **state) {
     if (grown > 8 * 1024) fail_msg("heap grew by %ld bytes over %d service tokens", grown, N);
 }
 
+static void test_logout_while_the_session_store_is_down_is_503_not_204(void **state) {
+    (void)state;
+    struct svc_principal who;
+    memset(&who, 0, sizeof who);
+    snprintf(who.sub, sizeof who.sub, "5aa69828-b9bd-4ad4-9a5e-07b5dd40db45");
+    snprintf(who.sid, sizeof who.sid, "0d56f973-5da6-4394-92aa-634f7f918059");
+    struct svc_result r = auth_logout(&cx, "test-cid", &who);
+    assert_int_equal(r.st, SVC_UNAVAILABLE);
+    assert_string_equal(r.code, "session_store_unavailable");
+    svc_result_clear(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_service_token_verifies_with_role_service_no_session_and_empty_permissions),
         cmocka_unit_test(test_service_token_with_a_wrong_secret_or_unknown_client_is_invalid_client),
         cmocka_unit_test(test_issuing_service_tokens_does_not_grow_the_heap),
+        cmocka_unit_test(test_logout_while_the_session_store_is_down_is_503_not_204),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
