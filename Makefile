@@ -92,9 +92,13 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all
 
-bench-health bench-users bench-tx bench-sync:
+bench-health bench-tx bench-sync:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all $(@:bench-%=%)
+
+bench-users:
+	@$(MAKE) --no-print-directory all
+	@bench/run-all users bulk_upsert
 
 clean:
 	rm -rf build build-san

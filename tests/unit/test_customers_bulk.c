@@ -1013,7 +1013,7 @@ static int run_bench(long rows) {
     printf("  newer records (updated) %8.0f rows/s  %.2f s  failures=%ld\n", (double)rows / t_upd, t_upd, f_upd);
     printf("  raw COPY, plain table   %8.0f rows/s  %.2f s  failures=%ld\n", (double)rows / t_raw, t_raw, f_raw);
     printf("bench bulk_upsert rows_per_s=%.0f unchanged_rows_per_s=%.0f updated_rows_per_s=%.0f "
-           "raw_copy_rows_per_s=%.0f ratio=%.2f rows=%ld batch=%ld threads=%d\n",
+           "copy_rows_per_s=%.0f ratio=%.2f rows=%ld batch=%ld threads=%d\n",
            (double)rows / t_up, (double)rows / t_re, (double)rows / t_upd, (double)rows / t_raw, t_raw / t_up,
            rows, batch, threads);
     free(count);
