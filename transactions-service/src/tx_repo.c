@@ -190,6 +190,7 @@ svc_status tx_repo_summary(PGconn *c, const char *owner_id, const struct tx_summ
                     "         round(COALESCE(-sum(e.amount) FILTER (WHERE e.amount < 0), 0), 2) AS total_out"
                     "    FROM transactions.entries e JOIN transactions.transactions t ON t.id = e.transaction_id"
                     "   WHERE e.account_user_id = $1::uuid AND e.currency = $6"
+                    "     AND e.account_user_id <> '00000000-0000-0000-0000-000000000000'" /* partial index */
                     "     AND " TIME_FILTER("e.created_at", "$2", "$3", "$4")
                     "   GROUP BY 1) "
                     "SELECT COALESCE(json_agg(json_build_object('key', key, 'count', n, 'total_in', total_in::text,"
