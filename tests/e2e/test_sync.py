@@ -11,7 +11,9 @@ the same stream computed here (newest valid record per userName, by the README's
   data changes nothing (all "unchanged");
 - a batch worker SIGKILLed midway: its jobs are reclaimed, the run still completes exactly;
 - the instance streaming the legacy API SIGKILLed: the run is resumed from its lease and completes;
-- the API's authorization, pagination and 404s.
+- the API's authorization, pagination and 404s;
+- every response of the sync API (status, headers, body) matches docs/openapi.yaml (openapi_check,
+  applied in `api`).
 
 The sync instances are restarted with test settings (a faulty LEGACY_API_URL, short leases and
 visibility timeouts) by rewriting their $RUN_DIR/env files; every test that does so restores the
@@ -24,6 +26,7 @@ import re
 import time
 
 from lib import assert_envelope, new_cid
+import openapi_check as oc
 from test_customers_auth import admin_session, new_session
 
 COUNT = 100000
@@ -46,6 +49,10 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 FIELDS = ("id", "userName", "email", "name", "createdAt", "updatedAt", "deleted")
 ACTIVE = ("PENDING", "RUNNING", "PROCESSING")
+# Concrete sync paths -> their template under `paths` in docs/openapi.yaml (None: the path itself).
+TEMPLATES = ((re.compile(r"^/api/sync/(status|history)$"), None),
+             (re.compile(r"^/api/sync/[^/]+/errors$"), "/api/sync/{id}/errors"),
+             (re.compile(r"^/api/sync/[^/]+$"), "/api/sync/{id}"))
 
 _admin = {}
 
@@ -59,11 +66,22 @@ def admin_token(ctx):
     return _admin["t"]
 
 
+def template_of(path):
+    path = path.split("?", 1)[0]
+    for rx, template in TEMPLATES:
+        if rx.match(path):
+            return template or path
+    return path
+
+
 def api(ctx, method, path, status=None, token=None):
+    """One sync API request as admin (or `token`); checks the status when given and the response
+    against docs/openapi.yaml."""
     r = ctx.http(method, path, headers={"Authorization": "Bearer " + (token or admin_token(ctx)),
                                         "X-Correlation-ID": new_cid("sync")}, timeout=30)
     if status is not None:
         assert r.status == status, "%s %s: %d, want %d: %r" % (method, path, r.status, status, r.body[:400])
+    oc.check(r, method, template_of(path))
     return r
 
 
@@ -211,6 +229,7 @@ def test_sync_api_requires_an_admin(ctx):
     cid = new_cid("sync")
     r = ctx.http("POST", "/api/sync", headers={"X-Correlation-ID": cid})
     assert_envelope(r, 401, cid)
+    oc.check(r, "POST", "/api/sync")
     user = new_session(ctx)
     for method, path in (("POST", "/api/sync"), ("GET", "/api/sync/status"), ("GET", "/api/sync/history"),
                          ("GET", "/api/job-runs"), ("GET", "/admin/queues")):
