@@ -35,8 +35,8 @@ precheck() {
         die "GET $NGINX_URL$path answered $code, not 200: $(head -c 200 "$TMP/precheck.body" 2>/dev/null | tr -s "\n\t " " ")"
 }
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=bench/lib.bash
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
 declare -A RPS P99
 # run NAME PATH → sets RPS[NAME], P99[NAME]

@@ -18,8 +18,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BENCH_NAME=sync
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
+# shellcheck source=bench/lib.bash
+source bench/lib.bash
 
 NGINX_URL=${NGINX_URL:?run through bench/run-all}
 RUN_DIR=${RUN_DIR:?}

@@ -13,8 +13,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BENCH_NAME=users
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
+# shellcheck source=bench/lib.bash
+source bench/lib.bash
 declare -A RPS P99
 
 NGINX_URL=${NGINX_URL:?run through bench/run-all}
