@@ -6,6 +6,7 @@
 #include "password.h"
 #include "svc/app.h"
 #include "svc/auth.h"
+#include "svc/tcache.h"
 
 #define CUSTOMERS_MAX_CLIENTS 8
 
@@ -30,7 +31,11 @@ struct customers_ctx {
     const char *admin_password;
     struct service_client clients[CUSTOMERS_MAX_CLIENTS];
     int nclients;
+    struct svc_tcache *user_l1;   /* NULL when USER_LOCAL_CACHE_MS=0 */
+    long user_local_cache_ms;
     atomic_ulong *cache_hit;
+    atomic_ulong *cache_local_hit;
+    atomic_ulong *cache_local_miss;
     atomic_ulong *cache_miss;
     atomic_ulong *logins_ok;
     atomic_ulong *logins_failed;

@@ -50,6 +50,7 @@ static void load_settings(struct customers_ctx *cx) {
     cx->service_token_ttl_s = svc_config_int(c, "SERVICE_TOKEN_TTL_S", 300, 30, 3600);
     cx->refresh_ttl_s = svc_config_int(c, "REFRESH_TOKEN_TTL_S", 7 * 86400, 300, 90 * 86400);
     cx->user_cache_ttl_s = svc_config_int(c, "USER_CACHE_TTL_S", 30, 1, 3600);
+    cx->user_local_cache_ms = svc_config_int(c, "USER_LOCAL_CACHE_MS", 1000, 0, 1000);
     cx->login_max_fail_account = svc_config_int(c, "LOGIN_MAX_FAILURES_ACCOUNT", 5, 1, 1000);
     cx->login_max_fail_ip = svc_config_int(c, "LOGIN_MAX_FAILURES_IP", 20, 1, 100000);
     cx->login_window_s = svc_config_int(c, "LOGIN_FAILURE_WINDOW_S", 900, 1, 86400);
@@ -68,6 +69,8 @@ static void load_settings(struct customers_ctx *cx) {
     struct svc_metrics *m = &cx->app.metrics;
     cx->cache_hit = svc_metrics_counter(m, "cache_requests_total", "cache=\"user\",result=\"hit\"", "User cache lookups.");
     cx->cache_miss = svc_metrics_counter(m, "cache_requests_total", "cache=\"user\",result=\"miss\"", "User cache lookups.");
+    cx->cache_local_hit = svc_metrics_counter(m, "cache_requests_total", "cache=\"user_local\",result=\"hit\"", "User cache lookups.");
+    cx->cache_local_miss = svc_metrics_counter(m, "cache_requests_total", "cache=\"user_local\",result=\"miss\"", "User cache lookups.");
     cx->logins_ok = svc_metrics_counter(m, "logins_total", "result=\"success\"", "Login attempts by result.");
     cx->logins_failed = svc_metrics_counter(m, "logins_total", "result=\"failure\"", "Login attempts by result.");
     cx->logins_locked = svc_metrics_counter(m, "logins_total", "result=\"locked\"", "Login attempts by result.");
@@ -90,7 +93,12 @@ int main(void) {
         svc_auth_free(&cx.auth);
         return EXIT_FAILURE;
     }
+    if (cx.user_local_cache_ms > 0) {
+        cx.user_l1 = svc_tcache_new(&cx.app.redis_cfg, "ucache:", 4096, cx.user_local_cache_ms, &cx.app.log);
+        if (!cx.user_l1) svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "local user cache unavailable; Redis only", NULL);
+    }
     int rc = svc_app_run(&cx.app);
+    svc_tcache_free(cx.user_l1);
     svc_auth_free(&cx.auth);
     return rc;
 }

@@ -3,6 +3,9 @@
  * Only live (not deleted) users are cached, with a short TTL (USER_CACHE_TTL_S); every update or
  * delete invalidates both keys, so a read after a write never sees stale data from this cache.
  * Cache failures are not errors: a miss falls through to PostgreSQL.
+ * In front of Redis sits an in-process layer (svc/tcache.h, USER_LOCAL_CACHE_MS ≤ 1000 ms, 0 = off)
+ * that Redis keeps coherent with invalidation pushes for every ucache: key any instance changes,
+ * so the hot read path usually needs no Redis round trip.
  * Keys: "ucache:id:{id}" and "ucache:name:{lower(user_name)}". Returned strings are owned by the
  * caller (free()). */
 #ifndef CUSTOMERS_USER_CACHE_H
