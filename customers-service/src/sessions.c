@@ -250,13 +250,13 @@ struct svc_result auth_logout(struct customers_ctx *cx, const char *cid, const s
     return (struct svc_result){.st = SVC_NO_CONTENT};
 }
 
-void sessions_revoke_user(struct customers_ctx *cx, const char *cid, const char *user_id) {
+int sessions_revoke_user(struct customers_ctx *cx, const char *cid, const char *user_id) {
     svc_status st;
     redisReply *r = svc_redis_command(cx->app.redis, &st, "SMEMBERS user_sessions:%s", user_id);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r) freeReplyObject(r);
         svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "cannot revoke sessions", "{s:s}", "user_id", user_id);
-        return;
+        return -1;
     }
     const char **sids = calloc(r->elements ? r->elements : 1, sizeof *sids);
     size_t n = 0;
@@ -267,14 +267,15 @@ void sessions_revoke_user(struct customers_ctx *cx, const char *cid, const char 
     freeReplyObject(r);
     if (rc != 0) {
         svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "cannot revoke sessions", "{s:s}", "user_id", user_id);
-        return;
+        return -1;
     }
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "sessions revoked", "{s:s,s:i}", "user_id", user_id, "count", (int)n);
+    return 0;
 }
 
 void sessions_note_user_changed(struct customers_ctx *cx, const char *cid, const char *user_id, bool password) {
     (void)password;
-    sessions_revoke_user(cx, cid, user_id);
+    (void)sessions_revoke_user(cx, cid, user_id); /* logged; the change itself stands */
 }
 
 struct svc_result auth_client_token(struct customers_ctx *cx, const char *cid, const json_t *body) {

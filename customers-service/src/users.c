@@ -397,6 +397,12 @@ struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const 
                                const char *id) {
     if (!svc_uuid_is_valid(id) || !may_access(who, id))
         return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
+    /* Sessions are revoked before the row changes, so a deletion never answers 204 while the
+     * user's tokens still work: with Redis unreachable nothing changes and the client retries.
+     * A second pass after the update catches a login that raced the first one. */
+    if (sessions_revoke_user(cx, cid, id) != 0)
+        return SVC_RESULT_ERR(SVC_UNAVAILABLE, "session_store_unavailable",
+                              "the user's sessions cannot be revoked right now; nothing was changed");
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return unavailable(st);
@@ -407,7 +413,7 @@ struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const 
     if (st != SVC_OK) return internal(cx, cid, "delete");
     user_cache_invalidate(cx, id, user_name);
     free(user_name);
-    sessions_revoke_user(cx, cid, id);
+    (void)sessions_revoke_user(cx, cid, id); /* logged on failure */
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "user soft-deleted", "{s:s}", "user_id", id);
     return (struct svc_result){.st = SVC_NO_CONTENT};
 }

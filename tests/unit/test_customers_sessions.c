@@ -26,6 +26,7 @@
 #include <openssl/rsa.h>
 
 #include "sessions.h"
+#include "users.h"
 #include "svc/crypto.h"
 
 #define ISS "platform-customers"
@@ -161,12 +162,27 @@ static void test_logout_while_the_session_store_is_down_is_503_not_204(void **st
     svc_result_clear(&r);
 }
 
+/* The ctx has no database pool: a delete that went on to touch the database would crash or answer
+ * database_unavailable, so this also proves nothing was changed. */
+static void test_delete_while_the_session_store_is_down_is_503_and_changes_nothing(void **state) {
+    (void)state;
+    struct svc_principal who;
+    memset(&who, 0, sizeof who);
+    snprintf(who.sub, sizeof who.sub, "5aa69828-b9bd-4ad4-9a5e-07b5dd40db45");
+    snprintf(who.sid, sizeof who.sid, "0d56f973-5da6-4394-92aa-634f7f918059");
+    struct svc_result r = users_delete(&cx, "test-cid", &who, who.sub);
+    assert_int_equal(r.st, SVC_UNAVAILABLE);
+    assert_string_equal(r.code, "session_store_unavailable");
+    svc_result_clear(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_service_token_verifies_with_role_service_no_session_and_empty_permissions),
         cmocka_unit_test(test_service_token_with_a_wrong_secret_or_unknown_client_is_invalid_client),
         cmocka_unit_test(test_issuing_service_tokens_does_not_grow_the_heap),
         cmocka_unit_test(test_logout_while_the_session_store_is_down_is_503_not_204),
+        cmocka_unit_test(test_delete_while_the_session_store_is_down_is_503_and_changes_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
