@@ -12,8 +12,6 @@ static void respond_with_retry_after(struct svc_req *r, struct svc_result *res) 
         char ra[24];
         snprintf(ra, sizeof ra, "%lld", (long long)json_integer_value(json_object_get(res->details, "retry_after")));
         svc_set_header(r, "Retry-After", ra);
-    } else if (res->st == SVC_UNAVAILABLE) {
-        svc_set_header(r, "Retry-After", "1");
     }
     svc_respond_result(r, res);
 }

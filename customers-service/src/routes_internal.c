@@ -11,7 +11,6 @@ static void h_bulk_upsert(struct svc_req *r) {
     if (!svc_authenticate_service(&cx_of(r)->auth, r, &who)) return;
     svc_principal_clear(&who);
     struct svc_result res = users_bulk_upsert(cx_of(r), r->cid, r->body);
-    if (res.st == SVC_UNAVAILABLE) svc_set_header(r, "Retry-After", "1");
     svc_respond_result(r, &res);
 }
 

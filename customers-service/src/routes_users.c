@@ -5,14 +5,10 @@
 
 static struct customers_ctx *cx_of(struct svc_req *r) { return customers_ctx_of(r->app); }
 
-#define AUTHENTICATED(r, who)                                                                      \
-    struct svc_principal who;                                                                      \
-    if (!svc_authenticate(&cx_of(r)->auth, r, &who)) return
+#define AUTHENTICATED(r, who) SVC_AUTHENTICATED(&cx_of(r)->auth, r, who)
 
 static void answer(struct svc_req *r, struct svc_principal *who, struct svc_result res) {
-    svc_principal_clear(who);
-    if (res.st == SVC_UNAVAILABLE) svc_set_header(r, "Retry-After", "1");
-    svc_respond_result(r, &res);
+    svc_respond_as(r, who, &res);
 }
 
 static void h_list(struct svc_req *r) {

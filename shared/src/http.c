@@ -118,6 +118,7 @@ void svc_respond_result(struct svc_req *r, struct svc_result *res) {
             res->body = NULL;
         }
     } else {
+        if (http == 503 && !u_map_get_case(r->res->map_header, "Retry-After")) svc_set_header(r, "Retry-After", "1");
         svc_respond_error(r, http, res->code ? res->code : svc_status_code(res->st),
                           res->message ? res->message : "request failed", res->details);
         res->details = NULL;

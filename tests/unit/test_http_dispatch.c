@@ -33,11 +33,19 @@ static void h_header(struct svc_req *r) {
     svc_respond_json(r, 204, NULL);
 }
 
+/* A use case reporting a dependency outage, with and without its own Retry-After. */
+static void h_unavailable(struct svc_req *r) {
+    if (svc_query(r, "after")) svc_set_header(r, "Retry-After", svc_query(r, "after"));
+    struct svc_result res = SVC_RESULT_ERR(SVC_UNAVAILABLE, "dependency_down", "try later");
+    svc_respond_result(r, &res);
+}
+
 static const struct svc_route routes[] = {
     {"POST", "/echo", h_echo, SVC_ROUTE_JSON, 0},
     {"POST", "/bulk", h_echo, SVC_ROUTE_JSON | SVC_ROUTE_BULK, 0},
     {"GET", "/silent", h_silent, 0, 0},
     {"GET", "/header", h_header, 0, 0},
+    {"GET", "/unavailable", h_unavailable, 0, 0},
 };
 
 static int setup(void **state) {
@@ -237,6 +245,23 @@ static void test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope(v
     done(&x);
 }
 
+static void test_a_503_result_carries_retry_after_unless_the_handler_chose_one(void **state) {
+    (void)state;
+    struct exchange x;
+    run(&x, "GET", "/unavailable", NULL, 0, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 503);
+    error_of(&x, "dependency_down");
+    assert_string_equal(u_map_get_case(x.res.map_header, "Retry-After"), "1");
+    done(&x);
+    run(&x, "GET", "/unavailable", NULL, 0, NULL);
+    u_map_put(x.req.map_url, "after", "7");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 503);
+    assert_string_equal(u_map_get_case(x.res.map_header, "Retry-After"), "7");
+    done(&x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bulk_route_over_its_limit_reports_the_bulk_limit),
@@ -246,6 +271,7 @@ int main(void) {
         cmocka_unit_test(test_handler_that_answers_nothing_becomes_a_500_envelope),
         cmocka_unit_test(test_header_values_with_control_characters_are_never_sent),
         cmocka_unit_test(test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope),
+        cmocka_unit_test(test_a_503_result_carries_retry_after_unless_the_handler_chose_one),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

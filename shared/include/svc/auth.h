@@ -80,6 +80,17 @@ bool svc_authenticate(struct svc_auth *a, struct svc_req *r, struct svc_principa
 /* As svc_authenticate, and additionally requires role "service" (403 otherwise). */
 bool svc_authenticate_service(struct svc_auth *a, struct svc_req *r, struct svc_principal *p);
 void svc_principal_clear(struct svc_principal *p);
+
+/* For handlers: declares `struct svc_principal who` and authenticates r against auth, returning
+ * from the handler when that fails (the 401/503 has been answered). Release `who` with
+ * svc_respond_as or svc_principal_clear. */
+#define SVC_AUTHENTICATED(auth, r, who)                                                            \
+    struct svc_principal who;                                                                      \
+    if (!svc_authenticate((auth), (r), &who)) return
+
+/* Answers a use case's result (svc_respond_result, which takes ownership of res) and releases the
+ * principal. */
+void svc_respond_as(struct svc_req *r, struct svc_principal *who, struct svc_result *res);
 /* Drop a session from this process's cache at once (used by the service that revokes it). */
 void svc_auth_forget_session(struct svc_auth *a, const char *sid);
 
