@@ -128,6 +128,15 @@ static const char SQL_ACTIVE[] =
     "SELECT r.id, sync.run_json(r) FROM sync.sync_runs r "
     "WHERE r.status IN ('PENDING','RUNNING','PROCESSING') LIMIT 1";
 
+/* The run in row 0 (id, json) of r becomes the caller's; clears r. */
+static svc_status take_run(PGresult *r, char *run_id, char **json, bool *created, bool is_new) {
+    copy_text(run_id, SVC_UUID_LEN + 1, PQgetvalue(r, 0, 0));
+    *json = dup_value(r, 0, 1);
+    *created = is_new;
+    PQclear(r);
+    return *json ? SVC_OK : SVC_INTERNAL;
+}
+
 svc_status repo_run_trigger(PGconn *c, const char *trigger, const char *requested_by, const char *cid,
                             long lease_ttl_ms, char run_id[SVC_UUID_LEN + 1], char **json, bool *created) {
     char ttl[24];
@@ -140,23 +149,11 @@ svc_status repo_run_trigger(PGconn *c, const char *trigger, const char *requeste
         PGresult *r;
         svc_status s = run(c, SQL_TRIGGER, 4, v, &r);
         if (s != SVC_OK) return s;
-        if (PQntuples(r) == 1) {
-            copy_text(run_id, SVC_UUID_LEN + 1, PQgetvalue(r, 0, 0));
-            *json = dup_value(r, 0, 1);
-            *created = true;
-            PQclear(r);
-            return *json ? SVC_OK : SVC_INTERNAL;
-        }
+        if (PQntuples(r) == 1) return take_run(r, run_id, json, created, true);
         PQclear(r);
         s = run(c, SQL_ACTIVE, 0, NULL, &r);
         if (s != SVC_OK) return s;
-        if (PQntuples(r) == 1) {
-            copy_text(run_id, SVC_UUID_LEN + 1, PQgetvalue(r, 0, 0));
-            *json = dup_value(r, 0, 1);
-            *created = false;
-            PQclear(r);
-            return *json ? SVC_OK : SVC_INTERNAL;
-        }
+        if (PQntuples(r) == 1) return take_run(r, run_id, json, created, false);
         PQclear(r);
     }
     return SVC_CONFLICT;
