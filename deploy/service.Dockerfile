@@ -1,5 +1,6 @@
-# sync-service image. Build from the repository root (the context needs Makefile + shared/):
-#   docker build -f sync-service/Dockerfile -t platform/sync-service .
+# Image of one platform service, chosen by the build argument SERVICE (customers, transactions
+# or sync). Build from the repository root (the context needs Makefile + shared/):
+#   docker build -f deploy/service.Dockerfile --build-arg SERVICE=customers -t platform/customers-service .
 #
 # Two stages on debian:bookworm-slim: the builder has the -dev packages and compiles with the
 # project's own Makefile (same flags as CI); the runtime stage has only the shared libraries the
@@ -7,6 +8,7 @@
 # and runs as an unprivileged user. Migrations ship in the image because the service applies its
 # own schema at start (MIGRATIONS_DIR, relative to the working directory /app).
 FROM debian:bookworm-slim AS builder
+ARG SERVICE
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential pkg-config libulfius-dev libmicrohttpd-dev libjansson-dev libjwt-dev \
@@ -15,10 +17,11 @@ RUN apt-get update \
 WORKDIR /src
 COPY Makefile ./
 COPY shared/ shared/
-COPY sync-service/ sync-service/
-RUN make -j2 build/sync-service && strip --strip-debug build/sync-service
+COPY ${SERVICE}-service/ ${SERVICE}-service/
+RUN test -n "$SERVICE" && make -j2 "build/${SERVICE}-service" && strip --strip-debug "build/${SERVICE}-service"
 
 FROM debian:bookworm-slim
+ARG SERVICE
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libulfius2.7 libmicrohttpd12 libjansson4 libjwt0 libpq5 libhiredis0.14 libcurl3-gnutls \
@@ -26,13 +29,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin app
 WORKDIR /app
-COPY --from=builder /src/build/sync-service /app/sync-service
-COPY db/sync/ /app/db/sync/
+COPY --from=builder /src/build/${SERVICE}-service /app/service
+COPY db/${SERVICE}/ /app/db/${SERVICE}/
 ENV HTTP_PORT=8000 \
-    MIGRATIONS_DIR=db/sync
+    MIGRATIONS_DIR=db/${SERVICE}
 USER app
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD curl -fsS -o /dev/null "http://127.0.0.1:${HTTP_PORT}/health/ready" || exit 1
-ENTRYPOINT ["/app/sync-service"]
+ENTRYPOINT ["/app/service"]
