@@ -23,6 +23,7 @@ original files and restarts the instances in a `finally`.
 import json
 import os
 import re
+import signal
 import time
 
 from lib import assert_envelope, new_cid
@@ -258,6 +259,30 @@ def test_sync_unknown_runs_and_bad_pages(ctx):
 
 # ------------------------------------------------------------------ imports (restart the sync instances)
 
+def pending_of(ctx, instance, queue="user-sync-batch"):
+    """Jobs of `queue` delivered to `instance`'s consumers and not yet acknowledged (XPENDING)."""
+    out = ctx.redis_cli("XPENDING", "q:{%s}:stream" % queue, "workers").splitlines()
+    # summary reply: count, smallest id, greatest id, then (consumer, count) pairs
+    pairs = out[3:]
+    return sum(int(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)
+               if pairs[i].startswith(instance + "-"))
+
+
+def kill_while_holding_batches(ctx, instance, tries=100):
+    """SIGKILL `instance` at a moment it holds batch jobs: it is frozen (SIGSTOP) first, so what
+    XPENDING shows it holding is what it loses; if it holds nothing it is thawed and tried again."""
+    pid = ctx.pid_of(instance)
+    assert pid, "no pid for " + instance
+    for _ in range(tries):
+        ctx.signal_pid(pid, signal.SIGSTOP)
+        if pending_of(ctx, instance) > 0:
+            ctx.stack("stop-one", instance, "KILL")   # a stopped process dies of SIGKILL too
+            return
+        ctx.signal_pid(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("%s never held a batch job in %d looks" % (instance, tries))
+
+
 def test_sync_imports_exactly_with_every_fault_and_a_killed_batch_worker(ctx):
     expected = json.loads(sim_get(ctx, "/users/expected?" + CONTENT).body)
     want = expected_users(ctx, CONTENT)
@@ -283,7 +308,7 @@ def test_sync_imports_exactly_with_every_fault_and_a_killed_batch_worker(ctx):
 
         # A batch worker killed while batches are in flight.
         ctx.wait_until(lambda: run_of(ctx, run_id)["batches"]["done"] >= 6, timeout=60, what="batches done")
-        ctx.stack("stop-one", "sync-2", "KILL")
+        kill_while_holding_batches(ctx, "sync-2")
         time.sleep(1.0)
         ctx.stack("start-one", "sync-2")
         ctx.wait_healthy("sync-2", timeout=30)
