@@ -87,23 +87,6 @@ static void test_hash_of_a_large_body_uses_the_heap_path(void **state) {
     json_decref(b2);
 }
 
-static void test_lock_key_and_unlock_script_digest(void **state) {
-    char k[TXCACHE_LOCK_KEY_MAX];
-    char key[IDEM_KEY_MAX + 1];
-    memset(key, 'z', IDEM_KEY_MAX);
-    key[IDEM_KEY_MAX] = '\0';
-    txcache_lock_key("11111111-2222-3333-4444-555555555555", key, k);
-    assert_int_equal(strlen(k), 5 + 36 + 1 + 255);
-    assert_memory_equal(k, "idem:11111111-2222-3333-4444-555555555555:zzz", 45);
-    /* EVALSHA names the script by SHA-1: the constant must match the script text. */
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    assert_int_equal(EVP_Digest(TXCACHE_UNLOCK_LUA, strlen(TXCACHE_UNLOCK_LUA), md, &n, EVP_sha1(), NULL), 1);
-    char hex[41];
-    for (unsigned i = 0; i < n; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    assert_string_equal(hex, TXCACHE_UNLOCK_SHA);
-}
-
 static void test_user_cache_values(void **state) {
     assert_string_equal(txcache_state_str(USER_ACTIVE), "active");
     assert_string_equal(txcache_state_str(USER_DELETED), "deleted");
@@ -124,7 +107,6 @@ int main(void) {
         cmocka_unit_test(test_hash_ignores_key_order_and_whitespace),
         cmocka_unit_test(test_hash_sees_every_change),
         cmocka_unit_test(test_hash_of_a_large_body_uses_the_heap_path),
-        cmocka_unit_test(test_lock_key_and_unlock_script_digest),
         cmocka_unit_test(test_user_cache_values),
     };
     return cmocka_run_group_tests_name("transactions_idempotency", tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include "svc/auth.h"
 #include "svc/httpc.h"
 #include "svc/svctoken.h"
+#include "svc/tcache.h"
 
 #define TX_CUSTOMERS_UPSTREAM "customers"
 
@@ -19,13 +20,14 @@ struct tx_ctx {
     struct svc_auth auth;
     struct httpc *http;            /* owned; upstream "customers" */
     struct svctoken *token;        /* owned */
+    struct svc_tcache *ucache_l1;  /* owned; NULL when USER_LOCAL_CACHE_MS=0 (Redis only) */
 
     /* settings */
     const char *customers_url;
     long customers_open_ms;        /* breaker open timeout, also the Retry-After while open */
     long user_cache_s;             /* uexists:{id} TTL */
     long idem_ttl_s;               /* idempotency record lifetime */
-    long idem_lock_ms;             /* in-flight lock lifetime (longer than any request) */
+    long user_local_cache_ms;      /* in-process layer in front of uexists:{id} (0 = off) */
     int64_t max_amount_cents;
 
     /* metrics */

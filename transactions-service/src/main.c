@@ -10,6 +10,7 @@
 #include "routes.h"
 #include "tx_repo.h"
 #include "tx_request.h"
+#include "txcache.h"
 
 static void load_settings(struct tx_ctx *cx) {
     struct svc_config *c = &cx->app.cfg;
@@ -19,7 +20,7 @@ static void load_settings(struct tx_ctx *cx) {
     cx->customers_open_ms = svc_config_int(c, "CUSTOMERS_BREAKER_OPEN_MS", 30000, 100, 3600000);
     cx->user_cache_s = svc_config_int(c, "USER_CHECK_CACHE_S", 30, 1, 3600);
     cx->idem_ttl_s = svc_config_int(c, "IDEMPOTENCY_TTL_S", 86400, 60, 7 * 86400);
-    cx->idem_lock_ms = svc_config_int(c, "IDEMPOTENCY_LOCK_MS", 30000, 1000, 600000);
+    cx->user_local_cache_ms = svc_config_int(c, "USER_LOCAL_CACHE_MS", 1000, 0, 1000);
     const char *max = svc_config_str(c, "TX_MAX_AMOUNT", "1000000000.00");
     if (max && money_parse_amount(max, INT64_C(999999999999999), &cx->max_amount_cents))
         svc_config_error(c, "TX_MAX_AMOUNT", "must be a positive decimal amount with at most 2 decimals");
@@ -115,6 +116,7 @@ static int ready_hook(struct svc_app *app, json_t *checks) {
 static void metrics_hook(struct svc_app *app, struct svc_buf *out) { httpc_metrics_render(tx_ctx_of(app)->http, out); }
 
 static void cleanup(struct tx_ctx *cx) {
+    svc_tcache_free(cx->ucache_l1);
     svc_auth_free(&cx->auth);
     httpc_free(cx->http);
     svctoken_free(cx->token);
@@ -139,6 +141,10 @@ int main(void) {
     }
     svc_app_routes(&cx.app, routes_transactions, routes_transactions_count);
     svc_app_routes(&cx.app, routes_accounts, routes_accounts_count);
+    if (cx.user_local_cache_ms > 0) {
+        cx.ucache_l1 = svc_tcache_new(&cx.app.redis_cfg, TXCACHE_PREFIX, 4096, cx.user_local_cache_ms, &cx.app.log);
+        if (!cx.ucache_l1) svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "local user cache unavailable; Redis only", NULL);
+    }
     int rc = svc_app_run(&cx.app);
     cleanup(&cx);
     return rc;

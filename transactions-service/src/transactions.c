@@ -69,6 +69,14 @@ static bool check_key(const char *key, struct tx_answer *a) {
     }
 }
 
+static struct tx_answer in_progress(struct tx_ctx *cx) {
+    atomic_fetch_add_explicit(cx->in_progress, 1, memory_order_relaxed);
+    struct tx_answer a = ERR(SVC_CONFLICT, "idempotency_request_in_progress",
+                             "a request with this Idempotency-Key is still being processed");
+    a.retry_after_s = 1;
+    return a;
+}
+
 /* Turns a posting function's verdict into the answer. Takes ownership of p->body. */
 static struct tx_answer from_posting(struct tx_ctx *cx, struct tx_posting *p, enum tx_type type) {
     if (!strcmp(p->verdict, "created") || !strcmp(p->verdict, "replayed")) {
@@ -80,20 +88,13 @@ static struct tx_answer from_posting(struct tx_ctx *cx, struct tx_posting *p, en
     }
     free(p->body);
     p->body = NULL;
+    if (!strcmp(p->verdict, "in_progress")) return in_progress(cx);
     if (!strcmp(p->verdict, "idempotency_key_reused")) {
         atomic_fetch_add_explicit(cx->key_reused, 1, memory_order_relaxed);
         return ERR(SVC_UNPROCESSABLE, "idempotency_key_reused",
                    "this Idempotency-Key was used for a different request");
     }
     return ERR(SVC_NOT_FOUND, "transaction_not_found", "transaction not found");
-}
-
-static struct tx_answer in_progress(struct tx_ctx *cx) {
-    atomic_fetch_add_explicit(cx->in_progress, 1, memory_order_relaxed);
-    struct tx_answer a = ERR(SVC_CONFLICT, "idempotency_request_in_progress",
-                             "a request with this Idempotency-Key is still being processed");
-    a.retry_after_s = 1;
-    return a;
 }
 
 /* A request refused before posting may still be one that succeeded earlier: replay it. */
@@ -109,23 +110,6 @@ static bool stored_result(struct tx_ctx *cx, const char *user, const char *key, 
     if (st != SVC_OK) return false;
     *a = from_posting(cx, &p, TX_DEPOSIT);
     return true;
-}
-
-/* The key's lock is held: either a request with it is still running (409), or one finished and
- * left its lock to expire (success paths do not release it), and then its stored result is the
- * answer. */
-static struct tx_answer busy(struct tx_ctx *cx, const char *user, const char *key, const char *hash) {
-    struct tx_answer a;
-    if (stored_result(cx, user, key, hash, &a)) return a;
-    return in_progress(cx);
-}
-
-/* After posting: a stored result (created, replayed) keeps the lock until it expires, so the
- * hot path needs no second Redis round trip (a duplicate meeting the lock finds the stored
- * result, see busy()); anything else releases it so the client can retry with the same key. */
-static void settle_lock(struct tx_ctx *cx, const char *cid, struct txcache_preflight *pf, const struct tx_answer *a) {
-    if (a->res.st == SVC_CREATED || a->res.st == SVC_OK) return;
-    txcache_release(cx, cid, pf);
 }
 
 /* Fills states[] for ids[] from the cache or customers-service. Returns false with *a set when
@@ -167,33 +151,26 @@ struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_
     if (idem_request_hash("POST", "/api/transactions", body, hash) != 0) return internal(cx, cid, "hash", NULL);
 
     const char *ids[TXCACHE_MAX_USERS] = {me, rq.type == TX_TRANSFER ? rq.to_user_id : NULL};
-    struct txcache_preflight pf;
-    txcache_preflight(cx, cid, me, idem_key, ids, TXCACHE_MAX_USERS, &pf);
-    if (pf.busy) return busy(cx, me, idem_key, hash);
-
-    if (!check_users(cx, cid, ids, TXCACHE_MAX_USERS, pf.users, &a)) goto refused;
-    if (pf.users[0] != USER_ACTIVE) {
+    enum user_state users[TXCACHE_MAX_USERS];
+    txcache_lookup(cx, cid, ids, TXCACHE_MAX_USERS, users);
+    if (!check_users(cx, cid, ids, TXCACHE_MAX_USERS, users, &a)) goto refused;
+    if (users[0] != USER_ACTIVE) {
         a = ERR(SVC_FORBIDDEN, "user_inactive", "the caller's account does not exist or was deleted");
         goto refused;
     }
-    if (ids[1] && pf.users[1] != USER_ACTIVE) {
+    if (ids[1] && users[1] != USER_ACTIVE) {
         a = ERR(SVC_UNPROCESSABLE, "recipient_not_found", "the recipient does not exist or was deleted");
         goto refused;
     }
 
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) {
-        txcache_release(cx, cid, &pf);
-        return db_unavailable();
-    }
+    if (!c) return db_unavailable();
     struct tx_posting p;
     struct tx_repo_err err;
     st = tx_repo_post(c, me, idem_key, hash, &rq, cx->idem_ttl_s, &p, &err);
     svc_pg_release(cx->app.pg, c);
-    a = st == SVC_OK ? from_posting(cx, &p, rq.type) : repo_failure(cx, cid, "post", st, &err);
-    settle_lock(cx, cid, &pf, &a);
-    return a;
+    return st == SVC_OK ? from_posting(cx, &p, rq.type) : repo_failure(cx, cid, "post", st, &err);
 
 refused:
     {
@@ -203,7 +180,6 @@ refused:
             a = stored;
         }
     }
-    txcache_release(cx, cid, &pf);
     return a;
 }
 
@@ -219,15 +195,9 @@ struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc
     snprintf(path, sizeof path, "/api/transactions/%s/reverse", id);
     if (idem_request_hash("POST", path, NULL, hash) != 0) return internal(cx, cid, "hash", NULL);
 
-    struct txcache_preflight pf;
-    txcache_preflight(cx, cid, me, idem_key, NULL, 0, &pf);
-    if (pf.busy) return busy(cx, me, idem_key, hash);
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) {
-        txcache_release(cx, cid, &pf);
-        return db_unavailable();
-    }
+    if (!c) return db_unavailable();
     struct tx_posting p;
     struct tx_repo_err err;
     st = tx_repo_reverse(c, me, idem_key, hash, id, cx->idem_ttl_s, &p, &err);
@@ -235,9 +205,7 @@ struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc
     if (st == SVC_OK && !strcmp(p.verdict, "created"))
         svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "transaction reversed", "{s:s,s:s}", "transaction_id", id,
                  "admin_id", me);
-    a = st == SVC_OK ? from_posting(cx, &p, TX_REVERSAL) : repo_failure(cx, cid, "reverse", st, &err);
-    settle_lock(cx, cid, &pf, &a);
-    return a;
+    return st == SVC_OK ? from_posting(cx, &p, TX_REVERSAL) : repo_failure(cx, cid, "reverse", st, &err);
 }
 
 /* Read helpers: one pooled connection around one repository call. */

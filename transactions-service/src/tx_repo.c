@@ -99,12 +99,11 @@ svc_status tx_repo_find_key(PGconn *c, const char *user_id, const char *key, con
     memset(err, 0, sizeof *err);
     const char *v[3] = {user_id, key, hash};
     PGresult *res = PQexecParams(c,
-                                 "SELECT CASE WHEN k.request_hash = $3 THEN 'replayed' ELSE 'idempotency_key_reused' END,"
-                                 "       CASE WHEN k.request_hash = $3 THEN 201 ELSE 422 END,"
-                                 "       CASE WHEN k.request_hash = $3 THEN transactions.tx_json_original(t)::text END"
-                                 "  FROM transactions.idempotency_keys k"
-                                 "  JOIN transactions.transactions t ON t.id = k.transaction_id"
-                                 " WHERE k.user_id = $1::uuid AND k.key = $2 AND k.expires_at > now()",
+                                 "SELECT CASE WHEN t.request_hash = $3 THEN 'replayed' ELSE 'idempotency_key_reused' END,"
+                                 "       CASE WHEN t.request_hash = $3 THEN 201 ELSE 422 END,"
+                                 "       CASE WHEN t.request_hash = $3 THEN transactions.tx_json_original(t)::text END"
+                                 "  FROM transactions.transactions t"
+                                 " WHERE t.created_by = $1::uuid AND t.idem_key = $2 AND t.key_expires_at > now()",
                                  3, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 0) {
         PQclear(res);
@@ -175,24 +174,33 @@ svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_qu
                     9, v, json_out, err);
 }
 
+/* The account's legs: each transaction naming the owner on either side (user_id or to_user_id,
+ * both indexed; reversals copy the parties of their original) contributes +amount when the owner
+ * is its credit account and -amount when the debit account. */
 svc_status tx_repo_summary(PGconn *c, const char *owner_id, const struct tx_summary_query *q, char **json_out,
                            struct tx_repo_err *err) {
     const char *v[6] = {owner_id, q->from.set ? q->from.text : NULL, q->to.set ? q->to.text : NULL,
                         q->to.date_only ? "t" : "f", tx_group_by_name(q->group_by), q->currency};
     return one_text(c,
-                    "WITH g AS ("
+                    "WITH e AS ("
+                    "  SELECT t.type, t.created_at,"
+                    "         CASE WHEN t.credit_account = $1::uuid THEN t.amount ELSE -t.amount END AS amount"
+                    "    FROM transactions.transactions t"
+                    "   WHERE t.user_id = $1::uuid AND t.currency = $6 AND " TIME_FILTER("t.created_at", "$2", "$3", "$4")
+                    "  UNION ALL"
+                    "  SELECT t.type, t.created_at,"
+                    "         CASE WHEN t.credit_account = $1::uuid THEN t.amount ELSE -t.amount END"
+                    "    FROM transactions.transactions t"
+                    "   WHERE t.to_user_id = $1::uuid AND t.currency = $6 AND " TIME_FILTER("t.created_at", "$2", "$3", "$4")
+                    "), g AS ("
                     "  SELECT CASE $5::text"
                     "           WHEN 'day' THEN to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
                     "           WHEN 'month' THEN to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM')"
-                    "           ELSE t.type END AS key,"
+                    "           ELSE e.type END AS key,"
                     "         count(*) AS n,"
                     "         round(COALESCE(sum(e.amount) FILTER (WHERE e.amount > 0), 0), 2) AS total_in,"
                     "         round(COALESCE(-sum(e.amount) FILTER (WHERE e.amount < 0), 0), 2) AS total_out"
-                    "    FROM transactions.entries e JOIN transactions.transactions t ON t.id = e.transaction_id"
-                    "   WHERE e.account_user_id = $1::uuid AND e.currency = $6"
-                    "     AND e.account_user_id <> '00000000-0000-0000-0000-000000000000'" /* partial index */
-                    "     AND " TIME_FILTER("e.created_at", "$2", "$3", "$4")
-                    "   GROUP BY 1) "
+                    "    FROM e GROUP BY 1) "
                     "SELECT COALESCE(json_agg(json_build_object('key', key, 'count', n, 'total_in', total_in::text,"
                     "                                          'total_out', total_out::text) ORDER BY key),"
                     "                '[]'::json)::text FROM g",

@@ -25,7 +25,8 @@
 int tx_repo_prepare(PGconn *c, void *unused);
 
 /* What a posting function answered. verdict: "created", "replayed", "idempotency_key_reused",
- * "not_found". body is owned (free()) and NULL unless created/replayed. */
+ * "in_progress" (a request with the same key is being posted right now), "not_found". body is
+ * owned (free()) and NULL unless created/replayed. */
 struct tx_posting {
     char verdict[32];
     int status;

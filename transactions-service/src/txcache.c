@@ -1,12 +1,11 @@
-/* Redis cache and in-flight locks of transactions-service; see txcache.h. */
+/* User-existence cache of transactions-service; see txcache.h. */
 #include "txcache.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-void txcache_lock_key(const char *user_id, const char *key, char *out) {
-    snprintf(out, TXCACHE_LOCK_KEY_MAX, "idem:%s:%s", user_id, key);
-}
+#include "svc/tcache.h"
 
 const char *txcache_state_str(enum user_state s) {
     switch (s) {
@@ -24,95 +23,72 @@ enum user_state txcache_state_parse(const char *s, size_t len) {
     return USER_UNKNOWN;
 }
 
-static void lock_token(char out[33]) {
-    unsigned char raw[16];
-    if (svc_random_bytes(raw, sizeof raw) != 0) {
-        /* Without OS randomness fall back to a v4 UUID's hex (same source, should it recover);
-         * uniqueness matters, secrecy does not: the token only identifies our own lock. */
-        char u[SVC_UUID_LEN + 1];
-        svc_uuid4(u);
-        int o = 0;
-        for (int i = 0; u[i] && o < 32; i++)
-            if (u[i] != '-') out[o++] = u[i];
-        out[o] = '\0';
-        return;
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[32] = '\0';
-}
+#define KEY_MAX (sizeof TXCACHE_PREFIX + SVC_UUID_LEN)
 
-void txcache_preflight(struct tx_ctx *cx, const char *cid, const char *user_id, const char *key,
-                       const char *const *ids, int nids, struct txcache_preflight *out) {
-    memset(out, 0, sizeof *out);
-    txcache_lock_key(user_id, key, out->lock_key);
-    lock_token(out->lock_token);
+static void key_of(const char *id, char out[KEY_MAX]) { snprintf(out, KEY_MAX, TXCACHE_PREFIX "%s", id); }
+
+/* Reads the Redis entries of ids[i] where want[i]; returns false when Redis did not answer. */
+static bool from_redis(struct tx_ctx *cx, const char *cid, const char *const *ids, const bool *want, int n,
+                       enum user_state *states, char keys[][KEY_MAX]) {
     svc_status st;
     redisContext *c = svc_redis_acquire(cx->app.redis, -1, &st);
     if (!c) {
-        svc_log(&cx->app.log, SVC_LOG_WARN, cid, "redis unavailable: no in-flight lock, no user cache", NULL);
-        return;
+        svc_log(&cx->app.log, SVC_LOG_WARN, cid, "redis unavailable: user check without cache", NULL);
+        return false;
     }
     int sent = 0;
     bool ok = true;
-    for (int i = 0; i < nids && i < TXCACHE_MAX_USERS; i++) {
-        if (!ids[i]) continue;
-        ok = ok && redisAppendCommand(c, "GET uexists:%s", ids[i]) == REDIS_OK;
-        sent++;
-    }
-    ok = ok && redisAppendCommand(c, "SET %s %s NX PX %ld", out->lock_key, out->lock_token, cx->idem_lock_ms) == REDIS_OK;
-    sent++;
-    int got = 0;
-    for (int i = 0; ok && got < sent; got++) {
+    for (int i = 0; i < n && ok; i++)
+        if (want[i]) {
+            ok = redisAppendCommand(c, "GET %s", keys[i]) == REDIS_OK;
+            sent += ok;
+        }
+    for (int i = 0; i < n && sent > 0; i++) {
+        if (!want[i]) continue;
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
             ok = false;
             break;
         }
-        if (got < sent - 1) {
-            while (i < nids && !ids[i]) i++;
-            if (r->type == REDIS_REPLY_STRING) out->users[i] = txcache_state_parse(r->str, r->len);
-            atomic_fetch_add_explicit(out->users[i] != USER_UNKNOWN ? cx->ucache_hit : cx->ucache_miss, 1,
-                                      memory_order_relaxed);
-            i++;
-        } else if (r->type == REDIS_REPLY_STATUS) {
-            out->locked = true;     /* "OK" */
-        } else if (r->type == REDIS_REPLY_NIL) {
-            out->busy = true;
-        } else {
-            ok = false;             /* an error reply (e.g. OOM): treat Redis as unavailable */
-        }
+        sent--;
+        if (r->type == REDIS_REPLY_STRING) states[i] = txcache_state_parse(r->str, r->len);
+        else if (r->type == REDIS_REPLY_ERROR) ok = false;
         freeReplyObject(r);
     }
     svc_redis_release(cx->app.redis, c);
-    if (!ok) {
-        svc_log(&cx->app.log, SVC_LOG_WARN, cid, "redis error: no in-flight lock, no user cache", NULL);
-        txcache_release(cx, cid, out);     /* in case the SET went through */
-        memset(out->users, 0, sizeof out->users);
-        out->busy = false;
-        return;
-    }
-    out->redis_ok = true;
+    if (!ok) svc_log(&cx->app.log, SVC_LOG_WARN, cid, "redis error: user check without cache", NULL);
+    return ok;
 }
 
-void txcache_release(struct tx_ctx *cx, const char *cid, struct txcache_preflight *pf) {
-    if (!pf->locked || !pf->lock_key[0]) return;
-    pf->locked = false;
-    svc_status st;
-    redisContext *c = svc_redis_acquire(cx->app.redis, -1, &st);
-    if (!c) return;
-    redisReply *r = redisCommand(c, "EVALSHA %s 1 %s %s", TXCACHE_UNLOCK_SHA, pf->lock_key, pf->lock_token);
-    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
-        freeReplyObject(r);
-        r = redisCommand(c, "EVAL %s 1 %s %s", TXCACHE_UNLOCK_LUA, pf->lock_key, pf->lock_token);
+void txcache_lookup(struct tx_ctx *cx, const char *cid, const char *const *ids, int n, enum user_state *states) {
+    char keys[TXCACHE_MAX_USERS][KEY_MAX];
+    bool want[TXCACHE_MAX_USERS] = {false, false};
+    bool any = false;
+    if (n > TXCACHE_MAX_USERS) n = TXCACHE_MAX_USERS;
+    for (int i = 0; i < n; i++) {
+        states[i] = USER_UNKNOWN;
+        if (!ids[i]) continue;
+        key_of(ids[i], keys[i]);
+        char *v = svc_tcache_get(cx->ucache_l1, keys[i]);
+        if (v) {
+            states[i] = txcache_state_parse(v, strlen(v));
+            free(v);
+        }
+        want[i] = states[i] == USER_UNKNOWN;
+        any = any || want[i];
     }
-    if (!r || r->type == REDIS_REPLY_ERROR)
-        svc_log(&cx->app.log, SVC_LOG_WARN, cid, "could not release an idempotency lock (it will expire)", NULL);
-    if (r) freeReplyObject(r);
-    svc_redis_release(cx->app.redis, c);
+    if (any) {
+        /* the epoch first: a value read before an invalidation is not kept after it */
+        unsigned long epoch = svc_tcache_epoch(cx->ucache_l1);
+        if (from_redis(cx, cid, ids, want, n, states, keys))
+            for (int i = 0; i < n; i++)
+                if (want[i] && states[i] != USER_UNKNOWN)
+                    svc_tcache_put(cx->ucache_l1, keys[i], txcache_state_str(states[i]), epoch);
+    }
+    for (int i = 0; i < n; i++)
+        if (ids[i])
+            atomic_fetch_add_explicit(states[i] != USER_UNKNOWN ? cx->ucache_hit : cx->ucache_miss, 1,
+                                      memory_order_relaxed);
 }
 
 void txcache_put_users(struct tx_ctx *cx, const char *const *ids, const enum user_state *states, int n) {
@@ -123,7 +99,7 @@ void txcache_put_users(struct tx_ctx *cx, const char *const *ids, const enum use
         const char *v = txcache_state_str(states[i]);
         if (!v || !ids[i]) continue;
         if (!c && !(c = svc_redis_acquire(cx->app.redis, -1, &st))) return;
-        if (redisAppendCommand(c, "SET uexists:%s %s EX %ld", ids[i], v, cx->user_cache_s) != REDIS_OK) break;
+        if (redisAppendCommand(c, "SET " TXCACHE_PREFIX "%s %s EX %ld", ids[i], v, cx->user_cache_s) != REDIS_OK) break;
         sent++;
     }
     for (int i = 0; i < sent; i++) {
