@@ -2,9 +2,11 @@
 #include "svc/cid.h"
 
 #include <openssl/rand.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 bool svc_cid_is_sane(const char *s) {
     if (!s || !*s) return false;
@@ -30,11 +32,7 @@ int svc_random_bytes(void *buf, size_t n) {
     return 0;
 }
 
-void svc_uuid4(char out[SVC_UUID_LEN + 1]) {
-    unsigned char b[16];
-    if (svc_random_bytes(b, sizeof b) != 0) memset(b, 0, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+static void uuid_text(const unsigned char b[16], char out[SVC_UUID_LEN + 1]) {
     static const char hex[] = "0123456789abcdef";
     int o = 0;
     for (int i = 0; i < 16; i++) {
@@ -43,6 +41,26 @@ void svc_uuid4(char out[SVC_UUID_LEN + 1]) {
         out[o++] = hex[b[i] & 15];
     }
     out[o] = '\0';
+}
+
+void svc_uuid4(char out[SVC_UUID_LEN + 1]) {
+    unsigned char b[16];
+    if (svc_random_bytes(b, sizeof b) != 0) memset(b, 0, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    uuid_text(b, out);
+}
+
+void svc_uuid7(char out[SVC_UUID_LEN + 1]) {
+    unsigned char b[16];
+    if (svc_random_bytes(b, sizeof b) != 0) memset(b, 0, sizeof b);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (int i = 0; i < 6; i++) b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    uuid_text(b, out);
 }
 
 bool svc_uuid_is_valid(const char *s) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "svc/buf.h"
@@ -116,6 +117,32 @@ static void test_uuid4_is_version4_and_unique(void **state) {
     assert_false(svc_uuid_is_valid("0123456789abcdef0123456789abcdef0123"));
 }
 
+static void test_uuid7_is_version7_time_ordered_and_unique(void **state) {
+    (void)state;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long before = (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
+    char a[37], b[37];
+    svc_uuid7(a);
+    struct timespec pause = {0, 2 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    svc_uuid7(b);
+    assert_true(svc_uuid_is_valid(a));
+    assert_true(svc_uuid_is_valid(b));
+    assert_int_equal(a[14], '7');
+    assert_true(strchr("89ab", a[19]) != NULL);
+    assert_true(strcmp(a, b) < 0);   /* 2 ms later sorts later */
+    char hex[13];
+    memcpy(hex, a, 8);
+    memcpy(hex + 8, a + 9, 4);
+    hex[12] = '\0';
+    unsigned long long ms = strtoull(hex, NULL, 16);
+    assert_true(ms >= before && ms < before + 1000);
+    char c[37];
+    svc_uuid7(c);
+    assert_string_not_equal(b, c);   /* same millisecond or not: the random bits differ */
+}
+
 static void test_log_line_is_json_with_identity_and_cid(void **state) {
     (void)state;
     int fds[2];
@@ -216,6 +243,7 @@ int main(void) {
         cmocka_unit_test(test_config_int_range_and_bool),
         cmocka_unit_test(test_cid_sanity_rules),
         cmocka_unit_test(test_uuid4_is_version4_and_unique),
+        cmocka_unit_test(test_uuid7_is_version7_time_ordered_and_unique),
         cmocka_unit_test(test_log_line_is_json_with_identity_and_cid),
         cmocka_unit_test(test_buf_grows_and_formats),
         cmocka_unit_test(test_crypto_helpers),

@@ -12,6 +12,9 @@
 bool svc_cid_is_sane(const char *s);
 /* Writes a random (CSPRNG) RFC 4122 version-4 UUID, 36 chars + NUL, into out (>= 37 bytes). */
 void svc_uuid4(char out[SVC_UUID_LEN + 1]);
+/* Writes an RFC 9562 version-7 UUID: 48 bits of Unix time in ms, then 74 CSPRNG bits. Ids made
+ * later sort later (across milliseconds), so a B-tree on them fills at its right edge. */
+void svc_uuid7(char out[SVC_UUID_LEN + 1]);
 /* Canonical lower/upper-case 8-4-4-4-12 hex UUID check. */
 bool svc_uuid_is_valid(const char *s);
 /* Fill buf with n bytes from the OS CSPRNG; returns 0 or -1. */
