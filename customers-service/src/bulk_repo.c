@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/cid.h"
+
 #define COPY_CHUNK (256u * 1024u)
 
 static const char SQL_STAGE[] =
@@ -38,6 +40,10 @@ static const char SQL_STAGE[] =
 
 static const char SQL_COPY[] =
     "COPY pg_temp.bulk_stage (idx, user_name, email, name, legacy_id, deleted, updated_at) FROM STDIN";
+
+static const char SQL_COPY_NEW[] =
+    "COPY customers.users (id, user_name, email, name, source, legacy_id, source_updated_at, deleted, deleted_at)"
+    " FROM STDIN";
 
 /* Concurrent bulk upserts share the lock; a retry after a conflict takes it exclusively. */
 static const char SQL_LOCK_SHARED[] = "SELECT pg_advisory_xact_lock_shared(hashtext('customers:bulk-upsert'))";
@@ -193,6 +199,31 @@ void bulk_repo_encode_rows(struct svc_buf *b, const struct bulk_row *const *rows
     }
 }
 
+void bulk_repo_encode_new_users(struct svc_buf *b, const struct bulk_row *const *rows, size_t n,
+                                const char *now_text) {
+    char id[SVC_UUID_LEN + 1], num[48], ts[32];
+    for (size_t i = 0; i < n; i++) {
+        const struct bulk_row *r = rows[i];
+        svc_uuid7(id);
+        svc_buf_append(b, id, SVC_UUID_LEN);
+        svc_buf_append(b, "\t", 1);
+        bulk_repo_copy_escape(b, r->user_name);
+        svc_buf_append(b, "\t", 1);
+        bulk_repo_copy_escape(b, r->email);
+        svc_buf_append(b, "\t", 1);
+        bulk_repo_copy_escape(b, r->name);
+        int k = snprintf(num, sizeof num, "\tlegacy\t%lld\t", r->legacy_id);
+        svc_buf_append(b, num, (size_t)k);
+        bulk_repo_format_timestamp(r->updated_us, ts);
+        svc_buf_puts(b, ts);
+        svc_buf_puts(b, r->deleted ? "\tt\t" : "\tf\t\\N\n");
+        if (r->deleted) {
+            svc_buf_puts(b, now_text);
+            svc_buf_append(b, "\n", 1);
+        }
+    }
+}
+
 /* ---- transaction ---- */
 
 static svc_status fail(PGconn *c, PGresult *res, struct bulk_outcome *out, const char *step) {
@@ -223,8 +254,8 @@ static PGresult *run(PGconn *c, const char *sql) {
 
 static bool ok(PGresult *res, ExecStatusType want) { return res && PQresultStatus(res) == want; }
 
-static svc_status send_copy(PGconn *c, const char *data, size_t len, struct bulk_outcome *out) {
-    PGresult *res = PQexec(c, SQL_COPY);
+static svc_status send_copy(PGconn *c, const char *sql, const char *data, size_t len, struct bulk_outcome *out) {
+    PGresult *res = PQexec(c, sql);
     if (!ok(res, PGRES_COPY_IN)) return fail(c, res, out, "copy_start");
     PQclear(res);
     bool sent = true;
@@ -278,29 +309,87 @@ static svc_status read_upsert(PGresult *res, struct bulk_outcome *out) {
     return SVC_OK;
 }
 
-svc_status bulk_repo_apply(PGconn *c, const char *copy_data, size_t copy_len, bool exclusive,
-                           struct bulk_outcome *out) {
-    memset(out, 0, sizeof *out);
-    PGresult *res = run(c, "BEGIN");
-    if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "begin");
+/* First try: ONE COPY of every row straight into customers.users, inside a savepoint. It
+ * succeeds when no name (and no email) is stored yet, as in a first import; otherwise a unique
+ * index refuses it (23505) and the caller rolls back to the savepoint and takes the staged path,
+ * having spent only the parsing of the rows COPY read before the conflict. Returns SVC_CONFLICT
+ * for that case (the transaction stays usable), other failures as fail() does. */
+static svc_status apply_all_new(PGconn *c, const struct bulk_row *const *rows, size_t n, struct bulk_outcome *out) {
+    PGresult *res = run(c, "SAVEPOINT bulk_copy");
+    if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "savepoint");
     PQclear(res);
-    /* COPY text must be UTF-8 like the JSON it came from; a pooled session normally is already */
-    const char *enc = PQparameterStatus(c, "client_encoding");
-    if (!enc || strcmp(enc, "UTF8") != 0) {
-        res = run(c, "SET LOCAL client_encoding TO 'UTF8'");
-        if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "client_encoding");
-        PQclear(res);
+    res = run(c, "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+    if (!ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1) return fail(c, res, out, "now");
+    char now_text[40];
+    snprintf(now_text, sizeof now_text, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    struct svc_buf b;
+    svc_buf_init(&b);
+    svc_buf_reserve(&b, n * 200);
+    bulk_repo_encode_new_users(&b, rows, n, now_text);
+    if (b.oom) {
+        svc_buf_free(&b);
+        return fail(c, NULL, out, "copy_oom");
     }
-    res = run(c, SQL_STAGE);
+    res = PQexec(c, SQL_COPY_NEW);
+    if (!ok(res, PGRES_COPY_IN)) {
+        svc_buf_free(&b);
+        return fail(c, res, out, "copy_new_start");
+    }
+    PQclear(res);
+    bool sent = true;
+    for (size_t off = 0; off < b.len && sent; off += COPY_CHUNK) {
+        size_t k = b.len - off < COPY_CHUNK ? b.len - off : COPY_CHUNK;
+        sent = PQputCopyData(c, b.data + off, (int)k) == 1;
+    }
+    svc_buf_free(&b);
+    int end = PQputCopyEnd(c, sent ? NULL : "client failed to send COPY data");
+    res = PQgetResult(c);
+    PGresult *extra;
+    while ((extra = PQgetResult(c)) != NULL) PQclear(extra);
+    if (sent && end == 1 && ok(res, PGRES_COMMAND_OK)) {
+        PQclear(res);
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i]->deleted) out->deleted++;
+            else out->inserted++;
+        }
+        out->written = (long)n;
+        return SVC_OK;
+    }
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!state || strcmp(state, "23505") != 0 || PQstatus(c) != CONNECTION_OK) return fail(c, res, out, "copy_new");
+    PQclear(res);
+    res = run(c, "ROLLBACK TO SAVEPOINT bulk_copy");
+    if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "rollback_to_savepoint");
+    PQclear(res);
+    return SVC_CONFLICT;
+}
+
+/* Some rows may exist: stage them all, triage, one INSERT … ON CONFLICT. */
+static svc_status apply_staged(PGconn *c, const struct bulk_row *const *rows, size_t n, bool take_lock,
+                               bool exclusive, struct bulk_outcome *out) {
+    PGresult *res = run(c, SQL_STAGE);
     if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "stage");
     PQclear(res);
 
-    svc_status st = send_copy(c, copy_data, copy_len, out);
+    struct svc_buf copy;
+    svc_buf_init(&copy);
+    svc_buf_reserve(&copy, n * 160);
+    bulk_repo_encode_rows(&copy, rows, n);
+    if (copy.oom) {
+        svc_buf_free(&copy);
+        return fail(c, NULL, out, "copy_oom");
+    }
+    svc_status st = send_copy(c, SQL_COPY, copy.data, copy.len, out);
+    svc_buf_free(&copy);
     if (st != SVC_OK) return st;
 
-    res = run(c, exclusive ? SQL_LOCK_EXCLUSIVE : SQL_LOCK_SHARED);
-    if (!ok(res, PGRES_TUPLES_OK)) return fail(c, res, out, "lock");
-    PQclear(res);
+    if (take_lock) {
+        res = run(c, exclusive ? SQL_LOCK_EXCLUSIVE : SQL_LOCK_SHARED);
+        if (!ok(res, PGRES_TUPLES_OK)) return fail(c, res, out, "lock");
+        PQclear(res);
+    }
 
     res = run(c, SQL_TRIAGE);
     if (!ok(res, PGRES_TUPLES_OK)) return fail(c, res, out, "triage");
@@ -322,6 +411,34 @@ svc_status bulk_repo_apply(PGconn *c, const char *copy_data, size_t copy_len, bo
         bulk_outcome_free(out);
         return fail(c, NULL, out, "upsert_oom");
     }
+    return SVC_OK;
+}
+
+svc_status bulk_repo_apply(PGconn *c, const struct bulk_row *const *rows, size_t n, bool exclusive,
+                           struct bulk_outcome *out) {
+    memset(out, 0, sizeof *out);
+    PGresult *res = run(c, "BEGIN");
+    if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "begin");
+    PQclear(res);
+    /* COPY text must be UTF-8 like the JSON it came from; a pooled session normally is already */
+    const char *enc = PQparameterStatus(c, "client_encoding");
+    if (!enc || strcmp(enc, "UTF8") != 0) {
+        res = run(c, "SET LOCAL client_encoding TO 'UTF8'");
+        if (!ok(res, PGRES_COMMAND_OK)) return fail(c, res, out, "client_encoding");
+        PQclear(res);
+    }
+
+    svc_status st;
+    if (exclusive) {
+        st = apply_staged(c, rows, n, true, true, out);
+    } else {
+        res = run(c, SQL_LOCK_SHARED);
+        if (!ok(res, PGRES_TUPLES_OK)) return fail(c, res, out, "lock");
+        PQclear(res);
+        st = apply_all_new(c, rows, n, out);
+        if (st == SVC_CONFLICT) st = apply_staged(c, rows, n, false, false, out);
+    }
+    if (st != SVC_OK) return st;
 
     res = run(c, "COMMIT");
     if (!ok(res, PGRES_COMMAND_OK)) {

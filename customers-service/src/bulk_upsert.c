@@ -334,26 +334,17 @@ struct svc_result users_bulk_upsert(struct customers_ctx *cx, const char *cid, c
     bool applied = false;
     struct svc_result res;
     if (plan.n_winners > 0) {
-        struct svc_buf copy;
-        svc_buf_init(&copy);
-        svc_buf_reserve(&copy, plan.n_winners * 160);
-        bulk_repo_encode_rows(&copy, plan.winners, plan.n_winners);
-        if (copy.oom) {
-            svc_buf_free(&copy);
-            bulk_plan_free(&plan);
-            return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
-        }
+        const struct bulk_row *const *rows = (const struct bulk_row *const *)plan.winners;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (c) {
-            st = bulk_repo_apply(c, copy.data, copy.len, false, &out);
+            st = bulk_repo_apply(c, rows, plan.n_winners, false, &out);
             if (st == SVC_CONFLICT) {
-                svc_logf(&cx->app.log, SVC_LOG_WARN, cid, "bulk upsert raced a concurrent write; retrying",
+                svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "bulk upsert met a conflict; retrying row by row",
                          "{s:s,s:s}", "step", out.step ? out.step : "", "sqlstate", out.sqlstate);
-                st = bulk_repo_apply(c, copy.data, copy.len, true, &out);
+                st = bulk_repo_apply(c, rows, plan.n_winners, true, &out);
             }
             svc_pg_release(cx->app.pg, c);
         }
-        svc_buf_free(&copy);
         if (st != SVC_OK) {
             res = db_error(cx, cid, st, &out, plan.n_winners);
             bulk_outcome_free(&out);

@@ -101,8 +101,10 @@ BEGIN
 END
 $$;
 
--- POST /api/transactions. p_amount > 0 with 2 decimals; p_to_user only for transfers (the caller
--- has validated everything; the checks here are the last line of defence).
+-- POST /api/transactions. p_id is the new transaction's id, chosen by the service (a UUIDv7: ids
+-- made later sort later, so the primary key fills its right edge instead of a random page per
+-- insert); p_amount > 0 with 2 decimals; p_to_user only for transfers (the caller has validated
+-- everything; the checks here are the last line of defence).
 -- Returns ('created', 201, body), ('in_progress', 409, NULL) when a request with the same key is
 -- being posted right now, or a key verdict ('replayed' / 'idempotency_key_reused').
 --
@@ -112,7 +114,7 @@ $$;
 -- row and re-checks the condition on its newest version (READ COMMITTED), so no balance can go
 -- negative and no update is lost. A rule failure RAISEs (TX001), which rolls back the row too:
 -- only successful effects are remembered, so a refused request may be retried with its key.
-CREATE FUNCTION transactions.post_transaction(p_user uuid, p_key text, p_hash text, p_type text, p_amount numeric, p_currency text, p_description text, p_to_user uuid, p_ttl_s integer, OUT verdict text, OUT status integer, OUT body text) RETURNS record
+CREATE FUNCTION transactions.post_transaction(p_id uuid, p_user uuid, p_key text, p_hash text, p_type text, p_amount numeric, p_currency text, p_description text, p_to_user uuid, p_ttl_s integer, OUT verdict text, OUT status integer, OUT body text) RETURNS record
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -132,7 +134,7 @@ BEGIN
         status := 409;
         RETURN;
     END IF;
-    v_tx := ROW(gen_random_uuid(), p_type, 'completed', p_amount::numeric(20,2), p_currency, p_description,
+    v_tx := ROW(p_id, p_type, 'completed', p_amount::numeric(20,2), p_currency, p_description,
                 p_user, p_to_user, NULL, NULL, p_user, v_now, v_now,
                 CASE p_type WHEN 'deposit' THEN c_external ELSE p_user END,
                 CASE p_type WHEN 'deposit' THEN p_user WHEN 'withdrawal' THEN c_external ELSE p_to_user END,
@@ -187,7 +189,7 @@ BEGIN
           FROM transactions.key_verdict(p_user, p_key, p_hash, v_now) k;
         IF verdict IS NULL THEN
             SELECT p.verdict, p.status, p.body INTO verdict, status, body
-              FROM transactions.post_transaction(p_user, p_key, p_hash, p_type, p_amount, p_currency,
+              FROM transactions.post_transaction(p_id, p_user, p_key, p_hash, p_type, p_amount, p_currency,
                                                  p_description, p_to_user, p_ttl_s) p;
         END IF;
         RETURN;
@@ -198,10 +200,10 @@ BEGIN
 END
 $$;
 
--- POST /api/transactions/{id}/reverse by an admin (p_admin). Returns ('created', 201, body of the
+-- POST /api/transactions/{id}/reverse by an admin (p_admin); p_id is the reversal's id. Returns ('created', 201, body of the
 -- reversal), ('not_found', 404, NULL), ('in_progress', 409, NULL) or a key verdict; raises
 -- TX001/TX002/TX003. The reversal's legs are the original's, swapped.
-CREATE FUNCTION transactions.reverse_transaction(p_admin uuid, p_key text, p_hash text, p_orig uuid, p_ttl_s integer, OUT verdict text, OUT status integer, OUT body text) RETURNS record
+CREATE FUNCTION transactions.reverse_transaction(p_id uuid, p_admin uuid, p_key text, p_hash text, p_orig uuid, p_ttl_s integer, OUT verdict text, OUT status integer, OUT body text) RETURNS record
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -233,7 +235,7 @@ BEGIN
     IF v_orig.type = 'reversal' OR v_orig.status <> 'completed' THEN
         RAISE EXCEPTION 'not reversible' USING ERRCODE = 'TX003';
     END IF;
-    v_rev := ROW(gen_random_uuid(), 'reversal', 'completed', v_orig.amount, v_orig.currency,
+    v_rev := ROW(p_id, 'reversal', 'completed', v_orig.amount, v_orig.currency,
                  'reversal of ' || v_orig.id, v_orig.user_id, v_orig.to_user_id, v_orig.id, NULL,
                  p_admin, v_now, v_now, v_orig.credit_account, v_orig.debit_account,
                  p_key, p_hash, v_now + make_interval(secs => p_ttl_s))::transactions.transactions;

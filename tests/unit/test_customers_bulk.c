@@ -401,6 +401,37 @@ static void test_bulk_copy_encodes_one_line_per_row_in_stage_column_order(void *
     svc_buf_free(&buf);
 }
 
+static void test_bulk_copy_of_new_users_has_fresh_v7_ids_and_deleted_at_only_when_deleted(void **state) {
+    struct bulk_row a = {.user_name = "Ann", .email = NULL, .name = "A\tB", .legacy_id = 42,
+                         .updated_us = 1577836807LL * 1000000 + 5, .index = 7, .deleted = true};
+    struct bulk_row b = {.user_name = "bob", .email = "b@example.com", .name = "", .legacy_id = 0,
+                         .updated_us = 0, .index = 0, .deleted = false};
+    const struct bulk_row *rows[] = {&a, &b};
+    struct svc_buf buf;
+    svc_buf_init(&buf);
+    bulk_repo_encode_new_users(&buf, rows, 2, "2026-11-25 10:00:00.000001+00");
+    assert_false(buf.oom);
+    char *second = strchr(buf.data, '\n');
+    assert_non_null(second);
+    second++;
+    /* id (UUIDv7), user_name, email, name, source, legacy_id, source_updated_at, deleted, deleted_at */
+    assert_int_equal(buf.data[36], '\t');
+    char id1[37], id2[37];
+    memcpy(id1, buf.data, 36);
+    id1[36] = '\0';
+    memcpy(id2, second, 36);
+    id2[36] = '\0';
+    assert_true(svc_uuid_is_valid(id1) && svc_uuid_is_valid(id2));
+    assert_int_equal(id1[14], '7');
+    assert_string_not_equal(id1, id2);
+    static const char first[] = "\tAnn\t\\N\tA\\tB\tlegacy\t42\t2020-01-01 00:00:07.000005+00\tt\t"
+                                "2026-11-25 10:00:00.000001+00\n";
+    assert_int_equal((size_t)(second - buf.data), 36 + strlen(first));
+    assert_memory_equal(buf.data + 36, first, strlen(first));
+    assert_string_equal(second + 36, "\tbob\tb@example.com\t\tlegacy\t0\t1970-01-01 00:00:00.000000+00\tf\t\\N\n");
+    svc_buf_free(&buf);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* database                                                                                    */
 
@@ -839,8 +870,35 @@ static void test_bulk_db_registration_racing_the_batch_is_retried_and_reported(v
     assert_q("quin,reg", "SELECT string_agg(user_name, ',' ORDER BY user_name) FROM customers.users");
 }
 
+static void test_bulk_db_copy_refused_by_a_just_committed_email_falls_back_to_the_staged_path(void **state) {
+    /* a first-import batch (no name stored) whose COPY waits on another session's uncommitted
+     * email; once that commits, the COPY is refused and the same transaction continues on the
+     * staged path: the other rows go in, the one row is reported, nothing is retried */
+    PGconn *a = connect_to(g_test_conninfo);
+    assert_non_null(a);
+    assert_int_equal(exec_ok(a, "BEGIN"), 0);
+    assert_int_equal(exec_ok(a, "INSERT INTO customers.users (user_name, email, name) VALUES ('ray', 'ray@example.com', 'R')"), 0);
+    struct bulk_call bc = {.users = json_pack("[o,o]", rec("sam", "ray@example.com", "Sam", 22, false, "2021-01-01T00:00:00Z"),
+                                              rec("tim", "tim@example.com", "Tim", 23, true, "2021-01-01T00:00:00Z"))};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bulk_call_main, &bc), 0);
+    wait_for_bulk_lock_wait("transactionid");
+    assert_int_equal(exec_ok(a, "COMMIT"), 0);
+    pthread_join(th, NULL);
+    PQfinish(a);
+    assert_counts(bc.result, 0, 0, 1, 0, 1);
+    assert_invalid(bc.result, 0, 0, "email_taken");
+    json_decref(bc.result);
+    char *n = q("SELECT count(*) FROM customers.users WHERE user_name = 'tim' AND deleted AND deleted_at IS NOT NULL AND source = 'legacy'");
+    assert_string_equal(n, "1");
+    free(n);
+}
+
 static void test_bulk_db_retry_after_a_conflict_waits_for_every_running_batch(void **state) {
-    /* two sessions play running bulk upserts (shared advisory lock); the first wins an email */
+    /* two sessions play running bulk upserts (shared advisory lock); the first wins an email.
+     * "sam" is stored already, so the batch's COPY is refused at once and the staged upsert is
+     * the one that meets the uncommitted email. */
+    assert_int_equal(exec_ok(g_db, "INSERT INTO customers.users (user_name, email, name) VALUES ('sam', NULL, 'S')"), 0);
     PGconn *a = connect_to(g_test_conninfo), *b = connect_to(g_test_conninfo);
     assert_non_null(a);
     assert_non_null(b);
@@ -1044,6 +1102,7 @@ int main(void) {
         cmocka_unit_test(test_bulk_result_counts_every_record_once_and_merges_invalid_in_order),
         cmocka_unit_test(test_bulk_copy_escapes_tab_newline_cr_backslash_and_null),
         cmocka_unit_test(test_bulk_copy_encodes_one_line_per_row_in_stage_column_order),
+        cmocka_unit_test(test_bulk_copy_of_new_users_has_fresh_v7_ids_and_deleted_at_only_when_deleted),
     };
     const struct CMUnitTest database[] = {
         cmocka_unit_test_setup(test_bulk_db_inserts_new_users_as_legacy_and_reapplying_rewrites_nothing, db_reset),
@@ -1057,6 +1116,7 @@ int main(void) {
         cmocka_unit_test_setup(test_bulk_db_validation_failure_of_the_body_is_a_400, db_reset),
         cmocka_unit_test_setup(test_bulk_db_concurrent_batches_with_shared_emails_never_fail, db_reset),
         cmocka_unit_test_setup(test_bulk_db_registration_racing_the_batch_is_retried_and_reported, db_reset),
+        cmocka_unit_test_setup(test_bulk_db_copy_refused_by_a_just_committed_email_falls_back_to_the_staged_path, db_reset),
         cmocka_unit_test_setup(test_bulk_db_retry_after_a_conflict_waits_for_every_running_batch, db_reset),
     };
     int failed = cmocka_run_group_tests_name("logic", logic, NULL, NULL);

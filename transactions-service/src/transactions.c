@@ -168,7 +168,9 @@ struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_
     if (!c) return db_unavailable();
     struct tx_posting p;
     struct tx_repo_err err;
-    st = tx_repo_post(c, me, idem_key, hash, &rq, cx->idem_ttl_s, &p, &err);
+    char tx_id[SVC_UUID_LEN + 1];
+    svc_uuid7(tx_id);
+    st = tx_repo_post(c, tx_id, me, idem_key, hash, &rq, cx->idem_ttl_s, &p, &err);
     svc_pg_release(cx->app.pg, c);
     return st == SVC_OK ? from_posting(cx, &p, rq.type) : repo_failure(cx, cid, "post", st, &err);
 
@@ -200,7 +202,9 @@ struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc
     if (!c) return db_unavailable();
     struct tx_posting p;
     struct tx_repo_err err;
-    st = tx_repo_reverse(c, me, idem_key, hash, id, cx->idem_ttl_s, &p, &err);
+    char rev_id[SVC_UUID_LEN + 1];
+    svc_uuid7(rev_id);
+    st = tx_repo_reverse(c, rev_id, me, idem_key, hash, id, cx->idem_ttl_s, &p, &err);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_OK && !strcmp(p.verdict, "created"))
         svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "transaction reversed", "{s:s,s:s}", "transaction_id", id,

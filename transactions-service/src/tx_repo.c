@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POST_STMT "tx_post_v1"
+#define POST_STMT "tx_post_v2"
 #define POST_SQL                                                                                   \
-    "SELECT verdict, status, body FROM transactions.post_transaction($1::uuid, $2, $3, $4, $5::numeric, " \
-    "$6, $7, $8::uuid, $9::int)"
+    "SELECT verdict, status, body FROM transactions.post_transaction($1::uuid, $2::uuid, $3, $4, $5, " \
+    "$6::numeric, $7, $8, $9::uuid, $10::int)"
 
 static svc_status map_error(PGconn *c, PGresult *res, struct tx_repo_err *err) {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -50,46 +50,46 @@ static svc_status posting_result(PGconn *c, PGresult *res, struct tx_posting *ou
 }
 
 int tx_repo_prepare(PGconn *c, void *unused) {
-    PGresult *res = PQprepare(c, POST_STMT, POST_SQL, 9, NULL);
+    PGresult *res = PQprepare(c, POST_STMT, POST_SQL, 10, NULL);
     PQclear(res);
     return 0;
 }
 
-svc_status tx_repo_post(PGconn *c, const char *user_id, const char *key, const char *hash,
+svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
                         const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
                         struct tx_repo_err *err) {
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", ttl_s);
-    const char *v[9] = {user_id, key, hash, tx_type_name(rq->type), rq->amount, rq->currency,
+    const char *v[10] = {tx_id, user_id, key, hash, tx_type_name(rq->type), rq->amount, rq->currency,
                         rq->description, rq->to_user_id[0] ? rq->to_user_id : NULL, ttl};
-    PGresult *res = PQexecPrepared(c, POST_STMT, 9, v, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(c, POST_STMT, 10, v, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_FATAL_ERROR && is_state(res, "26000")) {
         PQclear(res);
-        res = PQprepare(c, POST_STMT, POST_SQL, 9, NULL);
+        res = PQprepare(c, POST_STMT, POST_SQL, 10, NULL);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             svc_status st = map_error(c, res, err);
             PQclear(res);
             return st;
         }
         PQclear(res);
-        res = PQexecPrepared(c, POST_STMT, 9, v, NULL, NULL, 0);
+        res = PQexecPrepared(c, POST_STMT, 10, v, NULL, NULL, 0);
     }
     return posting_result(c, res, out, err);
 }
 
-svc_status tx_repo_reverse(PGconn *c, const char *admin_id, const char *key, const char *hash,
+svc_status tx_repo_reverse(PGconn *c, const char *rev_id, const char *admin_id, const char *key, const char *hash,
                            const char *tx_id, long ttl_s, struct tx_posting *out, struct tx_repo_err *err) {
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", ttl_s);
-    const char *v[5] = {admin_id, key, hash, tx_id, ttl};
+    const char *v[6] = {rev_id, admin_id, key, hash, tx_id, ttl};
     PGresult *res = PQexecParams(c,
                                  "SELECT verdict, status, body FROM transactions.reverse_transaction("
-                                 "$1::uuid, $2, $3, $4::uuid, $5::int)",
-                                 5, NULL, v, NULL, NULL, 0);
+                                 "$1::uuid, $2::uuid, $3, $4, $5::uuid, $6::int)",
+                                 6, NULL, v, NULL, NULL, 0);
     return posting_result(c, res, out, err);
 }
 

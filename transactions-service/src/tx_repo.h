@@ -38,11 +38,12 @@ struct tx_repo_err {
     char sqlstate[6];      /* set with SVC_INTERNAL */
 };
 
-svc_status tx_repo_post(PGconn *c, const char *user_id, const char *key, const char *hash,
+/* tx_id / rev_id: the id a new transaction gets (svc_uuid7); unused when the key replays. */
+svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
                         const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
                         struct tx_repo_err *err);
 
-svc_status tx_repo_reverse(PGconn *c, const char *admin_id, const char *key, const char *hash,
+svc_status tx_repo_reverse(PGconn *c, const char *rev_id, const char *admin_id, const char *key, const char *hash,
                            const char *tx_id, long ttl_s, struct tx_posting *out, struct tx_repo_err *err);
 
 /* The stored, unexpired result of (user_id, key) without posting anything: verdict "replayed"
