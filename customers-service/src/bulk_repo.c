@@ -202,9 +202,15 @@ void bulk_repo_encode_rows(struct svc_buf *b, const struct bulk_row *const *rows
 void bulk_repo_encode_new_users(struct svc_buf *b, const struct bulk_row *const *rows, size_t n,
                                 const char *now_text) {
     char id[SVC_UUID_LEN + 1], num[48], ts[32];
+    unsigned char rnd[64 * SVC_UUID7_RANDOM_BYTES];
     for (size_t i = 0; i < n; i++) {
         const struct bulk_row *r = rows[i];
-        svc_uuid7(id);
+        size_t slot = i % 64;
+        if (slot == 0 && svc_random_bytes(rnd, sizeof rnd) != 0) {
+            b->oom = true;   /* no randomness: refuse rather than make guessable or equal ids */
+            return;
+        }
+        svc_uuid7_from(rnd + slot * SVC_UUID7_RANDOM_BYTES, id);
         svc_buf_append(b, id, SVC_UUID_LEN);
         svc_buf_append(b, "\t", 1);
         bulk_repo_copy_escape(b, r->user_name);

@@ -76,7 +76,8 @@ void bulk_repo_format_timestamp(int64_t us, char *out);
 void bulk_repo_encode_rows(struct svc_buf *b, const struct bulk_row *const *rows, size_t n);
 /* Appends one COPY text line per row for customers.users (id, user_name, email, name, source,
  * legacy_id, source_updated_at, deleted, deleted_at): a fresh UUIDv7 id, source legacy, and
- * deleted_at = now_text for deleted rows (\N otherwise). Check b->oom after. */
+ * deleted_at = now_text for deleted rows (\N otherwise). Check b->oom after (also set when the
+ * OS gives no randomness for the ids). */
 void bulk_repo_encode_new_users(struct svc_buf *b, const struct bulk_row *const *rows, size_t n,
                                 const char *now_text);
 

@@ -52,8 +52,14 @@ void svc_uuid4(char out[SVC_UUID_LEN + 1]) {
 }
 
 void svc_uuid7(char out[SVC_UUID_LEN + 1]) {
+    unsigned char r[SVC_UUID7_RANDOM_BYTES];
+    if (svc_random_bytes(r, sizeof r) != 0) memset(r, 0, sizeof r);
+    svc_uuid7_from(r, out);
+}
+
+void svc_uuid7_from(const unsigned char random[SVC_UUID7_RANDOM_BYTES], char out[SVC_UUID_LEN + 1]) {
     unsigned char b[16];
-    if (svc_random_bytes(b, sizeof b) != 0) memset(b, 0, sizeof b);
+    memcpy(b + 6, random, SVC_UUID7_RANDOM_BYTES);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;

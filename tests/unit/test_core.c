@@ -143,6 +143,20 @@ static void test_uuid7_is_version7_time_ordered_and_unique(void **state) {
     assert_string_not_equal(b, c);   /* same millisecond or not: the random bits differ */
 }
 
+static void test_uuid7_from_keeps_the_given_random_bits(void **state) {
+    (void)state;
+    unsigned char r[SVC_UUID7_RANDOM_BYTES];
+    memset(r, 0xff, sizeof r);
+    char a[37];
+    svc_uuid7_from(r, a);
+    assert_true(svc_uuid_is_valid(a));
+    /* time (48 bits), then 7fff (version 7), bfff (variant 10), ffffffffffff */
+    assert_string_equal(a + 14, "7fff-bfff-ffffffffffff");
+    memset(r, 0, sizeof r);
+    svc_uuid7_from(r, a);
+    assert_string_equal(a + 14, "7000-8000-000000000000");
+}
+
 static void test_log_line_is_json_with_identity_and_cid(void **state) {
     (void)state;
     int fds[2];
@@ -244,6 +258,7 @@ int main(void) {
         cmocka_unit_test(test_cid_sanity_rules),
         cmocka_unit_test(test_uuid4_is_version4_and_unique),
         cmocka_unit_test(test_uuid7_is_version7_time_ordered_and_unique),
+        cmocka_unit_test(test_uuid7_from_keeps_the_given_random_bits),
         cmocka_unit_test(test_log_line_is_json_with_identity_and_cid),
         cmocka_unit_test(test_buf_grows_and_formats),
         cmocka_unit_test(test_crypto_helpers),

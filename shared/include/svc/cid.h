@@ -15,6 +15,10 @@ void svc_uuid4(char out[SVC_UUID_LEN + 1]);
 /* Writes an RFC 9562 version-7 UUID: 48 bits of Unix time in ms, then 74 CSPRNG bits. Ids made
  * later sort later (across milliseconds), so a B-tree on them fills at its right edge. */
 void svc_uuid7(char out[SVC_UUID_LEN + 1]);
+/* The same with the caller's random bytes (bulk callers draw many ids' worth at once, one
+ * getrandom call instead of one per id). Only the version and variant bits are overwritten. */
+#define SVC_UUID7_RANDOM_BYTES 10
+void svc_uuid7_from(const unsigned char random[SVC_UUID7_RANDOM_BYTES], char out[SVC_UUID_LEN + 1]);
 /* Canonical lower/upper-case 8-4-4-4-12 hex UUID check. */
 bool svc_uuid_is_valid(const char *s);
 /* Fill buf with n bytes from the OS CSPRNG; returns 0 or -1. */
