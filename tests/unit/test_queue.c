@@ -868,6 +868,24 @@ static void test_graceful_stop_finishes_the_job_in_hand(void **state) {
     world_close(&wd);
 }
 
+/* Counts the clients whose CLIENT LIST line holds `want`; with kill, kills each and counts the kills. */
+static int count_named_clients(redisContext *c, const char *want, bool kill) {
+    redisReply *list = redisCommand(c, "CLIENT LIST TYPE normal");
+    assert_non_null(list);
+    assert_int_equal(list->type, REDIS_REPLY_STRING);
+    int n = 0;
+    for (char *line = list->str; line && *line;) {
+        char *eol = strchr(line, '\n');
+        if (eol) *eol = '\0';
+        long long id;
+        if (strstr(line, want) && sscanf(line, "id=%lld", &id) == 1)
+            n += kill ? (int)direct_int(c, "CLIENT KILL ID %lld", id) : 1;
+        line = eol ? eol + 1 : NULL;
+    }
+    freeReplyObject(list);
+    return n;
+}
+
 static void test_workers_recover_when_their_connections_are_killed(void **state) {
     struct world wd;
     world_open(&wd, "killconn", NULL);
@@ -876,23 +894,15 @@ static void test_workers_recover_when_their_connections_are_killed(void **state)
     struct svc_queue_worker *w = start_worker(&wd, &r, 2);
     enqueue_text(&wd, "i=1", NULL);
     assert_true(wait_calls(&r, 1, 3000));
-    /* Kill exactly this queue's worker connections (named queue:<name>:...), nobody else's. */
-    redisContext *c = direct_connect();
-    redisReply *list = redisCommand(c, "CLIENT LIST TYPE normal");
-    assert_non_null(list);
-    assert_int_equal(list->type, REDIS_REPLY_STRING);
+    /* Kill exactly this queue's worker connections (named queue:<name>:...), nobody else's.
+     * The maintenance thread and the second consumer connect on their own schedule (slower
+     * under ASan): wait until all three are there, or the kill would miss one. */
     char want[128];
     snprintf(want, sizeof(want), " name=queue:%s:", wd.name);
-    int killed = 0;
-    for (char *line = list->str; line && *line;) {
-        char *eol = strchr(line, '\n');
-        if (eol) *eol = '\0';
-        long long id;
-        if (strstr(line, want) && sscanf(line, "id=%lld", &id) == 1)
-            killed += (int)direct_int(c, "CLIENT KILL ID %lld", id);
-        line = eol ? eol + 1 : NULL;
-    }
-    freeReplyObject(list);
+    redisContext *c = direct_connect();
+    int64_t until = now_ms() + 5000;
+    while (count_named_clients(c, want, false) < 3 && now_ms() < until) sleep_ms(10);
+    int killed = count_named_clients(c, want, true);
     redisFree(c);
     assert_int_equal(killed, 3);   /* 2 consumers + maintenance */
     enqueue_text(&wd, "i=2", NULL);
