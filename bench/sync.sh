@@ -91,7 +91,7 @@ import_users() {
         curl -s -H "Authorization: Bearer $token" "$NGINX_URL/api/sync/$run_id" >"$TMP/run" || true
         body=$(<"$TMP/run")
         status="?"
-        [[ $body =~ \"status\":\"([A-Z]+)\" ]] && status=${BASH_REMATCH[1]}
+        [[ $body =~ \"status\"[[:space:]]*:[[:space:]]*\"([A-Z]+)\" ]] && status=${BASH_REMATCH[1]}
         [[ $status == COMPLETED || $status == FAILED ]] && break
         ((SECONDS < deadline)) || bench_die "run $run_id still $status after ${TIMEOUT_S}s"
         sleep 0.1
