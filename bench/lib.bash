@@ -46,3 +46,24 @@ wrk_measure() {
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
+
+# cpu_by_comm → "command ticks" lines: user+system CPU ticks of every live process, summed per
+# command name (postgres backends add up under "postgres"). Two snapshots subtracted with
+# cpu_diff show where a run's CPU went; a process that exits between them is not counted.
+cpu_by_comm() {
+    local f comm rest
+    for f in /proc/[0-9]*/stat; do
+        read -r rest <"$f" 2>/dev/null || continue
+        comm=${rest#*(}; comm=${comm%%)*}; rest=${rest##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        echo "${comm// /_} $((${12} + ${13}))"
+    done | awk '{ t[$1] += $2 } END { for (c in t) print c, t[c] }'
+}
+
+# cpu_diff BEFORE_FILE AFTER_FILE → "name=seconds" for the commands that used ≥ 0.1 s, busiest first.
+cpu_diff() {
+    awk -v hz="$(getconf CLK_TCK)" 'NR == FNR { b[$1] = $2; next }
+        { d = ($2 - b[$1]) / hz; if (d >= 0.1) printf "%s %.1f\n", $1, d }' "$1" "$2" |
+        sort -k2 -g -r | awk '{ printf "%s%s=%ss", (NR > 1 ? " " : ""), $1, $2 } END { print "" }'
+}

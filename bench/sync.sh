@@ -27,6 +27,7 @@ LEGACY=${LEGACY_API_URL:?run through bench/run-all}
 PG_CONNINFO=${PG_CONNINFO:?}
 N=${SYNC_BENCH_USERS:-1000000}
 SMALL=${SYNC_BENCH_SMALL_USERS:-100000}
+COPY_TOO=${SYNC_BENCH_COPY:-1}   # 0 skips the raw COPY baseline (quick iterations only)
 PEER=${BENCH_PEER_SYNC:-../shared/peers/bullmq-sync/run.sh}
 TIMEOUT_S=${SYNC_BENCH_TIMEOUT_S:-900}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-sync.XXXXXX")
@@ -54,6 +55,7 @@ configure() {   # configure N: LEGACY_API_URL for N users, then restart sync and
     for i in "${SYNC_INSTANCES[@]}"; do
         grep -v -E '^(LEGACY_API_URL|SYNC_CRON)=' "$TMP/$i.env.orig" >"$RUN_DIR/env/$i.env"
         printf 'LEGACY_API_URL=%s/users?count=%s\nSYNC_CRON=off\n' "$LEGACY" "$1" >>"$RUN_DIR/env/$i.env"
+        if [[ -n ${SYNC_BENCH_WORKERS:-} ]]; then echo "SYNC_WORKERS=$SYNC_BENCH_WORKERS" >>"$RUN_DIR/env/$i.env"; fi
     done
     for i in "${SYNC_INSTANCES[@]}" "${CUSTOMERS_INSTANCES[@]}"; do
         scripts/stack stop-one "$i" >/dev/null
@@ -78,15 +80,17 @@ import_users() {
     psql_su -c "DELETE FROM customers.users WHERE source = 'legacy'" -c "VACUUM FULL ANALYZE customers.users" >/dev/null
     configure "$n"
     token=$(admin_token)
+    cpu_by_comm >"$TMP/cpu.before"
     t0=$(date +%s.%N)
     code=$(curl -s -o "$TMP/run" -w '%{http_code}' -X POST -H "Authorization: Bearer $token" "$NGINX_URL/api/sync")
     [[ $code == 202 ]] || bench_die "POST /api/sync answered $code: $(cat "$TMP/run")"
     run_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <"$TMP/run")
     deadline=$((SECONDS + TIMEOUT_S))
-    # The poll runs 10 times a second while the import uses every core: it must cost next to
-    # nothing, so one curl and a bash match, no interpreter (a python3 per poll took ~10 % of the
-    # machine here, where python3 is a pyenv shim).
-    local body
+    # The poll must cost next to nothing while the import uses every core: one curl and a bash
+    # match twice a second, no interpreter (a python3 per poll took ~10 % of the machine here,
+    # where python3 is a pyenv shim; curl ten times a second took ~3 %). The end of the import is
+    # the run's own finished_at (same machine, same clock), so the poll interval does not blur it.
+    local body finished=""
     while :; do
         curl -s -H "Authorization: Bearer $token" "$NGINX_URL/api/sync/$run_id" >"$TMP/run" || true
         body=$(<"$TMP/run")
@@ -94,9 +98,12 @@ import_users() {
         [[ $body =~ \"status\"[[:space:]]*:[[:space:]]*\"([A-Z]+)\" ]] && status=${BASH_REMATCH[1]}
         [[ $status == COMPLETED || $status == FAILED ]] && break
         ((SECONDS < deadline)) || bench_die "run $run_id still $status after ${TIMEOUT_S}s"
-        sleep 0.1
+        sleep 0.5
     done
-    t1=$(date +%s.%N)
+    [[ $body =~ \"finished_at\"[[:space:]]*:[[:space:]]*\"([^\"]+)\" ]] && finished=${BASH_REMATCH[1]}
+    t1=$(date -d "${finished:-now}" +%s.%N)
+    cpu_by_comm >"$TMP/cpu.after"
+    CPU_USED=$(cpu_diff "$TMP/cpu.before" "$TMP/cpu.after")
     [[ $status == COMPLETED ]] || bench_die "run $run_id FAILED: $(cat "$TMP/run")"
     python3 - "$TMP/run" "$n" <<'PY' || bench_die "the run's counters are wrong"
 import json, sys
@@ -127,11 +134,14 @@ echo "bench sync: $N users end to end (simulator -> sync-service -> queue -> wor
 import_users "$N"
 ours=$(awk -v n="$N" -v s="$SECONDS_TAKEN" 'BEGIN { printf "%.0f", n / s }')
 echo "  $N users in ${SECONDS_TAKEN}s = $ours records/s; sync peak RSS ${SYNC_PEAK} MB, customers ${CUSTOMERS_PEAK} MB"
+echo "  CPU used during the import (all processes, by command): $CPU_USED"
 psql_su -c "DELETE FROM customers.users WHERE source = 'legacy'" -c "VACUUM FULL ANALYZE customers.users" >/dev/null
 
 # --- raw COPY of the same rows into a table shaped like customers.users ----------------------------
-echo "bench sync: raw COPY of $N rows into a copy of customers.users"
-curl -s "$LEGACY/users?count=$N&format=ndjson" | python3 -c '
+copy_fields=""
+if ((COPY_TOO)); then
+    echo "bench sync: raw COPY of $N rows into a copy of customers.users"
+    curl -s "$LEGACY/users?count=$N&format=ndjson" | python3 -c '
 import json, sys
 out = sys.stdout
 for line in sys.stdin:
@@ -140,16 +150,18 @@ for line in sys.stdin:
     out.write("%s\t%s\t%s\tlegacy\t%d\t%s\t%s\n" % (esc(r["userName"]), esc(r["email"]), esc(r["name"]), r["id"],
               r["updatedAt"], "t" if r["deleted"] else "f"))
 ' >"$TMP/users.tsv"
-psql_su -c "DROP TABLE IF EXISTS customers.bench_users_copy" \
-    -c "CREATE TABLE customers.bench_users_copy (LIKE customers.users INCLUDING ALL)" >/dev/null
-c0=$(date +%s.%N)
-psql_su -c "\\copy customers.bench_users_copy (user_name, email, name, source, legacy_id, source_updated_at, deleted) FROM '$TMP/users.tsv'" \
-    -c "UPDATE customers.bench_users_copy SET deleted_at = now() WHERE deleted" >/dev/null
-c1=$(date +%s.%N)
-psql_su -c "DROP TABLE customers.bench_users_copy" >/dev/null
-copy_rate=$(awk -v n="$N" -v a="$c0" -v b="$c1" 'BEGIN { printf "%.0f", n / (b - a) }')
-copy_ratio=$(ratio "$ours" "$copy_rate")
-echo "  raw COPY: $copy_rate rows/s (import/COPY = $copy_ratio)"
+    psql_su -c "DROP TABLE IF EXISTS customers.bench_users_copy" \
+        -c "CREATE TABLE customers.bench_users_copy (LIKE customers.users INCLUDING ALL)" >/dev/null
+    c0=$(date +%s.%N)
+    psql_su -c "\\copy customers.bench_users_copy (user_name, email, name, source, legacy_id, source_updated_at, deleted) FROM '$TMP/users.tsv'" \
+        -c "UPDATE customers.bench_users_copy SET deleted_at = now() WHERE deleted" >/dev/null
+    c1=$(date +%s.%N)
+    psql_su -c "DROP TABLE customers.bench_users_copy" >/dev/null
+    copy_rate=$(awk -v n="$N" -v a="$c0" -v b="$c1" 'BEGIN { printf "%.0f", n / (b - a) }')
+    copy_ratio=$(ratio "$ours" "$copy_rate")
+    echo "  raw COPY: $copy_rate rows/s (import/COPY = $copy_ratio)"
+    copy_fields=" copy_ratio=$copy_ratio"
+fi
 
 # --- the reference peer, after ours --------------------------------------------------------------
 peer_fields=""
@@ -168,5 +180,5 @@ else
     echo "bench sync: reference peer not found at $PEER (../shared absent): no peer fields"
 fi
 
-echo "bench sync records=$N seconds=$SECONDS_TAKEN records_per_s=$ours$peer_fields copy_ratio=$copy_ratio" \
+echo "bench sync records=$N seconds=$SECONDS_TAKEN records_per_s=$ours$peer_fields$copy_fields" \
     "sync_peak_rss_mb=$SYNC_PEAK customers_peak_rss_mb=$CUSTOMERS_PEAK$small_fields"

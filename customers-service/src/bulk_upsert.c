@@ -117,6 +117,21 @@ static size_t utf8_len(const char *s) {
     return n;
 }
 
+const char *bulk_check_strings(const char *un, const char *em, const char *name, struct bulk_row *out) {
+    if (!un || users_check_user_name(un)) return "invalid_user_name";
+    out->user_name = un;
+    size_t i = 0;
+    for (; un[i]; i++) out->key[i] = (char)(un[i] >= 'A' && un[i] <= 'Z' ? un[i] + 32 : un[i]);
+    out->key[i] = '\0';
+    if (em) {
+        if (users_check_email(em)) return "invalid_email";
+        out->email = em;
+    }
+    if (!name || utf8_len(name) > 200) return "invalid_name";
+    out->name = name;
+    return NULL;
+}
+
 const char *bulk_check_row(const json_t *row, struct bulk_row *out) {
     memset(out, 0, sizeof *out);
     if (!json_is_object(row)) return "not_an_object";
@@ -133,20 +148,14 @@ const char *bulk_check_row(const json_t *row, struct bulk_row *out) {
         else return "unknown_field";
     }
     const char *un = str_of(jun);
-    if (!un || users_check_user_name(un)) return "invalid_user_name";
-    out->user_name = un;
-    size_t i = 0;
-    for (; un[i]; i++) out->key[i] = (char)(un[i] >= 'A' && un[i] <= 'Z' ? un[i] + 32 : un[i]);
-    out->key[i] = '\0';
-
-    if (jem && !json_is_null(jem)) {
-        const char *em = str_of(jem);
-        if (!em || users_check_email(em)) return "invalid_email";
-        out->email = em;
+    if (!un) return "invalid_user_name";
+    const char *em = NULL;
+    if (jem && !json_is_null(jem) && !(em = str_of(jem))) {
+        if (users_check_user_name(un)) return "invalid_user_name";   /* the order of the checks */
+        return "invalid_email";
     }
-    const char *name = str_of(jname);
-    if (!name || utf8_len(name) > 200) return "invalid_name";
-    out->name = name;
+    const char *reason = bulk_check_strings(un, em, str_of(jname), out);
+    if (reason) return reason;
     if (!json_is_integer(jlid) || json_integer_value(jlid) < 0) return "invalid_legacy_id";
     out->legacy_id = (long long)json_integer_value(jlid);
     if (!json_is_boolean(jdel)) return "invalid_deleted";
@@ -168,10 +177,21 @@ static int cmp_rows(const void *a, const void *b) {
 }
 
 void bulk_plan_free(struct bulk_plan *plan) {
+    free(plan->text);
     free(plan->rows);
     free(plan->winners);
     free(plan->invalid);
     memset(plan, 0, sizeof *plan);
+}
+
+void bulk_plan_pick_winners(struct bulk_plan *plan) {
+    for (size_t i = 0; i < plan->n_valid; i++) plan->winners[i] = &plan->rows[i];
+    qsort(plan->winners, plan->n_valid, sizeof *plan->winners, cmp_rows);
+    size_t w = 0;
+    for (size_t i = 0; i < plan->n_valid; i++)
+        if (w == 0 || strcmp(plan->winners[w - 1]->key, plan->winners[i]->key) != 0)
+            plan->winners[w++] = plan->winners[i];
+    plan->n_winners = w;
 }
 
 svc_status bulk_plan_build(const json_t *body, long max_rows, struct bulk_plan *plan, json_t **fields_out) {
@@ -220,13 +240,7 @@ svc_status bulk_plan_build(const json_t *body, long max_rows, struct bulk_plan *
         plan->invalid[plan->n_invalid++] = (struct bulk_invalid){(int)i, reason};
     }
 
-    for (size_t i = 0; i < plan->n_valid; i++) plan->winners[i] = &plan->rows[i];
-    qsort(plan->winners, plan->n_valid, sizeof *plan->winners, cmp_rows);
-    size_t w = 0;
-    for (size_t i = 0; i < plan->n_valid; i++)
-        if (w == 0 || strcmp(plan->winners[w - 1]->key, plan->winners[i]->key) != 0)
-            plan->winners[w++] = plan->winners[i];
-    plan->n_winners = w;
+    bulk_plan_pick_winners(plan);
     return SVC_OK;
 oom:
     bulk_plan_free(plan);
@@ -317,38 +331,29 @@ static struct svc_result db_error(struct customers_ctx *cx, const char *cid, svc
     return SVC_RESULT_ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
 }
 
-struct svc_result users_bulk_upsert(struct customers_ctx *cx, const char *cid, const json_t *body) {
-    long t0 = svc_now_ms();
-    struct bulk_plan plan;
-    json_t *fields = NULL;
-    svc_status st = bulk_plan_build(body, cx->bulk_max_rows, &plan, &fields);
-    if (st == SVC_INVALID) {
-        struct svc_result r = SVC_RESULT_ERR(SVC_INVALID, "validation_failed", "some fields are invalid");
-        r.details = json_pack("{s:o}", "fields", fields);
-        return r;
-    }
-    if (st != SVC_OK) return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
-
+/* Applies a built plan and answers; frees the plan. */
+static struct svc_result apply_plan(struct customers_ctx *cx, const char *cid, struct bulk_plan *plan, long t0) {
     struct bulk_outcome out;
     memset(&out, 0, sizeof out);
     bool applied = false;
     struct svc_result res;
-    if (plan.n_winners > 0) {
-        const struct bulk_row *const *rows = (const struct bulk_row *const *)plan.winners;
+    svc_status st;
+    if (plan->n_winners > 0) {
+        const struct bulk_row *const *rows = (const struct bulk_row *const *)plan->winners;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (c) {
-            st = bulk_repo_apply(c, rows, plan.n_winners, false, &out);
+            st = bulk_repo_apply(c, rows, plan->n_winners, false, &out);
             if (st == SVC_CONFLICT) {
                 svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "bulk upsert met a conflict; retrying row by row",
                          "{s:s,s:s}", "step", out.step ? out.step : "", "sqlstate", out.sqlstate);
-                st = bulk_repo_apply(c, rows, plan.n_winners, true, &out);
+                st = bulk_repo_apply(c, rows, plan->n_winners, true, &out);
             }
             svc_pg_release(cx->app.pg, c);
         }
         if (st != SVC_OK) {
-            res = db_error(cx, cid, st, &out, plan.n_winners);
+            res = db_error(cx, cid, st, &out, plan->n_winners);
             bulk_outcome_free(&out);
-            bulk_plan_free(&plan);
+            bulk_plan_free(plan);
             return res;
         }
         applied = true;
@@ -356,19 +361,48 @@ struct svc_result users_bulk_upsert(struct customers_ctx *cx, const char *cid, c
         revoke_sessions(cx, cid, &out);
     }
 
-    json_t *json = bulk_result_json(&plan, applied ? &out : NULL);
+    json_t *json = bulk_result_json(plan, applied ? &out : NULL);
     if (json) {
         svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "bulk upsert applied", "{s:I,s:O,s:O,s:O,s:O,s:I,s:I,s:I}",
-                 "records", (json_int_t)plan.n_total, "inserted", json_object_get(json, "inserted"),
+                 "records", (json_int_t)plan->n_total, "inserted", json_object_get(json, "inserted"),
                  "updated", json_object_get(json, "updated"), "deleted", json_object_get(json, "deleted"),
                  "unchanged", json_object_get(json, "unchanged"), "invalid",
-                 (json_int_t)(plan.n_invalid + out.n_email_taken), "superseded",
-                 (json_int_t)(plan.n_valid - plan.n_winners), "ms", (json_int_t)(svc_now_ms() - t0));
+                 (json_int_t)(plan->n_invalid + out.n_email_taken), "superseded",
+                 (json_int_t)(plan->n_valid - plan->n_winners), "ms", (json_int_t)(svc_now_ms() - t0));
         res = (struct svc_result){.st = SVC_OK, .body = json};
     } else {
         res = SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
     }
     bulk_outcome_free(&out);
-    bulk_plan_free(&plan);
+    bulk_plan_free(plan);
     return res;
+}
+
+/* The answer for a plan that could not be built. */
+static struct svc_result refused(svc_status st, json_t *fields) {
+    if (st == SVC_INVALID) {
+        struct svc_result r = SVC_RESULT_ERR(SVC_INVALID, "validation_failed", "some fields are invalid");
+        r.details = json_pack("{s:o}", "fields", fields);
+        return r;
+    }
+    json_decref(fields);
+    return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
+}
+
+struct svc_result users_bulk_upsert(struct customers_ctx *cx, const char *cid, const json_t *body) {
+    long t0 = svc_now_ms();
+    struct bulk_plan plan;
+    json_t *fields = NULL;
+    svc_status st = bulk_plan_build(body, cx->bulk_max_rows, &plan, &fields);
+    if (st != SVC_OK) return refused(st, fields);
+    return apply_plan(cx, cid, &plan, t0);
+}
+
+struct svc_result users_bulk_upsert_tsv(struct customers_ctx *cx, const char *cid, const char *body, size_t len) {
+    long t0 = svc_now_ms();
+    struct bulk_plan plan;
+    json_t *fields = NULL;
+    svc_status st = bulk_plan_build_tsv(body, len, cx->bulk_max_rows, &plan, &fields);
+    if (st != SVC_OK) return refused(st, fields);
+    return apply_plan(cx, cid, &plan, t0);
 }

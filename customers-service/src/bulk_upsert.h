@@ -25,6 +25,17 @@
  * Stored users keep password_hash, role, permissions and source; new ones get source "legacy",
  * role "user". Re-applying a batch changes nothing and rewrites no row.
  *
+ * The same records may come as Content-Type text/tab-separated-values (what sync-service sends:
+ * no JSON to build or parse on either side; the reader is bulk_tsv.c). One record per line, each
+ * line ended by LF (optional after the last), six fields separated by one TAB:
+ *   user_name  email  name  legacy_id  deleted  updated_at
+ * Field text is escaped as in PostgreSQL's COPY text format: \\ backslash, \t TAB, \n LF, \r CR;
+ * a field that is exactly \N is null (meaningful for email; elsewhere it fails that field). Any
+ * other backslash sequence, bytes that are not UTF-8, and NUL bytes fail the field they are in.
+ * legacy_id is decimal digits (0 .. 2^63-1), deleted is t or f, updated_at as above. The index of
+ * a record is its line number from 0; a line without exactly six fields is "malformed_line".
+ * An empty body holds no records. The same rules and the same 200 answer as for JSON apply.
+ *
  * Borrowed: cx, cid, body (not modified). The result is answered with svc_respond_result. */
 #ifndef CUSTOMERS_BULK_UPSERT_H
 #define CUSTOMERS_BULK_UPSERT_H
@@ -38,6 +49,8 @@
 #define BULK_DEFAULT_MAX_ROWS 5000
 
 struct svc_result users_bulk_upsert(struct customers_ctx *cx, const char *cid, const json_t *body);
+/* The TSV form: body is len bytes (no terminator needed). */
+struct svc_result users_bulk_upsert_tsv(struct customers_ctx *cx, const char *cid, const char *body, size_t len);
 
 /* ---- building blocks, exposed for unit tests ---- */
 
@@ -47,8 +60,10 @@ struct bulk_invalid {
 };
 
 /* A validated, de-duplicated batch. Everything it points to is owned by the plan (free with
- * bulk_plan_free) except the strings inside rows, borrowed from the request body. */
+ * bulk_plan_free) except, for a JSON body, the strings inside rows, borrowed from the body; for a
+ * TSV body they point into text, the plan's decoded copy of the body. */
 struct bulk_plan {
+    char *text;                 /* TSV only: decoded body the rows point into; owned */
     size_t n_total;             /* records in the request */
     struct bulk_row *rows;      /* valid records, request order */
     size_t n_valid;
@@ -63,10 +78,20 @@ struct bulk_plan {
 int bulk_parse_timestamp(const char *s, int64_t *us_out);
 /* Validates one record into *out (strings borrowed from row). Returns NULL or a reason above. */
 const char *bulk_check_row(const json_t *row, struct bulk_row *out);
+/* The string rules both formats share, on decoded text (em NULL: no email; un or name NULL: the
+ * field was absent or unreadable): fills user_name, key, email and name of *out (zeroed by the
+ * caller). Returns NULL, "invalid_user_name", "invalid_email" or "invalid_name". */
+const char *bulk_check_strings(const char *un, const char *em, const char *name, struct bulk_row *out);
 /* Validates the body and de-duplicates. Returns SVC_OK, SVC_INVALID with *fields_out set to a new
  * {"<field>":"<reason>"} object (caller owns it) when the body as a whole is unacceptable, or
  * SVC_INTERNAL on allocation failure. max_rows <= 0 means BULK_DEFAULT_MAX_ROWS. */
 svc_status bulk_plan_build(const json_t *body, long max_rows, struct bulk_plan *plan, json_t **fields_out);
+/* The same from a TSV body of len bytes (copied into plan->text; body is not modified). More
+ * than max_rows lines → SVC_INVALID with {"body": "at most N records per request"}. */
+svc_status bulk_plan_build_tsv(const char *body, size_t len, long max_rows, struct bulk_plan *plan,
+                               json_t **fields_out);
+/* Fills winners from rows (n_valid of them): the newest record per key, ordered by key. */
+void bulk_plan_pick_winners(struct bulk_plan *plan);
 void bulk_plan_free(struct bulk_plan *plan);
 /* The 200 body for a plan and what the database did (NULL outcome: nothing was sent, e.g. no
  * valid record). Returns a new reference or NULL on allocation failure. */

@@ -10,7 +10,14 @@ static void h_bulk_upsert(struct svc_req *r) {
     struct svc_principal who;
     if (!svc_authenticate_service(&cx_of(r)->auth, r, &who)) return;
     svc_principal_clear(&who);
-    struct svc_result res = users_bulk_upsert(cx_of(r), r->cid, r->body);
+    struct svc_result res;
+    if (r->body) {
+        res = users_bulk_upsert(cx_of(r), r->cid, r->body);
+    } else {   /* text/tab-separated-values */
+        size_t len;
+        const char *body = svc_raw_body(r, &len);
+        res = users_bulk_upsert_tsv(cx_of(r), r->cid, body, len);
+    }
     svc_respond_result(r, &res);
 }
 
@@ -23,7 +30,7 @@ static void h_user_status(struct svc_req *r) {
 }
 
 const struct svc_route routes_internal[] = {
-    {"POST", "/internal/users/bulk-upsert", h_bulk_upsert, SVC_ROUTE_JSON | SVC_ROUTE_BULK, 0},
+    {"POST", "/internal/users/bulk-upsert", h_bulk_upsert, SVC_ROUTE_JSON | SVC_ROUTE_TSV | SVC_ROUTE_BULK, 0},
     {"GET", "/internal/users/{id}", h_user_status, 0, 0},
 };
 const int routes_internal_count = (int)(sizeof routes_internal / sizeof routes_internal[0]);

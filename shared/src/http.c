@@ -199,13 +199,21 @@ bool svc_route_match(const char *tmpl, char *segs[], int nseg, struct svc_req *r
     return i == nseg;
 }
 
-bool svc_is_json_content_type(const char *ct) {
+/* Whether the media type of Content-Type ct is want (parameters such as charset ignored). */
+static bool is_media_type(const char *ct, const char *want) {
     if (!ct) return false;
     while (*ct == ' ') ct++;
-    static const char want[] = "application/json";
-    if (strncasecmp(ct, want, sizeof want - 1) != 0) return false;
-    char c = ct[sizeof want - 1];
+    size_t n = strlen(want);
+    if (strncasecmp(ct, want, n) != 0) return false;
+    char c = ct[n];
     return c == '\0' || c == ';' || c == ' ';
+}
+
+bool svc_is_json_content_type(const char *ct) { return is_media_type(ct, "application/json"); }
+
+const char *svc_raw_body(const struct svc_req *r, size_t *len) {
+    *len = r->u->binary_body ? r->u->binary_body_length : 0;
+    return *len ? (const char *)r->u->binary_body : "";
 }
 
 static long now_us(void) {
@@ -360,9 +368,15 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
     route_label = chosen->tmpl;
     metrics_idx = chosen->metrics_idx;
 
-    if (chosen->flags & SVC_ROUTE_JSON) {
-        if (!svc_is_json_content_type(svc_header(r, "Content-Type"))) {
-            svc_respond_error(r, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+    const char *ctype = svc_header(r, "Content-Type");
+    bool tsv = (chosen->flags & SVC_ROUTE_TSV) && is_media_type(ctype, "text/tab-separated-values");
+    if ((chosen->flags & SVC_ROUTE_JSON) && !tsv) {
+        if (!svc_is_json_content_type(ctype)) {
+            svc_respond_error(r, 415, "unsupported_media_type",
+                              (chosen->flags & SVC_ROUTE_TSV)
+                                  ? "Content-Type must be application/json or text/tab-separated-values"
+                                  : "Content-Type must be application/json",
+                              NULL);
             goto done;
         }
         json_error_t jerr;

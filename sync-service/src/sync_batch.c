@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char body_open[] = "{\"users\":[";
-
 void sync_batch_init(struct sync_batch *b) {
     memset(b, 0, sizeof *b);
     svc_buf_init(&b->buf);
@@ -24,10 +22,10 @@ void sync_batch_reset(struct sync_batch *b) {
     svc_buf_reset(&b->buf);
     svc_buf_reset(&b->pos);
     /* a failed reserve sets buf.oom, which sync_batch_finish reports */
-    if (svc_buf_reserve(&b->buf, SYNC_BATCH_HEADER_ROOM + sizeof body_open)) {
+    if (svc_buf_reserve(&b->buf, SYNC_BATCH_HEADER_ROOM)) {
         memset(b->buf.data, ' ', SYNC_BATCH_HEADER_ROOM);
         b->buf.len = SYNC_BATCH_HEADER_ROOM;
-        svc_buf_append(&b->buf, body_open, sizeof body_open - 1);
+        b->buf.data[b->buf.len] = '\0';
     }
     b->count = 0;
     b->run_len = 0;
@@ -45,9 +43,8 @@ static void close_run(struct sync_batch *b) {
 }
 
 void sync_batch_add(struct sync_batch *b, const struct legacy_record *r, uint64_t pos) {
-    if (b->count > 0) svc_buf_append(&b->buf, ",", 1);
-    else b->first_position = pos;
-    legacy_record_append_json(&b->buf, r);
+    if (b->count == 0) b->first_position = pos;
+    legacy_record_append_tsv(&b->buf, r);
     if (b->run_len > 0 && pos == b->run_start + b->run_len) {
         b->run_len++;
     } else {
@@ -89,7 +86,6 @@ uint64_t sync_digest(const void *data, size_t len, uint64_t seed) {
 int sync_batch_finish(struct sync_batch *b, const char *run_id, uint32_t seq, const char *cid) {
     if (b->finished) return 0;
     close_run(b);
-    svc_buf_append(&b->buf, "]}", 2);
     if (b->buf.oom || b->pos.oom || !b->pos.data) return -1;
     size_t body_len = b->buf.len - SYNC_BATCH_HEADER_ROOM;
     /* positions follow the body in the same buffer */
@@ -98,7 +94,7 @@ int sync_batch_finish(struct sync_batch *b, const char *run_id, uint32_t seq, co
     const char *body = b->buf.data + SYNC_BATCH_HEADER_ROOM;
     b->digest = sync_digest(body, body_len + b->pos.len, 0x5359);
     char hdr[SYNC_BATCH_HEADER_ROOM + 1];
-    int n = snprintf(hdr, sizeof hdr, "SB1 %s %" PRIu32 " %" PRIu32 " %016" PRIx64 " %zu %zu %s\n", run_id, seq,
+    int n = snprintf(hdr, sizeof hdr, "SB2 %s %" PRIu32 " %" PRIu32 " %016" PRIx64 " %zu %zu %s\n", run_id, seq,
                      b->count, b->digest, body_len, b->pos.len, cid);
     if (n < 0 || (size_t)n > SYNC_BATCH_HEADER_ROOM) return -1;
     b->payload_off = SYNC_BATCH_HEADER_ROOM - (size_t)n;
@@ -137,7 +133,10 @@ int sync_batch_decode(const void *payload, size_t len, struct sync_batch_view *v
     const char *p = payload, *end = p + len;
     memset(v, 0, sizeof *v);
     const char *nl = memchr(p, '\n', len < SYNC_BATCH_HEADER_ROOM ? len : SYNC_BATCH_HEADER_ROOM);
-    if (!nl || len < 4 || memcmp(p, "SB1 ", 4) != 0) return -1;
+    if (!nl || len < 4) return -1;
+    if (!memcmp(p, "SB2 ", 4)) v->content_type = SYNC_BATCH_TSV;
+    else if (!memcmp(p, "SB1 ", 4)) v->content_type = SYNC_BATCH_JSON;   /* queued before the TSV form */
+    else return -1;
     p += 4;
     if (nl - p < SVC_UUID_LEN + 1 || p[SVC_UUID_LEN] != ' ') return -1;
     memcpy(v->run_id, p, SVC_UUID_LEN);

@@ -492,3 +492,54 @@ void legacy_record_append_json(struct svc_buf *b, const struct legacy_record *r)
     append_str_field(b, ",\"updated_at\":\"", 15, &r->updated_at);
     svc_buf_append(b, "}", 1);
 }
+
+/* Appends a decoded string token as one TSV field (COPY text escapes: backslash, TAB, LF, CR).
+ * A token without a backslash decodes to itself and holds no control character (JSON forbids
+ * them raw), so it is copied as is; only the rare escaped one is decoded first. */
+static void append_tsv_field(struct svc_buf *b, const struct json_token *t) {
+    if (!memchr(t->p, '\\', t->len)) {
+        svc_buf_append(b, t->p, t->len);
+        return;
+    }
+    /* decoding never lengthens a token; escaping at most doubles the decoded text */
+    if (!svc_buf_reserve(b, 3 * t->len)) return;
+    char *dec = b->data + b->len + 2 * t->len;
+    size_t n = unescape(t, dec);
+    char *w = b->data + b->len;
+    for (size_t i = 0; i < n; i++) {
+        char ch = dec[i];
+        if (ch == '\\') { *w++ = '\\'; *w++ = '\\'; }
+        else if (ch == '\t') { *w++ = '\\'; *w++ = 't'; }
+        else if (ch == '\n') { *w++ = '\\'; *w++ = 'n'; }
+        else if (ch == '\r') { *w++ = '\\'; *w++ = 'r'; }
+        else *w++ = ch;
+    }
+    b->len = (size_t)(w - b->data);
+    b->data[b->len] = '\0';
+}
+
+void legacy_record_append_tsv(struct svc_buf *b, const struct legacy_record *r) {
+    if (!svc_buf_reserve(b, 40 + r->user_name.len + r->email.len + r->name.len + r->updated_at.len)) return;
+    append_tsv_field(b, &r->user_name);
+    svc_buf_append(b, "\t", 1);
+    append_tsv_field(b, &r->email);
+    svc_buf_append(b, "\t", 1);
+    append_tsv_field(b, &r->name);
+    char num[32];
+    int n = 0;
+    char digs[24];
+    int64_t x = r->id;
+    do {
+        digs[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    int k = 0;
+    num[k++] = '\t';
+    while (n) num[k++] = digs[--n];
+    num[k++] = '\t';
+    num[k++] = r->deleted ? 't' : 'f';
+    num[k++] = '\t';
+    svc_buf_append(b, num, (size_t)k);
+    append_tsv_field(b, &r->updated_at);
+    svc_buf_append(b, "\n", 1);
+}

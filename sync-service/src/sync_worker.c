@@ -141,7 +141,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
                                 .path = SYNC_BULK_PATH,
                                 .body = v.body,
                                 .body_len = v.body_len,
-                                .content_type = "application/json",
+                                .content_type = v.content_type,
                                 .correlation_id = v.cid,
                                 .idempotency_key = job->id,
                                 .accept = "application/json",

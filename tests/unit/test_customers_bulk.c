@@ -363,6 +363,120 @@ static char *escaped(const char *s) {
     return svc_buf_steal(&b);
 }
 
+/* ---- the TSV form ---- */
+
+/* Builds a plan from a TSV text (length given, so NUL bytes can be part of it). */
+static svc_status tsv_plan(const char *text, size_t len, long max_rows, struct bulk_plan *plan, json_t **fields) {
+    return bulk_plan_build_tsv(text, len, max_rows, plan, fields);
+}
+
+static void test_bulk_tsv_reads_every_field_and_decodes_copy_escapes(void **state) {
+    static const char body[] =
+        "Ann.Lee_1\tann@example.com\tAnn \\t\\n\\r\\\\ Lee \xc3\xbc\t42\tf\t2020-01-01T00:00:01Z\n"
+        "bob_2\t\\N\t\t7\tt\t2020-01-01T00:00:02+01:00";   /* no LF after the last line */
+    struct bulk_plan plan;
+    json_t *fields = NULL;
+    assert_int_equal(tsv_plan(body, sizeof body - 1, 5000, &plan, &fields), SVC_OK);
+    assert_null(fields);
+    assert_int_equal(plan.n_total, 2);
+    assert_int_equal(plan.n_valid, 2);
+    assert_int_equal(plan.n_invalid, 0);
+    const struct bulk_row *a = &plan.rows[0], *b = &plan.rows[1];
+    assert_string_equal(a->user_name, "Ann.Lee_1");
+    assert_string_equal(a->key, "ann.lee_1");
+    assert_string_equal(a->email, "ann@example.com");
+    assert_string_equal(a->name, "Ann \t\n\r\\ Lee \xc3\xbc");
+    assert_int_equal(a->legacy_id, 42);
+    assert_false(a->deleted);
+    assert_int_equal(a->updated_us, 1577836801LL * 1000000);
+    assert_int_equal(a->index, 0);
+    assert_string_equal(b->user_name, "bob_2");
+    assert_null(b->email);                      /* \N */
+    assert_string_equal(b->name, "");
+    assert_int_equal(b->legacy_id, 7);
+    assert_true(b->deleted);
+    assert_int_equal(b->updated_us, (1577836802LL - 3600) * 1000000);
+    assert_int_equal(b->index, 1);
+    assert_int_equal(plan.n_winners, 2);
+    bulk_plan_free(&plan);
+}
+
+static void test_bulk_tsv_reports_each_bad_line_with_the_json_reasons(void **state) {
+    static const char body[] =
+        "ok_0\ta@example.com\tA\t1\tf\t2020-01-01T00:00:00Z\n"          /* 0 valid */
+        "x\ta@example.com\tA\t1\tf\t2020-01-01T00:00:00Z\n"             /* 1 user name too short */
+        "\\N\ta@example.com\tA\t1\tf\t2020-01-01T00:00:00Z\n"          /* 2 null user name */
+        "ok_3\tnot-an-email\tA\t1\tf\t2020-01-01T00:00:00Z\n"           /* 3 */
+        "ok_4\ta\\x@example.com\tA\t1\tf\t2020-01-01T00:00:00Z\n"      /* 4 unknown escape */
+        "ok_5\tb@example.com\tbad \xff utf8\t1\tf\t2020-01-01T00:00:00Z\n" /* 5 not UTF-8 */
+        "ok_6\tb@example.com\t\xed\xa0\x80\t1\tf\t2020-01-01T00:00:00Z\n" /* 6 a surrogate */
+        "ok_7\tb@example.com\t\\N\t1\tf\t2020-01-01T00:00:00Z\n"       /* 7 null name */
+        "ok_8\tb@example.com\tB\t1x\tf\t2020-01-01T00:00:00Z\n"         /* 8 */
+        "ok_9\tb@example.com\tB\t99999999999999999999\tf\t2020-01-01T00:00:00Z\n" /* 9 overflow */
+        "ok_10\tb@example.com\tB\t-1\tf\t2020-01-01T00:00:00Z\n"        /* 10 */
+        "ok_11\tb@example.com\tB\t1\ttrue\t2020-01-01T00:00:00Z\n"      /* 11 */
+        "ok_12\tb@example.com\tB\t1\tf\t2020-02-30T00:00:00Z\n"         /* 12 */
+        "ok_13\tb@example.com\tB\t1\tf\n"                                 /* 13 five fields */
+        "ok_14\tb@example.com\tB\t1\tf\t2020-01-01T00:00:00Z\textra\n" /* 14 seven fields */
+        "\n"                                                                  /* 15 empty line */
+        "ok_16\tb@example.com\tB\t1\tf\t2020-01-01T00:00:00Z\\\n"      /* 16 lone backslash */
+        "ok_17\tc@example.com\tC\t9223372036854775807\tf\t2020-01-01T00:00:00Z\n"; /* 17 valid */
+    /* 18: a NUL byte inside a name */
+    static const char nul_line[] = "ok_18\tb@example.com\tN\0L\t1\tf\t2020-01-01T00:00:00Z\n";
+    char text[4096];
+    memcpy(text, body, sizeof body - 1);
+    memcpy(text + sizeof body - 1, nul_line, sizeof nul_line - 1);
+    size_t len = sizeof body - 1 + sizeof nul_line - 1;
+    static const struct { int index; const char *reason; } want[] = {
+        {1, "invalid_user_name"}, {2, "invalid_user_name"}, {3, "invalid_email"}, {4, "invalid_email"},
+        {5, "invalid_name"}, {6, "invalid_name"}, {7, "invalid_name"}, {8, "invalid_legacy_id"},
+        {9, "invalid_legacy_id"}, {10, "invalid_legacy_id"}, {11, "invalid_deleted"}, {12, "invalid_updated_at"},
+        {13, "malformed_line"}, {14, "malformed_line"}, {15, "malformed_line"}, {16, "invalid_updated_at"},
+        {18, "invalid_name"},
+    };
+    struct bulk_plan plan;
+    json_t *fields = NULL;
+    assert_int_equal(tsv_plan(text, len, 5000, &plan, &fields), SVC_OK);
+    assert_int_equal(plan.n_total, 19);
+    assert_int_equal(plan.n_valid, 2);
+    assert_int_equal(plan.n_invalid, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < plan.n_invalid; i++) {
+        assert_int_equal(plan.invalid[i].index, want[i].index);
+        assert_string_equal(plan.invalid[i].reason, want[i].reason);
+    }
+    assert_int_equal(plan.rows[0].index, 0);
+    assert_int_equal(plan.rows[1].index, 17);
+    assert_int_equal(plan.rows[1].legacy_id, 9223372036854775807LL);
+    bulk_plan_free(&plan);
+}
+
+static void test_bulk_tsv_limit_empty_body_and_newest_record_wins(void **state) {
+    struct bulk_plan plan;
+    json_t *fields = NULL;
+    assert_int_equal(tsv_plan("", 0, 5000, &plan, &fields), SVC_OK);
+    assert_int_equal(plan.n_total, 0);
+    assert_int_equal(plan.n_winners, 0);
+    bulk_plan_free(&plan);
+
+    static const char three[] = "Alice\ta1@example.com\tA1\t1\tf\t2020-01-01T00:00:02Z\n"
+                                "ALICE\ta2@example.com\tA2\t1\tt\t2020-01-01T00:00:09Z\n"
+                                "alice\ta3@example.com\tA3\t1\tf\t2020-01-01T00:00:05Z\n";
+    assert_int_equal(tsv_plan(three, sizeof three - 1, 2, &plan, &fields), SVC_INVALID);
+    assert_non_null(fields);
+    assert_string_equal(json_string_value(json_object_get(fields, "body")), "at most 2 records per request");
+    json_decref(fields);
+    fields = NULL;
+    bulk_plan_free(&plan);
+
+    assert_int_equal(tsv_plan(three, sizeof three - 1, 3, &plan, &fields), SVC_OK);
+    assert_int_equal(plan.n_valid, 3);
+    assert_int_equal(plan.n_winners, 1);
+    assert_int_equal(plan.winners[0]->index, 1);
+    assert_true(plan.winners[0]->deleted);
+    assert_string_equal(plan.winners[0]->email, "a2@example.com");
+    bulk_plan_free(&plan);
+}
+
 static void test_bulk_copy_escapes_tab_newline_cr_backslash_and_null(void **state) {
     static const struct { const char *in, *out; } cases[] = {
         {"plain", "plain"},
@@ -763,6 +877,28 @@ static void test_bulk_db_copy_round_trips_tabs_newlines_backslashes_and_unicode(
     }
 }
 
+/* The TSV body goes through the same transaction: escapes reach the table byte for byte. */
+static void test_bulk_db_tsv_body_is_applied_like_json(void **state) {
+    static const char body[] = "tsv_1\ttsv1@example.com\tTab\\there\\nLF \\\\N\t11\tf\t2021-01-01T00:00:00Z\n"
+                               "tsv_2\t\\N\tGone\t12\tt\t2021-01-01T00:00:00Z\n"
+                               "tsv_3\tbad\tX\t13\tf\t2021-01-01T00:00:00Z\n";
+    struct svc_result r = users_bulk_upsert_tsv(&g_cx, "test-cid", body, sizeof body - 1);
+    assert_int_equal(r.st, SVC_OK);
+    assert_counts(r.body, 1, 0, 1, 0, 1);
+    assert_invalid(r.body, 0, 2, "invalid_email");
+    svc_result_clear(&r);
+    assert_q("Tab\there\nLF \\N|tsv1@example.com|11|f",
+             "SELECT concat_ws('|', name, email, legacy_id, deleted) FROM customers.users WHERE user_name = 'tsv_1'");
+    assert_q("t|t", "SELECT concat_ws('|', email IS NULL, deleted_at IS NOT NULL) FROM customers.users"
+                    " WHERE user_name = 'tsv_2'");
+    /* the same lines again: unchanged */
+    r = users_bulk_upsert_tsv(&g_cx, "test-cid", body, sizeof body - 1);
+    assert_int_equal(r.st, SVC_OK);
+    assert_counts(r.body, 0, 0, 0, 2, 1);
+    svc_result_clear(&r);
+}
+
+
 static void test_bulk_db_validation_failure_of_the_body_is_a_400(void **state) {
     json_t *users = json_array();
     for (int i = 0; i < 3; i++) json_array_append_new(users, valid_rec());
@@ -1100,6 +1236,9 @@ int main(void) {
         cmocka_unit_test(test_bulk_plan_default_limit_is_5000),
         cmocka_unit_test(test_bulk_plan_newest_record_per_user_name_wins_case_insensitively),
         cmocka_unit_test(test_bulk_result_counts_every_record_once_and_merges_invalid_in_order),
+        cmocka_unit_test(test_bulk_tsv_reads_every_field_and_decodes_copy_escapes),
+        cmocka_unit_test(test_bulk_tsv_reports_each_bad_line_with_the_json_reasons),
+        cmocka_unit_test(test_bulk_tsv_limit_empty_body_and_newest_record_wins),
         cmocka_unit_test(test_bulk_copy_escapes_tab_newline_cr_backslash_and_null),
         cmocka_unit_test(test_bulk_copy_encodes_one_line_per_row_in_stage_column_order),
         cmocka_unit_test(test_bulk_copy_of_new_users_has_fresh_v7_ids_and_deleted_at_only_when_deleted),
@@ -1107,6 +1246,7 @@ int main(void) {
     const struct CMUnitTest database[] = {
         cmocka_unit_test_setup(test_bulk_db_inserts_new_users_as_legacy_and_reapplying_rewrites_nothing, db_reset),
         cmocka_unit_test_setup(test_bulk_db_newest_updated_at_wins_across_batches, db_reset),
+        cmocka_unit_test_setup(test_bulk_db_tsv_body_is_applied_like_json, db_reset),
         cmocka_unit_test_setup(test_bulk_db_deleted_soft_deletes_and_a_newer_record_undeletes, db_reset),
         cmocka_unit_test_setup(test_bulk_db_existing_local_user_keeps_password_role_permissions_and_source, db_reset),
         cmocka_unit_test_setup(test_bulk_db_email_held_by_another_user_is_reported_and_the_rest_applied, db_reset),

@@ -60,18 +60,37 @@ static void test_batch_round_trip(void **state) {
     for (uint32_t i = 0; i < 2000; i++) assert_int_equal(sync_batch_position(&v, i), (int64_t)positions[i]);
     assert_int_equal(sync_batch_position(&v, 2000), -1);
 
-    json_error_t err;
-    json_t *body = json_loadb(v.body, v.body_len, 0, &err);
-    assert_non_null(body);
-    assert_int_equal(json_object_size(body), 1);
-    json_t *users = json_object_get(body, "users");
-    assert_int_equal(json_array_size(users), 2000);
-    json_t *u = json_array_get(users, 1999);
-    assert_string_equal(json_string_value(json_object_get(u, "user_name")), "user_1999");
-    assert_string_equal(json_string_value(json_object_get(u, "name")), "N\xc3\xa4me \"1999\"");
-    assert_int_equal(json_integer_value(json_object_get(u, "legacy_id")), 2000);
-    json_decref(body);
+    /* the body is the TSV form of the bulk upsert: one line per record, six fields */
+    assert_string_equal(v.content_type, "text/tab-separated-values");
+    size_t lines = 0;
+    for (size_t i = 0; i < v.body_len; i++) lines += v.body[i] == '\n';
+    assert_int_equal(lines, 2000);
+    static const char first[] = "user_0\tu0@example.com\tN\xc3\xa4me \"0\"\t1\tt\t2021-01-01T00:00:00Z\n";
+    static const char last[] = "user_1999\tu1999@example.com\tN\xc3\xa4me \"1999\"\t2000\tf\t2021-01-01T00:00:19Z\n";
+    assert_true(v.body_len > sizeof last);
+    assert_memory_equal(v.body, first, sizeof first - 1);
+    assert_memory_equal(v.body + v.body_len - (sizeof last - 1), last, sizeof last - 1);
     sync_batch_free(&b);
+}
+
+/* A payload queued by the earlier version (SB1, JSON body) still decodes, as JSON. */
+static void test_batch_decodes_the_earlier_json_payload(void **state) {
+    static const char body[] = "{\"users\":[{\"user_name\":\"abc\"}]}";
+    static const char pos[] = "7+1";
+    char both[64];
+    snprintf(both, sizeof both, "%s%s", body, pos);
+    uint64_t digest = sync_digest(both, strlen(both), 0x5359);
+    char payload[512];
+    int n = snprintf(payload, sizeof payload, "SB1 %s 5 1 %016llx %zu %zu cid-old\n%s", RUN_ID,
+                     (unsigned long long)digest, strlen(body), strlen(pos), both);
+    struct sync_batch_view v;
+    assert_int_equal(sync_batch_decode(payload, (size_t)n, &v), 0);
+    assert_string_equal(v.content_type, "application/json");
+    assert_int_equal(v.body_len, strlen(body));
+    assert_memory_equal(v.body, body, strlen(body));
+    assert_int_equal(sync_batch_position(&v, 0), 7);
+    payload[2] = '3';   /* an unknown version */
+    assert_int_equal(sync_batch_decode(payload, (size_t)n, &v), -1);
 }
 
 static void test_batch_same_content_same_digest_and_reuse_after_reset(void **state) {
@@ -219,6 +238,7 @@ static void test_cron_off_and_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_round_trip),
+        cmocka_unit_test(test_batch_decodes_the_earlier_json_payload),
         cmocka_unit_test(test_batch_same_content_same_digest_and_reuse_after_reset),
         cmocka_unit_test(test_batch_decode_rejects_damaged_payloads),
         cmocka_unit_test(test_idset_matches_a_reference_set),

@@ -217,6 +217,25 @@ static void test_record_encoding_is_the_bulk_upsert_shape(void **state) {
     svc_buf_free(&b);
 }
 
+/* The TSV line: JSON escapes decoded, TAB/LF/CR/backslash in COPY text escapes, the rest raw. */
+static void test_record_tsv_line_decodes_json_and_escapes_copy_text(void **state) {
+    struct legacy_record r;
+    const char *text = with("name", "\"a\\tb\\nc\\rd\\\\e\\u00fc\\/\\\"\\b f\"");
+    assert_null(parse(text, &r));
+    struct svc_buf b;
+    svc_buf_init(&b);
+    legacy_record_append_tsv(&b, &r);
+    assert_false(b.oom);
+    assert_string_equal(b.data, "Jurgen.Dvorak_1\tjurgen.dvorak.1@example.net\t"
+                                "a\\tb\\nc\\rd\\\\e\xc3\xbc/\"\b f\t1\tf\t2020-01-01T00:00:07Z\n");
+    /* a plain record is its tokens joined by TABs */
+    svc_buf_reset(&b);
+    assert_null(parse(with("name", "\"Plain Name\""), &r));
+    legacy_record_append_tsv(&b, &r);
+    assert_string_equal(b.data, "Jurgen.Dvorak_1\tjurgen.dvorak.1@example.net\tPlain Name\t1\tf\t2020-01-01T00:00:07Z\n");
+    svc_buf_free(&b);
+}
+
 /* Every record of a faulty generated stream gets the generator's verdict. */
 static void test_record_agrees_with_the_simulator_generator(void **state) {
     struct gen_knobs k = {.count = 200000, .seed = 42, .corrupt_rate = 0.05, .dup_rate = 0.1, .delete_rate = 0.1};
@@ -276,6 +295,7 @@ int main(void) {
         cmocka_unit_test(test_record_other_defects),
         cmocka_unit_test(test_record_names_with_escapes_and_unicode_are_valid),
         cmocka_unit_test(test_record_encoding_is_the_bulk_upsert_shape),
+        cmocka_unit_test(test_record_tsv_line_decodes_json_and_escapes_copy_text),
         cmocka_unit_test(test_record_agrees_with_the_simulator_generator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

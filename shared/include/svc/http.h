@@ -26,6 +26,8 @@ typedef void (*svc_handler)(struct svc_req *r);
 enum {
     SVC_ROUTE_JSON = 1u << 0,    /* requires Content-Type application/json and a JSON object body */
     SVC_ROUTE_BULK = 1u << 1,    /* body limit HTTP_MAX_BULK_BODY_BYTES instead of HTTP_MAX_BODY_BYTES */
+    SVC_ROUTE_TSV = 1u << 2,     /* with SVC_ROUTE_JSON: also takes text/tab-separated-values, left
+                                  * unparsed (body NULL; the handler reads svc_raw_body) */
 };
 
 struct svc_route {
@@ -45,7 +47,8 @@ struct svc_req {
     struct _u_response *res;
     const struct svc_route *route;
     char cid[SVC_CID_MAX + 1];
-    json_t *body;                /* parsed JSON object for SVC_ROUTE_JSON routes; owned by dispatch */
+    json_t *body;                /* parsed JSON object for SVC_ROUTE_JSON routes (NULL for a TSV body
+                                  * on an SVC_ROUTE_TSV route); owned by dispatch */
     int nparams;
     const char *pname[SVC_MAX_PARAMS];
     const char *pval[SVC_MAX_PARAMS];
@@ -58,6 +61,9 @@ struct svc_req {
 const char *svc_param(const struct svc_req *r, const char *name);
 /* Query parameter by name, or NULL. */
 const char *svc_query(const struct svc_req *r, const char *name);
+/* The request body as received (not terminated; *len 0 and an empty string when there is none);
+ * borrowed from the request. */
+const char *svc_raw_body(const struct svc_req *r, size_t *len);
 /* Request header, case-insensitive, or NULL. */
 const char *svc_header(const struct svc_req *r, const char *name);
 /* Client IP as text: the X-Real-IP header when present (Nginx overwrites it with the peer
