@@ -9,7 +9,9 @@
   Nginx) counts hits, and an update through one instance is visible at once through the other.
 - Internal bulk upsert (the legacy import's sink): only on the instances, only with a service
   token; idempotent, last-writer-wins by updated_at, newest duplicate in a batch wins, soft-deletes,
-  per-row errors, a 5000-row cap, and it never touches a local user's password or role.
+  per-row errors, a 5000-row cap, and it never touches a local user's password or role. The same
+  batch as text/tab-separated-values (what sync-service sends): COPY text escapes and null fields,
+  per-line reasons by line number, the same cap and answers; other media types get 415.
 """
 
 import datetime
@@ -414,6 +416,190 @@ def test_bulk_upsert_reports_invalid_rows_and_caps_the_batch(ctx):
     # exactly 5000 is accepted
     r = _bulk(ctx, tok, big[:5000])
     assert r.json["inserted"] == 5000, r.json
+
+
+# ------------------------------------------------------------------------------------ internal: TSV form
+TSV = "text/tab-separated-values"
+
+
+def _tsv_field(v):
+    """One field in PostgreSQL COPY text form: None -> \\N; backslash, TAB, LF and CR escaped."""
+    if v is None:
+        return "\\N"
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    return str(v).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _tsv_line(row):
+    """A _row() as one TSV line (bytes, without its LF)."""
+    return "\t".join(_tsv_field(row[k]) for k in ("user_name", "email", "name", "legacy_id", "deleted",
+                                                   "updated_at")).encode()
+
+
+def _tsv(rows, final_lf=True):
+    """Rows (dicts, or bytes taken as a ready-made line) -> TSV body."""
+    body = b"\n".join(r if isinstance(r, bytes) else _tsv_line(r) for r in rows)
+    return body + b"\n" if final_lf and rows else body
+
+
+def _bulk_tsv(ctx, token, raw, status=200, code=None, instance="customers-1", content_type=TSV):
+    return call(ctx, "POST", "/internal/users/bulk-upsert", status, code, raw=raw, token=token, instance=instance,
+                headers={"Content-Type": content_type})
+
+
+def _db_legacy(ctx, user_name):
+    """The stored import fields of a user by user_name (superuser psql, JSON so TABs/newlines in the
+    name survive), or None."""
+    assert re.match(r"^[a-z0-9_]+$", user_name), user_name
+    out = ctx.psql("SELECT json_build_object('email', email, 'name', name, 'legacy_id', legacy_id, 'deleted', deleted, "
+                   "'source', source, 'role', role, 'updated_ms', (extract(epoch FROM source_updated_at) * 1000)::bigint) "
+                   "FROM customers.users WHERE lower(user_name) = '%s'" % user_name).out
+    return json.loads(out) if out else None
+
+
+def _ms(ts):
+    return int(datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp() * 1000 + 0.5)
+
+
+def test_bulk_upsert_tsv_imports_escaped_text_idempotently(ctx):
+    tok = service_token(ctx)
+    admin = admin_session(ctx)["access"]
+    tag = os.urandom(3).hex()
+    rows = [
+        _row("e2e_tu%s_0" % tag, _legacy_id(), _ts(10), name="Ada\tLovelace\nsecond line \\ back\\slash\r end"),
+        _row("e2e_tu%s_1" % tag, _legacy_id(), _ts(10), email=None, name="Zoë Ünïcode ✓ 𝄞"),
+        _row("e2e_tu%s_2" % tag, 9223372036854775807, _ts(10), name="N"),
+    ]
+    body = _tsv(rows)
+    assert b"\\t" in body and b"\\n" in body and b"\\\\" in body and b"\\r" in body and b"\\N" in body, body
+    assert body.count(b"\t") == 5 * len(rows) and body.count(b"\n") == len(rows), body
+    r = _bulk_tsv(ctx, tok, body)
+    assert _counts(r) == {"inserted": 3, "updated": 0, "deleted": 0, "unchanged": 0} and r.json["invalid"] == [], r.json
+    ids = []
+    for row in rows:
+        u = _by_name(ctx, admin, row["user_name"]).json
+        ids.append(u["id"])
+        assert (u["name"], u["email"], u["legacy_id"], u["source"], u["role"], u["deleted"]) == \
+            (row["name"], row["email"], row["legacy_id"], "legacy", "user", False), (row, u)
+        db = _db_legacy(ctx, row["user_name"])
+        assert db == {"email": row["email"], "name": row["name"], "legacy_id": row["legacy_id"], "deleted": False,
+                      "source": "legacy", "role": "user", "updated_ms": _ms(row["updated_at"])}, (row, db)
+    # re-sent (through the other instance, and without the optional final LF): nothing changes
+    r = _bulk_tsv(ctx, tok, _tsv(rows, final_lf=False), instance="customers-2")
+    assert _counts(r) == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 3} and r.json["invalid"] == [], r.json
+    # an older version does not overwrite, a newer one does (an email appears, the name changes)
+    r = _bulk_tsv(ctx, tok, _tsv([dict(rows[1], name="Stale", email="stale-%s@legacy.test" % tag, updated_at=_ts(11))]))
+    assert _counts(r) == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 1}, r.json
+    assert _db_legacy(ctx, rows[1]["user_name"])["name"] == rows[1]["name"], "an older TSV row overwrote a newer one"
+    fresh = dict(rows[1], name="Fresh\\name\t2", email="fresh-%s@legacy.test" % tag, updated_at=_ts(9))
+    r = _bulk_tsv(ctx, tok, _tsv([fresh]))
+    assert _counts(r) == {"inserted": 0, "updated": 1, "deleted": 0, "unchanged": 0}, r.json
+    u = _get(ctx, admin, ids[1]).json
+    assert (u["name"], u["email"]) == (fresh["name"], fresh["email"]), u
+    db = _db_legacy(ctx, rows[1]["user_name"])
+    assert (db["name"], db["email"], db["updated_ms"]) == (fresh["name"], fresh["email"], _ms(fresh["updated_at"])), db
+    # deleted t soft-deletes
+    r = _bulk_tsv(ctx, tok, _tsv([dict(rows[0], deleted=True, updated_at=_ts(8))]))
+    assert _counts(r) == {"inserted": 0, "updated": 0, "deleted": 1, "unchanged": 0}, r.json
+    assert _internal_user(ctx, tok, ids[0]).json["deleted"] is True
+    _get(ctx, admin, ids[0], 404, "user_not_found")
+    assert _db_user(ctx, ids[0])["deleted"] is True
+    assert _db_legacy(ctx, rows[2]["user_name"])["deleted"] is False, "a row not in the batch was deleted"
+
+
+def test_bulk_upsert_tsv_reports_bad_lines_and_applies_the_good_ones(ctx):
+    tok = service_token(ctx)
+    admin = admin_session(ctx)["access"]
+    tag = os.urandom(3).hex()
+
+    def line(i, legacy_id=None, updated_at=None, **kw):
+        return _tsv_line(_row("e2e_tw%s_%d" % (tag, i), _legacy_id() if legacy_id is None else legacy_id,
+                              updated_at or _ts(3), **kw))
+
+    good = [_row("e2e_tv%s_%d" % (tag, i), _legacy_id(), _ts(3)) for i in range(2)]
+    lines = [
+        (_tsv_line(good[0]), None),
+        (line(1).rsplit(b"\t", 1)[0], "malformed_line"),                                    # 5 fields
+        (line(2) + b"\tsurplus", "malformed_line"),                                         # 7 fields
+        (b"", "malformed_line"),                                                            # empty line
+        (line(4).replace(b"Legacy ", b"Legacy \\x41 "), "invalid_name"),                   # unknown escape
+        (line(5).replace(b"Legacy ", b"Legacy \xff\xfe "), "invalid_name"),                # not UTF-8
+        (line(6).replace(b"Legacy ", b"Legacy \xc3\xa9 \xe2\x82 "), "invalid_name"),       # truncated sequence
+        (line(7).replace(b"Legacy ", b"Legacy \x00 "), "invalid_name"),                    # NUL byte
+        (b"\\N" + line(8)[line(8).index(b"\t"):], "invalid_user_name"),                     # null user_name
+        (line(9, name=None), "invalid_name"),                                               # null name
+        (line(10, email="no-at-sign"), "invalid_email"),
+        (line(11, email="x\\y@legacy.test").replace(b"x\\\\y", b"x\\qy"), "invalid_email"), # escape in email
+        (line(12, legacy_id="12a45"), "invalid_legacy_id"),
+        (line(13, legacy_id="12345678901234567890"), "invalid_legacy_id"),                  # 20 digits
+        (line(14, legacy_id="9223372036854775808"), "invalid_legacy_id"),                   # 2^63
+        (line(15, legacy_id="-5"), "invalid_legacy_id"),
+        (line(16, legacy_id=""), "invalid_legacy_id"),
+        (line(17).replace(b"\tf\t", b"\ttrue\t"), "invalid_deleted"),
+        (line(18).replace(b"\tf\t", b"\t\\N\t"), "invalid_deleted"),
+        (line(19, updated_at="yesterday"), "invalid_updated_at"),
+        (line(20, updated_at="2026-02-30T10:00:00Z"), "invalid_updated_at"),
+        (_tsv_line(good[1]), None),
+    ]
+    assert lines[1][0].count(b"\t") == 4 and lines[2][0].count(b"\t") == 6, lines[:3]
+    r = _bulk_tsv(ctx, tok, b"\n".join(l for l, _ in lines) + b"\n")
+    want = [{"index": i, "reason": reason} for i, (_, reason) in enumerate(lines) if reason]
+    assert r.json["invalid"] == want, "invalid %r,\n want %r" % (r.json["invalid"], want)
+    assert _counts(r) == {"inserted": 2, "updated": 0, "deleted": 0, "unchanged": 0}, r.json
+    for g in good:
+        u = _by_name(ctx, admin, g["user_name"]).json
+        assert (u["name"], u["legacy_id"], u["source"]) == (g["name"], g["legacy_id"], "legacy"), u
+    for i in range(1, len(lines) - 1):
+        assert _db_legacy(ctx, "e2e_tw%s_%d" % (tag, i)) is None, "bad line %d was imported" % i
+
+
+def test_bulk_upsert_tsv_caps_the_batch_and_takes_an_empty_body(ctx):
+    tok = service_token(ctx)
+    tag = os.urandom(3).hex()
+    rows = [_row("e2e_tb%s_%d" % (tag, i), _legacy_id(), _ts(3)) for i in range(5001)]
+    for final_lf in (True, False):
+        r = _bulk_tsv(ctx, tok, _tsv(rows, final_lf=final_lf), 400, "validation_failed")
+        assert r.json["error"]["details"]["fields"] == {"body": "at most 5000 records per request"}, r.json
+    assert _db_legacy(ctx, rows[0]["user_name"]) is None and _db_legacy(ctx, rows[-1]["user_name"]) is None
+    # 5000 lines are within the cap (empty lines here: every one reported, nothing written)
+    r = _bulk_tsv(ctx, tok, b"\n" * 5000)
+    assert _counts(r) == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0}, r.json
+    assert r.json["invalid"] == [{"index": i, "reason": "malformed_line"} for i in range(5000)], r.json["invalid"][:3]
+    _bulk_tsv(ctx, tok, b"\n" * 5001, 400, "validation_failed")
+    # an empty body holds no records
+    r = _bulk_tsv(ctx, tok, b"")
+    assert r.json == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 0, "invalid": []}, r.json
+
+
+def test_bulk_upsert_tsv_needs_its_media_type_and_a_service_token(ctx):
+    tok = service_token(ctx)
+    s = new_session(ctx)
+    admin = admin_session(ctx)["access"]
+    row = _row(uniq("tm"), _legacy_id(), _ts(4))
+    body = _tsv([row])
+    for ctype in ("text/plain", "text/csv", "text/tab-separated-values-x", "application/octet-stream"):
+        r = _bulk_tsv(ctx, tok, body, 415, "unsupported_media_type", content_type=ctype)
+        assert r.json["error"]["message"] == "Content-Type must be application/json or text/tab-separated-values", r.json
+    call(ctx, "POST", "/internal/users/bulk-upsert", 415, "unsupported_media_type", raw=body, token=tok,
+         instance="customers-1")                                          # no Content-Type at all
+    # TSV is not JSON: declared as application/json it is a bad body, not a batch
+    _bulk_tsv(ctx, tok, body, 400, content_type="application/json")
+    # not public, and only for services
+    cid = new_cid("h8")
+    r = ctx.http("POST", "/internal/users/bulk-upsert", raw=body,
+                 headers={"Content-Type": TSV, "X-Correlation-ID": cid, "Authorization": "Bearer " + tok})
+    assert_envelope(r, 404, cid)
+    _bulk_tsv(ctx, None, body, 401, "missing_token")
+    _bulk_tsv(ctx, s["access"], body, 403)
+    _bulk_tsv(ctx, admin, body, 403, instance="customers-2")
+    _by_name(ctx, admin, row["user_name"], 404, "user_not_found")
+    assert _db_legacy(ctx, row["user_name"]) is None, "a refused TSV call imported the user"
+    # media type parameters are ignored, and the service token is accepted
+    r = _bulk_tsv(ctx, tok, body, content_type="Text/Tab-Separated-Values; charset=utf-8")
+    assert r.json["inserted"] == 1 and r.json["invalid"] == [], r.json
+    assert _db_legacy(ctx, row["user_name"])["name"] == row["name"]
 
 
 def test_bulk_upsert_never_touches_a_local_users_password_or_role(ctx):
