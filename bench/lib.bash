@@ -36,6 +36,7 @@ wrk_measure() {
     parsed=$(parse_wrk "$out") || { cat "$out" >&2; bench_die "cannot parse wrk output for $url"; }
     read -r rps p99 non2xx errs <<<"$parsed"
     if ((non2xx > 0)); then cat "$out" >&2; rm -f "$out"; bench_die "$url: $non2xx responses were not 2xx/3xx"; fi
+    grep -E '^latency tail' "$out" | sed 's/^/  /' || true
     rm -f "$out"
     printf '  %-12s %-44s %10.0f req/s   p99 %8.3f ms   socket errors: %s\n' "$name" "${url#http://}" "$rps" "$p99" "$errs"
     RPS[$name]=$rps

@@ -139,6 +139,11 @@ function request()
         ["Idempotency-Key"] = "bench-" .. prefix .. "-" .. tid .. "-" .. counter,
     }, body)
 end
+function done(summary, latency, requests)
+    io.write(string.format("latency tail (ms): p90 %.1f p95 %.1f p99 %.1f p99.9 %.1f max %.1f\n",
+        latency:percentile(90) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+        latency:percentile(99.9) / 1000, latency.max / 1000))
+end
 LUA
 cat >"$TMP/list.lua" <<'LUA'
 local tokens, n, counter = {}, 0, 0

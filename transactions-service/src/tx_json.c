@@ -1,0 +1,101 @@
+/* A posted transaction's body in C; see tx_json.h. */
+#include "tx_json.h"
+
+#include <stdio.h>
+#include <time.h>
+
+bool tx_json_epoch_us(const char *s, int64_t *us_out) {
+    if (!s) return false;
+    bool neg = *s == '-';
+    if (neg) s++;
+    if (*s < '0' || *s > '9') return false;
+    int64_t secs = 0;
+    int n = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        if (++n > 12) return false;   /* beyond year 33000: not a timestamp we write */
+        else secs = secs * 10 + (*s - '0');
+    int64_t frac = 0, scale = 100000;
+    if (*s == '.') {
+        s++;
+        if (*s < '0' || *s > '9') return false;
+        for (; *s >= '0' && *s <= '9'; s++, scale /= 10)
+            if (scale > 0) frac += (*s - '0') * scale;
+    }
+    if (*s) return false;
+    int64_t us = secs * 1000000 + frac;
+    *us_out = neg ? -us : us;
+    return true;
+}
+
+void tx_json_append_string(struct svc_buf *b, const char *s) {
+    svc_buf_append(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        const char *esc = NULL;
+        char u[8];
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default:
+            if (c < 0x20) {
+                snprintf(u, sizeof u, "\\u%04x", c);
+                esc = u;
+            }
+        }
+        if (!esc) continue;
+        svc_buf_append(b, run, (size_t)(s - run));
+        svc_buf_puts(b, esc);
+        run = s + 1;
+    }
+    svc_buf_append(b, run, (size_t)(s - run));
+    svc_buf_append(b, "\"", 1);
+}
+
+static void member(struct svc_buf *b, const char *key, const char *value, bool first) {
+    if (!first) svc_buf_append(b, ", ", 2);
+    tx_json_append_string(b, key);
+    svc_buf_append(b, " : ", 3);
+    if (value) tx_json_append_string(b, value);
+    else svc_buf_append(b, "null", 4);
+}
+
+char *tx_json_created(const struct tx_json_row *row) {
+    int64_t secs = row->created_us / 1000000, us = row->created_us % 1000000;
+    if (us < 0) {
+        us += 1000000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    char ts[64];
+    if (!gmtime_r(&t, &tm)) return NULL;
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us / 1000));
+    struct svc_buf b;
+    svc_buf_init(&b);
+    svc_buf_append(&b, "{", 1);
+    member(&b, "id", row->id, true);
+    member(&b, "type", row->type, false);
+    member(&b, "status", "completed", false);
+    member(&b, "amount", row->amount, false);
+    member(&b, "currency", row->currency, false);
+    member(&b, "description", row->description, false);
+    member(&b, "user_id", row->user_id, false);
+    member(&b, "to_user_id", row->to_user_id, false);
+    member(&b, "reverses_id", NULL, false);
+    member(&b, "reversed_by", NULL, false);
+    member(&b, "created_at", ts, false);
+    member(&b, "updated_at", ts, false);
+    svc_buf_append(&b, "}", 1);
+    if (b.oom) {
+        svc_buf_free(&b);
+        return NULL;
+    }
+    return svc_buf_steal(&b);
+}
