@@ -156,16 +156,7 @@ svc_status bulk_plan_build_tsv(const char *body, size_t len, long max_rows, stru
         struct bulk_row *r = &plan->rows[plan->n_valid];
         const char *reason = read_line(p, eol, r);
         p = eol < end ? eol + 1 : end;
-        if (!reason) {
-            r->index = (int)i;
-            plan->n_valid++;
-            continue;
-        }
-        if (!plan->invalid) {
-            plan->invalid = malloc(n * sizeof *plan->invalid);
-            if (!plan->invalid) goto oom;
-        }
-        plan->invalid[plan->n_invalid++] = (struct bulk_invalid){(int)i, reason};
+        if (!bulk_plan_note(plan, n, (int)i, reason)) goto oom;
     }
     bulk_plan_pick_winners(plan);
     return SVC_OK;

@@ -184,6 +184,16 @@ void bulk_plan_free(struct bulk_plan *plan) {
     memset(plan, 0, sizeof *plan);
 }
 
+bool bulk_plan_note(struct bulk_plan *plan, size_t n, int index, const char *reason) {
+    if (!reason) {
+        plan->rows[plan->n_valid++].index = index;
+        return true;
+    }
+    if (!plan->invalid && !(plan->invalid = malloc(n * sizeof *plan->invalid))) return false;
+    plan->invalid[plan->n_invalid++] = (struct bulk_invalid){index, reason};
+    return true;
+}
+
 void bulk_plan_pick_winners(struct bulk_plan *plan) {
     for (size_t i = 0; i < plan->n_valid; i++) plan->winners[i] = &plan->rows[i];
     qsort(plan->winners, plan->n_valid, sizeof *plan->winners, cmp_rows);
@@ -227,17 +237,7 @@ svc_status bulk_plan_build(const json_t *body, long max_rows, struct bulk_plan *
     if (!plan->rows || !plan->winners) goto oom;
     for (size_t i = 0; i < n; i++) {
         struct bulk_row *r = &plan->rows[plan->n_valid];
-        const char *reason = bulk_check_row(json_array_get(users, i), r);
-        if (!reason) {
-            r->index = (int)i;
-            plan->n_valid++;
-            continue;
-        }
-        if (!plan->invalid) {
-            plan->invalid = malloc(n * sizeof *plan->invalid);
-            if (!plan->invalid) goto oom;
-        }
-        plan->invalid[plan->n_invalid++] = (struct bulk_invalid){(int)i, reason};
+        if (!bulk_plan_note(plan, n, (int)i, bulk_check_row(json_array_get(users, i), r))) goto oom;
     }
 
     bulk_plan_pick_winners(plan);

@@ -90,6 +90,10 @@ svc_status bulk_plan_build(const json_t *body, long max_rows, struct bulk_plan *
  * than max_rows lines → SVC_INVALID with {"body": "at most N records per request"}. */
 svc_status bulk_plan_build_tsv(const char *body, size_t len, long max_rows, struct bulk_plan *plan,
                                json_t **fields_out);
+/* Records the verdict on record index, checked into rows[n_valid]: valid (reason NULL) keeps that
+ * row, else the reason is listed (invalid is allocated for n records on first use). false when
+ * out of memory. */
+bool bulk_plan_note(struct bulk_plan *plan, size_t n, int index, const char *reason);
 /* Fills winners from rows (n_valid of them): the newest record per key, ordered by key. */
 void bulk_plan_pick_winners(struct bulk_plan *plan);
 void bulk_plan_free(struct bulk_plan *plan);

@@ -463,6 +463,18 @@ const char *legacy_record_parse(const char *text, size_t len, struct legacy_reco
     return NULL;
 }
 
+/* Writes the decimal digits of id (>= 1, validated) at out; returns how many (at most 19). */
+static int put_id(char *out, int64_t id) {
+    char digs[24];
+    int n = 0;
+    do {
+        digs[n++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id);
+    for (int i = 0; i < n; i++) out[i] = digs[n - 1 - i];
+    return n;
+}
+
 static void append_str_field(struct svc_buf *b, const char *key, size_t klen, const struct json_token *t) {
     svc_buf_append(b, key, klen);
     svc_buf_append(b, t->p, t->len);
@@ -475,17 +487,8 @@ void legacy_record_append_json(struct svc_buf *b, const struct legacy_record *r)
     append_str_field(b, ",\"email\":\"", 10, &r->email);
     append_str_field(b, ",\"name\":\"", 9, &r->name);
     char num[48];
-    int n = 0;
-    char digs[24];
-    int64_t x = r->id;
-    do {
-        digs[n++] = (char)('0' + x % 10);
-        x /= 10;
-    } while (x);
-    int k = 0;
     memcpy(num, ",\"legacy_id\":", 13);
-    k = 13;
-    while (n) num[k++] = digs[--n];
+    int k = 13 + put_id(num + 13, r->id);
     svc_buf_append(b, num, (size_t)k);
     if (r->deleted) svc_buf_append(b, ",\"deleted\":true", 15);
     else svc_buf_append(b, ",\"deleted\":false", 16);
@@ -526,16 +529,9 @@ void legacy_record_append_tsv(struct svc_buf *b, const struct legacy_record *r) 
     svc_buf_append(b, "\t", 1);
     append_tsv_field(b, &r->name);
     char num[32];
-    int n = 0;
-    char digs[24];
-    int64_t x = r->id;
-    do {
-        digs[n++] = (char)('0' + x % 10);
-        x /= 10;
-    } while (x);
     int k = 0;
     num[k++] = '\t';
-    while (n) num[k++] = digs[--n];
+    k += put_id(num + k, r->id);
     num[k++] = '\t';
     num[k++] = r->deleted ? 't' : 'f';
     num[k++] = '\t';
