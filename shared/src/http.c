@@ -368,7 +368,7 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
     route_label = chosen->tmpl;
     metrics_idx = chosen->metrics_idx;
 
-    const char *ctype = svc_header(r, "Content-Type");
+    const char *ctype = (chosen->flags & SVC_ROUTE_JSON) ? svc_header(r, "Content-Type") : NULL;
     bool tsv = (chosen->flags & SVC_ROUTE_TSV) && is_media_type(ctype, "text/tab-separated-values");
     if ((chosen->flags & SVC_ROUTE_JSON) && !tsv) {
         if (!svc_is_json_content_type(ctype)) {
