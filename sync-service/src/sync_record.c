@@ -475,27 +475,6 @@ static int put_id(char *out, int64_t id) {
     return n;
 }
 
-static void append_str_field(struct svc_buf *b, const char *key, size_t klen, const struct json_token *t) {
-    svc_buf_append(b, key, klen);
-    svc_buf_append(b, t->p, t->len);
-    svc_buf_append(b, "\"", 1);
-}
-
-void legacy_record_append_json(struct svc_buf *b, const struct legacy_record *r) {
-    if (!svc_buf_reserve(b, 128 + r->user_name.len + r->email.len + r->name.len + r->updated_at.len)) return;
-    append_str_field(b, "{\"user_name\":\"", 14, &r->user_name);
-    append_str_field(b, ",\"email\":\"", 10, &r->email);
-    append_str_field(b, ",\"name\":\"", 9, &r->name);
-    char num[48];
-    memcpy(num, ",\"legacy_id\":", 13);
-    int k = 13 + put_id(num + 13, r->id);
-    svc_buf_append(b, num, (size_t)k);
-    if (r->deleted) svc_buf_append(b, ",\"deleted\":true", 15);
-    else svc_buf_append(b, ",\"deleted\":false", 16);
-    append_str_field(b, ",\"updated_at\":\"", 15, &r->updated_at);
-    svc_buf_append(b, "}", 1);
-}
-
 /* Appends a decoded string token as one TSV field (COPY text escapes: backslash, TAB, LF, CR).
  * A token without a backslash decodes to itself and holds no control character (JSON forbids
  * them raw), so it is copied as is; only the rare escaped one is decoded first. */

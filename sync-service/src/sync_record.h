@@ -23,8 +23,6 @@
  * (customers-service bulk_upsert.h): user_name, email, name, legacy_id, deleted (t/f), updated_at,
  * separated by TABs, strings in COPY text escapes. String tokens without a JSON escape (nearly
  * all) are copied byte for byte; they were verified to be UTF-8 without control characters.
- * The JSON object form {"user_name":…,"email":…,"name":…,"legacy_id":…,"deleted":…,"updated_at":…}
- * is kept for tests and for callers that want JSON.
  *
  * Ownership: struct legacy_record points into the element text given to legacy_record_parse and
  * is valid as long as that text is. Thread-safe (no state). */
@@ -54,8 +52,6 @@ struct legacy_record {
  * (a static string). */
 const char *legacy_record_parse(const char *text, size_t len, struct legacy_record *out);
 
-/* Appends the bulk-upsert JSON object of a valid record. Check b->oom once afterwards. */
-void legacy_record_append_json(struct svc_buf *b, const struct legacy_record *r);
 /* Appends the bulk-upsert TSV line (with its LF) of a valid record. Check b->oom once afterwards. */
 void legacy_record_append_tsv(struct svc_buf *b, const struct legacy_record *r);
 
