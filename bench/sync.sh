@@ -142,18 +142,23 @@ copy_fields=""
 if ((COPY_TOO)); then
     echo "bench sync: raw COPY of $N rows into a copy of customers.users"
     curl -s "$LEGACY/users?count=$N&format=ndjson" | python3 -c '
-import json, sys
+import json, os, sys, time, uuid
 out = sys.stdout
-for line in sys.stdin:
+ms = int(time.time() * 1000)
+for i, line in enumerate(sys.stdin):
     r = json.loads(line)
     esc = lambda s: s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    out.write("%s\t%s\t%s\tlegacy\t%d\t%s\t%s\n" % (esc(r["userName"]), esc(r["email"]), esc(r["name"]), r["id"],
-              r["updatedAt"], "t" if r["deleted"] else "f"))
+    # ids made by the client as the import makes them (UUIDv7: time-ordered), not by the
+    # column default (a SQL function per row would slow the baseline down)
+    rnd = int.from_bytes(os.urandom(10), "big")
+    v7 = ((ms + i // 1000) << 80) | (0x7 << 76) | ((rnd >> 62) & 0xFFF) << 64 | (0x2 << 62) | (rnd & ((1 << 62) - 1))
+    out.write("%s\t%s\t%s\t%s\tlegacy\t%d\t%s\t%s\n" % (uuid.UUID(int=v7), esc(r["userName"]), esc(r["email"]),
+              esc(r["name"]), r["id"], r["updatedAt"], "t" if r["deleted"] else "f"))
 ' >"$TMP/users.tsv"
     psql_su -c "DROP TABLE IF EXISTS customers.bench_users_copy" \
         -c "CREATE TABLE customers.bench_users_copy (LIKE customers.users INCLUDING ALL)" >/dev/null
     c0=$(date +%s.%N)
-    psql_su -c "\\copy customers.bench_users_copy (user_name, email, name, source, legacy_id, source_updated_at, deleted) FROM '$TMP/users.tsv'" \
+    psql_su -c "\\copy customers.bench_users_copy (id, user_name, email, name, source, legacy_id, source_updated_at, deleted) FROM '$TMP/users.tsv'" \
         -c "UPDATE customers.bench_users_copy SET deleted_at = now() WHERE deleted" >/dev/null
     c1=$(date +%s.%N)
     psql_su -c "DROP TABLE customers.bench_users_copy" >/dev/null
