@@ -178,12 +178,12 @@ svc_status users_repo_list(PGconn *c, long page, long limit, const char *search,
     if (search && *search && !(pattern = like_pattern(search))) return SVC_INTERNAL;
     const char *v[5] = {slimit, soff, pattern, include_deleted ? "t" : "f", spage};
     svc_status st = one_text(c,
-                    "WITH filtered AS (SELECT u.id, u.seq FROM customers.users u "
+                    "WITH filtered AS (SELECT u.id FROM customers.users u "
                     "   WHERE ($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR u.user_name ILIKE $3 "
                     "         OR u.email ILIKE $3 OR u.name ILIKE $3)), "
-                    " pg AS (SELECT id, seq FROM filtered ORDER BY seq LIMIT $1::bigint OFFSET $2::bigint) "
+                    " pg AS (SELECT id FROM filtered ORDER BY id LIMIT $1::bigint OFFSET $2::bigint) "
                     "SELECT json_build_object("
-                    " 'data', COALESCE((SELECT json_agg(customers.user_json(u) ORDER BY u.seq) "
+                    " 'data', COALESCE((SELECT json_agg(customers.user_json(u) ORDER BY u.id) "
                     "                   FROM customers.users u JOIN pg USING (id)), '[]'::json), "
                     " 'page', $5::bigint, 'limit', $1::bigint, 'total', (SELECT count(*) FROM filtered))::text",
                     5, v, json_out, NULL);
