@@ -68,3 +68,12 @@ cpu_diff() {
         { d = ($2 - b[$1]) / hz; if (d >= 0.1) printf "%s %.1f\n", $1, d }' "$1" "$2" |
         sort -k2 -g -r | awk '{ printf "%s%s=%ss", (NR > 1 ? " " : ""), $1, $2 } END { print "" }'
 }
+
+# cpu_ticks → "total steal" from /proc/stat: all CPU ticks so far and those stolen by the
+# hypervisor. steal_pct BEFORE AFTER → the share of the interval's CPU time the host took away
+# (on a shared virtual machine a run with a large share is slower for reasons outside the code).
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+steal_pct() {
+    awk -v b="$1" -v a="$2" 'BEGIN { split(b, x, " "); split(a, y, " "); d = y[1] - x[1]
+        printf "%.1f", (d > 0 ? 100 * (y[2] - x[2]) / d : 0) }'
+}

@@ -81,6 +81,8 @@ import_users() {
     configure "$n"
     token=$(admin_token)
     cpu_by_comm >"$TMP/cpu.before"
+    local ticks0
+    ticks0=$(cpu_ticks)
     t0=$(date +%s.%N)
     code=$(curl -s -o "$TMP/run" -w '%{http_code}' -X POST -H "Authorization: Bearer $token" "$NGINX_URL/api/sync")
     [[ $code == 202 ]] || bench_die "POST /api/sync answered $code: $(cat "$TMP/run")"
@@ -104,6 +106,7 @@ import_users() {
     t1=$(date -d "${finished:-now}" +%s.%N)
     cpu_by_comm >"$TMP/cpu.after"
     CPU_USED=$(cpu_diff "$TMP/cpu.before" "$TMP/cpu.after")
+    STEAL=$(steal_pct "$ticks0" "$(cpu_ticks)")
     [[ $status == COMPLETED ]] || bench_die "run $run_id FAILED: $(cat "$TMP/run")"
     python3 - "$TMP/run" "$n" <<'PY' || bench_die "the run's counters are wrong"
 import json, sys
@@ -134,7 +137,7 @@ echo "bench sync: $N users end to end (simulator -> sync-service -> queue -> wor
 import_users "$N"
 ours=$(awk -v n="$N" -v s="$SECONDS_TAKEN" 'BEGIN { printf "%.0f", n / s }')
 echo "  $N users in ${SECONDS_TAKEN}s = $ours records/s; sync peak RSS ${SYNC_PEAK} MB, customers ${CUSTOMERS_PEAK} MB"
-echo "  CPU used during the import (all processes, by command): $CPU_USED"
+echo "  CPU used during the import (all processes, by command): $CPU_USED; taken by the host (steal): $STEAL %"
 psql_su -c "DELETE FROM customers.users WHERE source = 'legacy'" -c "VACUUM FULL ANALYZE customers.users" >/dev/null
 
 # --- raw COPY of the same rows into a table shaped like customers.users ----------------------------

@@ -4,10 +4,11 @@
 #            request authenticated (a user's Bearer token), with its own Idempotency-Key,
 #            validated (the user check, cached) and committed. BENCH_TX_KIND=deposit (default:
 #            0.01 to the caller's own account) or transfer (0.01 to a partner user; every user is
-#            funded first). Then, one after the other, pgbench on the same PostgreSQL with the same
-#            connection count and duration, each transaction inserting one row into a scratch
-#            table (schema bench_tx, created and dropped here as the superuser): the floor cost of
-#            one durable write. ratio = tx_post rps / pgbench tps.
+#            funded first). Right before and right after it, one after the other, pgbench on the
+#            same PostgreSQL with the same connection count and duration, each transaction
+#            inserting one row into a scratch table (schema bench_tx, created and dropped here as
+#            the superuser): the floor cost of one durable write. ratio = tx_post rps / the mean
+#            of the two pgbench tps.
 #   tx_list  GET /api/transactions?limit=20 per second through Nginx, same users (each holds the
 #            transactions the tx_post run made).
 # Users (BENCH_TX_USERS, 128) are registered and logged in straight at customers-1 (Nginx
@@ -173,10 +174,10 @@ code=$(curl -s -o "$TMP/first" -w '%{http_code}' -H "Authorization: Bearer $tok0
     -H "Idempotency-Key: bench-first-$$" -d "$body0" "$NGINX_URL/api/transactions") || code=000
 [[ $code == 201 ]] || bench_die "POST /api/transactions answered $code: $(head -c 300 "$TMP/first")"
 
-# --- tx_post, then pgbench ---------------------------------------------------------------------------
-echo "bench tx: wrk -t${BENCH_THREADS:-2} -c$CONNECTIONS -d$DURATION (warm-up ${BENCH_WARMUP:-3s}) against $NGINX_URL"
-wrk_measure tx_post "$NGINX_URL/api/transactions" -s "$TMP/post.lua"
-
+# --- pgbench, tx_post, pgbench ------------------------------------------------------------------------
+# The floor is measured right before and right after tx_post and averaged: this machine's speed
+# drifts within a minute (pgbench alone has ranged 7.6k-17.5k tx/s between runs), and a single
+# measurement on one side made the ratio swing more than either figure.
 "${PSQL[@]}" >/dev/null <<'SQL'
 DROP SCHEMA IF EXISTS bench_tx CASCADE;
 CREATE SCHEMA bench_tx;
@@ -188,16 +189,30 @@ CREATE TABLE bench_tx.one_row (
 );
 SQL
 echo "INSERT INTO bench_tx.one_row (user_id, amount) VALUES (gen_random_uuid(), 0.01);" >"$TMP/insert.sql"
-echo "bench tx: pgbench -c$CONNECTIONS -j${BENCH_THREADS:-2} -T$SECONDS_T, one INSERT per transaction"
-pgbench -n -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -c "$CONNECTIONS" -j "${BENCH_THREADS:-2}" \
-    -T "$SECONDS_T" -f "$TMP/insert.sql" platform >"$TMP/pgbench.out" 2>&1 ||
-    { cat "$TMP/pgbench.out" >&2; bench_die "pgbench failed"; }
-pg_tps=$(awk '/^tps = / { v = $3 } END { if (v == "") exit 1; print v }' "$TMP/pgbench.out") ||
-    { cat "$TMP/pgbench.out" >&2; bench_die "cannot parse pgbench output"; }
-failed=$(awk '/number of failed transactions:/ { print $5 }' "$TMP/pgbench.out")
-[[ -z $failed || $failed == 0 ]] || { cat "$TMP/pgbench.out" >&2; bench_die "pgbench: $failed failed transactions"; }
+pgbench_once() {   # pgbench_once LABEL → prints its line; sets PG_TPS
+    pgbench -n -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -c "$CONNECTIONS" -j "${BENCH_THREADS:-2}" \
+        -T "$SECONDS_T" -f "$TMP/insert.sql" platform >"$TMP/pgbench.out" 2>&1 ||
+        { cat "$TMP/pgbench.out" >&2; bench_die "pgbench failed"; }
+    PG_TPS=$(awk '/^tps = / { v = $3 } END { if (v == "") exit 1; print v }' "$TMP/pgbench.out") ||
+        { cat "$TMP/pgbench.out" >&2; bench_die "cannot parse pgbench output"; }
+    local failed
+    failed=$(awk '/number of failed transactions:/ { print $5 }' "$TMP/pgbench.out")
+    [[ -z $failed || $failed == 0 ]] || { cat "$TMP/pgbench.out" >&2; bench_die "pgbench: $failed failed transactions"; }
+    printf '  %-12s %-44s %10.0f tx/s\n' pgbench "INSERT one row ($1)" "$PG_TPS"
+}
+echo "bench tx: pgbench -c$CONNECTIONS -j${BENCH_THREADS:-2} -T$SECONDS_T, one INSERT per transaction, before and after tx_post"
+pgbench_once before
+pg_before=$PG_TPS
+
+echo "bench tx: wrk -t${BENCH_THREADS:-2} -c$CONNECTIONS -d$DURATION (warm-up ${BENCH_WARMUP:-3s}) against $NGINX_URL"
+ticks0=$(cpu_ticks)
+wrk_measure tx_post "$NGINX_URL/api/transactions" -s "$TMP/post.lua"
+echo "  CPU taken by the host (steal) during tx_post: $(steal_pct "$ticks0" "$(cpu_ticks)") %"
+
+pgbench_once after
+pg_tps=$(awk -v a="$pg_before" -v b="$PG_TPS" 'BEGIN { printf "%.1f", (a + b) / 2 }')
 rows=$("${PSQL[@]}" -tAc 'SELECT count(*) FROM bench_tx.one_row')
-printf '  %-12s %-44s %10.0f tx/s    (%s rows)\n' pgbench "INSERT one row" "$pg_tps" "$rows"
+echo "  pgbench mean: $pg_tps tx/s ($rows rows in both runs)"
 
 # --- tx_list -----------------------------------------------------------------------------------------
 wrk_measure tx_list "$NGINX_URL/api/transactions?limit=20" -s "$TMP/list.lua"
