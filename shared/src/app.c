@@ -87,6 +87,11 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "%s", service);
     app->instance = svc_config_str(c, "SERVICE_INSTANCE", host);
     svc_log_init(&app->log, service, app->instance, svc_config_str(c, "LOG_LEVEL", "info"), STDOUT_FILENO);
+    /* Buffered from here, while this is the only thread (svc_app_close writes the rest out);
+     * LOG_FLUSH_MS=0 writes every line at once. */
+    long flush_ms = svc_config_int(c, "LOG_FLUSH_MS", 100, 0, 10000);
+    if (flush_ms > 0 && svc_log_buffer_start(&app->log, (int)flush_ms) != 0)
+        svc_log(&app->log, SVC_LOG_WARN, NULL, "log buffering unavailable; writing every line at once", NULL);
 
     app->http_port = svc_config_int(c, "HTTP_PORT", 0, 1, 65535);
     if (!getenv("HTTP_PORT")) svc_config_error(c, "HTTP_PORT", "missing (required)");
@@ -331,4 +336,5 @@ void svc_app_close(struct svc_app *app) {
     for (int i = 0; i < app->norigins; i++) free(app->origins[i]);
     app->norigins = 0;
     svc_config_free(&app->cfg);
+    svc_log_buffer_stop(&app->log);   /* last: every other thread has stopped */
 }

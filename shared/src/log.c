@@ -2,10 +2,16 @@
  *
  * A line is built in a stack buffer and emitted with a single write(2): POSIX keeps writes of a
  * regular file or pipe from interleaving, so no lock is needed between threads. Lines longer than
- * the buffer are truncated at a field boundary rather than split. */
+ * the buffer are truncated at a field boundary rather than split.
+ *
+ * Buffered mode: whole lines are appended under a mutex to one block, written by whoever fills
+ * it, by a warn/error line (before itself), or by the flusher thread every flush_ms. */
 #include "svc/log.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -13,6 +19,17 @@
 #include <unistd.h>
 
 #define LOG_LINE_MAX 8192
+#define LOG_BUFFER_BYTES (64 * 1024)
+
+struct svc_log_buffer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* CLOCK_MONOTONIC; wakes the flusher to stop */
+    pthread_t flusher;
+    int flush_ms;
+    bool stop;
+    size_t len;
+    char data[LOG_BUFFER_BYTES];
+};
 
 static const char *level_name[] = {"debug", "info", "warn", "error"};
 
@@ -76,6 +93,98 @@ static int dump_cb(const char *data, size_t size, void *arg) {
     return 0;
 }
 
+/* Writes all of data (a short write of a regular file or pipe is resumed). */
+static void write_all(int fd, const char *data, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, data, len);
+        if (w <= 0) return; /* nowhere left to report a failed log write */
+        data += w;
+        len -= (size_t)w;
+    }
+}
+
+/* With b->mu held. */
+static void flush_locked(struct svc_log_buffer *b, int fd) {
+    write_all(fd, b->data, b->len);
+    b->len = 0;
+}
+
+static void *flusher_main(void *arg) {
+    struct svc_logger *l = arg;
+    struct svc_log_buffer *b = l->buffer;
+    pthread_mutex_lock(&b->mu);
+    while (!b->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)b->flush_ms % 1000 * 1000000L;
+        until.tv_sec += b->flush_ms / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&b->cv, &b->mu, &until);
+        if (b->len) flush_locked(b, l->fd);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+int svc_log_buffer_start(struct svc_logger *l, int flush_ms) {
+    if (l->buffer || flush_ms <= 0) return l->buffer ? 0 : -1;
+    struct svc_log_buffer *b = calloc(1, sizeof *b);
+    if (!b) return -1;
+    b->flush_ms = flush_ms;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0 || pthread_mutex_init(&b->mu, NULL) != 0) {
+        if (rc == 0) pthread_cond_destroy(&b->cv);
+        free(b);
+        return -1;
+    }
+    l->buffer = b;
+    if (pthread_create(&b->flusher, NULL, flusher_main, l) != 0) {
+        l->buffer = NULL;
+        pthread_cond_destroy(&b->cv);
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return -1;
+    }
+    return 0;
+}
+
+void svc_log_buffer_stop(struct svc_logger *l) {
+    struct svc_log_buffer *b = l->buffer;
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    b->stop = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->flusher, NULL);
+    flush_locked(b, l->fd);
+    l->buffer = NULL;
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+/* One finished line: straight out, or into the buffer (see the top comment). */
+static void put_line(const struct svc_logger *l, svc_log_level lv, const char *line, size_t len) {
+    struct svc_log_buffer *b = l->buffer;
+    if (!b) {
+        write_all(l->fd, line, len);
+        return;
+    }
+    pthread_mutex_lock(&b->mu);
+    if (lv >= SVC_LOG_WARN || b->len + len > sizeof b->data) flush_locked(b, l->fd);
+    if (lv >= SVC_LOG_WARN) {
+        write_all(l->fd, line, len);
+    } else {
+        memcpy(b->data + b->len, line, len);
+        b->len += len;
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
 static void emit(const struct svc_logger *l, svc_log_level lv, const char *cid, const char *msg,
                  const json_t *fields, const char *fields_json) {
     char buf[LOG_LINE_MAX];
@@ -110,8 +219,7 @@ static void emit(const struct svc_logger *l, svc_log_level lv, const char *cid, 
     }
     off = put_raw(buf, off, cap - 1, "}");
     buf[off++] = '\n';
-    ssize_t w = write(l->fd, buf, off);
-    (void)w; /* nowhere left to report a failed log write */
+    put_line(l, lv, buf, off);
 }
 
 void svc_log(const struct svc_logger *l, svc_log_level lv, const char *cid, const char *msg,

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* Unit tests for the small shared pieces: config (incl. *_FILE secrets), correlation ids, UUIDs,
  * JSON log lines, the growable buffer, crypto helpers and the status mapping. */
 #include <setjmp.h>
@@ -185,6 +186,88 @@ static void test_log_line_is_json_with_identity_and_cid(void **state) {
     json_decref(j);
 }
 
+/* Reads what the pipe holds right now (non-blocking) into buf; returns the length. */
+static size_t drain_pipe(int fd, char *buf, size_t cap) {
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+/* Buffered: info lines wait for the flush, a warn line writes them first and itself at once,
+ * and stopping writes the rest; lines stay whole and in order. */
+static void test_log_buffer_keeps_order_and_flushes_on_warn_and_stop(void **state) {
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+    struct svc_logger l;
+    svc_log_init(&l, "svc", "inst-1", "info", fds[1]);
+    assert_int_equal(svc_log_buffer_start(&l, 60000), 0);   /* the timer never fires here */
+    char buf[8192];
+    svc_log(&l, SVC_LOG_INFO, NULL, "first", NULL);
+    svc_log(&l, SVC_LOG_INFO, NULL, "second", NULL);
+    assert_int_equal(drain_pipe(fds[0], buf, sizeof buf), 0);   /* collected, not written */
+    svc_log(&l, SVC_LOG_WARN, NULL, "third", NULL);
+    drain_pipe(fds[0], buf, sizeof buf);
+    const char *a = strstr(buf, "\"first\""), *b = strstr(buf, "\"second\""), *c = strstr(buf, "\"third\"");
+    assert_true(a && b && c && a < b && b < c);
+    svc_log(&l, SVC_LOG_INFO, NULL, "fourth", NULL);
+    assert_int_equal(drain_pipe(fds[0], buf, sizeof buf), 0);
+    svc_log_buffer_stop(&l);
+    assert_null(l.buffer);
+    drain_pipe(fds[0], buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"fourth\""));
+    svc_log(&l, SVC_LOG_INFO, NULL, "fifth", NULL);          /* unbuffered again */
+    drain_pipe(fds[0], buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"fifth\""));
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* The flusher writes collected lines within flush_ms, and a full buffer is written at once. */
+static void test_log_buffer_flushes_on_its_timer_and_when_full(void **state) {
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+    assert_true(fcntl(fds[1], F_SETPIPE_SZ, 1 << 20) > 0);
+    struct svc_logger l;
+    svc_log_init(&l, "svc", "inst-1", "info", fds[1]);
+    assert_int_equal(svc_log_buffer_start(&l, 20), 0);
+    svc_log(&l, SVC_LOG_INFO, NULL, "timed", NULL);
+    static char buf[1 << 20];
+    size_t got = 0;
+    for (int i = 0; i < 200 && !strstr(buf, "\"timed\""); i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        got += drain_pipe(fds[0], buf + got, sizeof buf - got);
+    }
+    assert_non_null(strstr(buf, "\"timed\""));
+    svc_log_buffer_stop(&l);
+
+    /* 64 KiB of lines with a timer that never fires: all but the last part are written as the
+     * buffer fills, each line whole */
+    assert_int_equal(svc_log_buffer_start(&l, 60000), 0);
+    drain_pipe(fds[0], buf, sizeof buf);
+    for (int i = 0; i < 2000; i++) svc_logf(&l, SVC_LOG_INFO, "cid", "filler", "{s:i}", "i", i);
+    got = drain_pipe(fds[0], buf, sizeof buf);
+    assert_true(got > 32 * 1024);
+    assert_int_equal(buf[got - 1], '\n');
+    svc_log_buffer_stop(&l);
+    got += drain_pipe(fds[0], buf + got, sizeof buf - got);
+    size_t lines = 0;
+    for (size_t i = 0; i < got; i++) lines += buf[i] == '\n';
+    assert_int_equal(lines, 2000);
+    assert_non_null(strstr(buf, "\"i\":1999}"));
+    close(fds[0]);
+    close(fds[1]);
+}
+
 static void test_buf_grows_and_formats(void **state) {
     (void)state;
     struct svc_buf b;
@@ -260,6 +343,8 @@ int main(void) {
         cmocka_unit_test(test_uuid7_is_version7_time_ordered_and_unique),
         cmocka_unit_test(test_uuid7_from_keeps_the_given_random_bits),
         cmocka_unit_test(test_log_line_is_json_with_identity_and_cid),
+        cmocka_unit_test(test_log_buffer_keeps_order_and_flushes_on_warn_and_stop),
+        cmocka_unit_test(test_log_buffer_flushes_on_its_timer_and_when_full),
         cmocka_unit_test(test_buf_grows_and_formats),
         cmocka_unit_test(test_crypto_helpers),
         cmocka_unit_test(test_status_mapping_is_total),
