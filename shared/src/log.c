@@ -1,13 +1,14 @@
 /* JSON line logger.
  *
- * A line is built in a stack buffer and emitted with a single write(2): POSIX keeps writes of a
- * regular file or pipe from interleaving, so no lock is needed between threads. Lines longer than
+ * A line is built in a stack buffer. Unbuffered, it is emitted with a single write(2): POSIX
+ * keeps writes of a regular file or pipe from interleaving, so no lock is needed between threads. Lines longer than
  * the buffer are truncated at a field boundary rather than split.
  *
  * Buffered mode: whole lines are appended under a mutex to one block, written by whoever fills
  * it, by a warn/error line (before itself), or by the flusher thread every flush_ms. */
 #include "svc/log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -93,10 +94,11 @@ static int dump_cb(const char *data, size_t size, void *arg) {
     return 0;
 }
 
-/* Writes all of data (a short write of a regular file or pipe is resumed). */
+/* Writes all of data (a short or interrupted write is resumed). */
 static void write_all(int fd, const char *data, size_t len) {
     while (len > 0) {
         ssize_t w = write(fd, data, len);
+        if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return; /* nowhere left to report a failed log write */
         data += w;
         len -= (size_t)w;
