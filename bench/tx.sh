@@ -204,10 +204,25 @@ echo "bench tx: pgbench -c$CONNECTIONS -j${BENCH_THREADS:-2} -T$SECONDS_T, one I
 pgbench_once before
 pg_before=$PG_TPS
 
+# The posting batcher's counters, summed over the transactions instances (before/after tx_post).
+batch_counters() {
+    local f port
+    for f in "$RUN_DIR"/env/transactions-*.env; do
+        port=$(awk -F= '/^HTTP_PORT=/ { print $2 }' "$f")
+        curl -s "http://127.0.0.1:$port/metrics" || true
+    done | awk '/^transactions_post_batches_total/ { b += $2 } /^transactions_post_batched_total/ { i += $2 }
+                /^transactions_post_alone_total/ { a += $2 } END { printf "%d %d %d\n", b, i, a }'
+}
+read -r batches0 batched0 alone0 < <(batch_counters)
+
 echo "bench tx: wrk -t${BENCH_THREADS:-2} -c$CONNECTIONS -d$DURATION (warm-up ${BENCH_WARMUP:-3s}) against $NGINX_URL"
 ticks0=$(cpu_ticks)
 wrk_measure tx_post "$NGINX_URL/api/transactions" -s "$TMP/post.lua"
 echo "  CPU taken by the host (steal) during tx_post: $(steal_pct "$ticks0" "$(cpu_ticks)") %"
+read -r batches1 batched1 alone1 < <(batch_counters)
+awk -v b=$((batches1 - batches0)) -v i=$((batched1 - batched0)) -v a=$((alone1 - alone0)) 'BEGIN {
+    printf "  posting batches: %d statements, %d postings, mean %.2f per statement, %d left to post alone\n",
+        b, i, b ? i / b : 0, a }'
 
 pgbench_once after
 pg_tps=$(awk -v a="$pg_before" -v b="$PG_TPS" 'BEGIN { printf "%.1f", (a + b) / 2 }')

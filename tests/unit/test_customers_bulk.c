@@ -30,6 +30,7 @@
 #include "bulk_repo.h"
 #include "bulk_upsert.h"
 #include "svc/pg.h"
+#include "testdb.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                     */
@@ -549,102 +550,19 @@ static void test_bulk_copy_of_new_users_has_fresh_v7_ids_and_deleted_at_only_whe
 /* ------------------------------------------------------------------------------------------ */
 /* database                                                                                    */
 
-static const char *g_conninfo;
-static const char *g_password;
-static char g_dbname[64];
-static char g_test_conninfo[1024];
+static struct testdb g_tdb;
 static struct customers_ctx g_cx;
-static PGconn *g_db;            /* superuser connection to the test database */
+static PGconn *g_db;            /* superuser connection to the test database (g_tdb.db) */
 
-static void quiet(void *arg, const char *message) {}
-
-static PGconn *connect_to(const char *conninfo) {
-    const char *keys[] = {"dbname", "password", NULL};
-    const char *vals[] = {conninfo, g_password, NULL};
-    if (!g_password) keys[1] = NULL;
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-        print_error("test_customers_bulk: connect failed: %s\n", c ? PQerrorMessage(c) : "out of memory");
-        PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, quiet, NULL);
-    return c;
-}
-
-static int exec_ok(PGconn *c, const char *sql) {
-    PGresult *r = PQexec(c, sql);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc) print_error("test_customers_bulk: %.80s: %s\n", sql, PQresultErrorMessage(r));
-    PQclear(r);
-    return rc;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Applies db/customers/NNN_*.sql in order, as the service's migration runner would. */
-static int apply_migrations(PGconn *c) {
-    DIR *d = opendir("db/customers");
-    if (!d) { print_error("test_customers_bulk: run from the repository root (db/customers)\n"); return -1; }
-    char *names[64];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 64) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && !strcmp(e->d_name + len - 4, ".sql")) names[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
-    int rc = exec_ok(c, "CREATE SCHEMA customers");
-    for (int i = 0; i < n; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "db/customers/%s", names[i]);
-        FILE *f = fopen(path, "rb");
-        char *sql = NULL;
-        if (f) {
-            fseek(f, 0, SEEK_END);
-            long len = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            sql = calloc(1, (size_t)len + 1);
-            if (sql && fread(sql, 1, (size_t)len, f) != (size_t)len) { free(sql); sql = NULL; }
-            fclose(f);
-        }
-        if (!sql || (rc == 0 && exec_ok(c, sql) != 0)) rc = -1;
-        free(sql);
-        free(names[i]);
-    }
-    return rc;
-}
 
 static int db_setup(void **state) {
-    g_conninfo = getenv("TEST_PG_CONNINFO");
-    g_password = getenv("TEST_PG_PASSWORD");
-    if (!g_conninfo || !*g_conninfo || !g_password) {
-        print_error("test_customers_bulk: TEST_PG_CONNINFO and TEST_PG_PASSWORD must be set (a PostgreSQL "
-                    "superuser conninfo without password, and its password or an empty string)\n");
-        return -1;
-    }
-    if (!*g_password) g_password = NULL;
-    PGconn *admin = connect_to(g_conninfo);
-    if (!admin) return -1;
-    snprintf(g_dbname, sizeof g_dbname, "bulk_test_%d", (int)getpid());
-    char sql[160];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", g_dbname);
-    int rc = exec_ok(admin, sql);
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_dbname);
-    if (rc == 0) rc = exec_ok(admin, sql);
-    PQfinish(admin);
-    if (rc) return -1;
-    /* a later keyword wins in a conninfo string, so appending dbname switches the database */
-    snprintf(g_test_conninfo, sizeof g_test_conninfo, "%s dbname=%s", g_conninfo, g_dbname);
-    g_db = connect_to(g_test_conninfo);
-    if (!g_db || apply_migrations(g_db) != 0) return -1;
-
+    if (testdb_create(&g_tdb, "bulk_test", "customers") != 0) return -1;
+    g_db = g_tdb.db;
     memset(&g_cx, 0, sizeof g_cx);
     int devnull = open("/dev/null", O_WRONLY);
     svc_log_init(&g_cx.app.log, "customers", "test", "error", devnull);
     struct svc_pg_config cfg = {
-        .conninfo = g_test_conninfo, .password = g_password, .size = 16, .acquire_timeout_ms = 5000,
+        .conninfo = g_tdb.conninfo, .password = g_tdb.password, .size = 16, .acquire_timeout_ms = 5000,
         .statement_timeout_ms = 30000, .connect_timeout_s = 3, .application_name = "test_customers_bulk",
     };
     g_cx.app.pg = svc_pg_pool_new(&cfg);
@@ -655,18 +573,11 @@ static int db_setup(void **state) {
 static int db_teardown(void **state) {
     if (g_cx.app.pg) svc_pg_pool_free(g_cx.app.pg);
     g_cx.app.pg = NULL;
-    PQfinish(g_db);
     g_db = NULL;
-    PGconn *admin = connect_to(g_conninfo);
-    if (!admin) return -1;
-    char sql[160];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_dbname);
-    int rc = exec_ok(admin, sql);
-    PQfinish(admin);
-    return rc;
+    return testdb_drop(&g_tdb);
 }
 
-static int db_reset(void **state) { return exec_ok(g_db, "TRUNCATE customers.users"); }
+static int db_reset(void **state) { return testdb_exec(g_db, "TRUNCATE customers.users"); }
 
 /* First column of the first row as a new string ("" for NULL); fails the test on error. */
 static char *q(const char *fmt, ...) {
@@ -797,7 +708,7 @@ static void test_bulk_db_deleted_soft_deletes_and_a_newer_record_undeletes(void 
 }
 
 static void test_bulk_db_existing_local_user_keeps_password_role_permissions_and_source(void **state) {
-    assert_int_equal(exec_ok(g_db, "INSERT INTO customers.users (user_name, email, name, password_hash, role, permissions)"
+    assert_int_equal(testdb_exec(g_db, "INSERT INTO customers.users (user_name, email, name, password_hash, role, permissions)"
                                    " VALUES ('Gus', 'gus@example.com', 'Gus', '$argon2id$fake', 'admin', '{users:read}')"), 0);
     json_t *res = upsert(json_pack("[o]", rec("gus", "gus@example.org", "Gus Legacy", 8, false, "2019-01-01T00:00:00Z")));
     assert_counts(res, 0, 1, 0, 0, 0);
@@ -808,7 +719,7 @@ static void test_bulk_db_existing_local_user_keeps_password_role_permissions_and
 }
 
 static void test_bulk_db_email_held_by_another_user_is_reported_and_the_rest_applied(void **state) {
-    assert_int_equal(exec_ok(g_db, "INSERT INTO customers.users (user_name, email, name) VALUES ('holder', 'Taken@Example.com', 'H')"), 0);
+    assert_int_equal(testdb_exec(g_db, "INSERT INTO customers.users (user_name, email, name) VALUES ('holder', 'Taken@Example.com', 'H')"), 0);
     json_t *users = json_array();
     json_array_append_new(users, rec("ivy", "ivy@example.com", "Ivy", 9, false, "2021-01-01T00:00:00Z"));
     json_array_append_new(users, rec("jack", "taken@EXAMPLE.com", "Jack", 10, false, "2021-01-01T00:00:00Z"));
@@ -988,16 +899,16 @@ static void wait_for_bulk_lock_wait(const char *wait_event) {
 
 static void test_bulk_db_registration_racing_the_batch_is_retried_and_reported(void **state) {
     /* another session registers an email the batch wants, after our check and before our insert */
-    PGconn *reg = connect_to(g_test_conninfo);
+    PGconn *reg = testdb_connect(&g_tdb);
     assert_non_null(reg);
-    assert_int_equal(exec_ok(reg, "BEGIN"), 0);
-    assert_int_equal(exec_ok(reg, "INSERT INTO customers.users (user_name, email, name) VALUES ('reg', 'race@example.com', 'R')"), 0);
+    assert_int_equal(testdb_exec(reg, "BEGIN"), 0);
+    assert_int_equal(testdb_exec(reg, "INSERT INTO customers.users (user_name, email, name) VALUES ('reg', 'race@example.com', 'R')"), 0);
     struct bulk_call bc = {.users = json_pack("[o,o]", rec("pat", "RACE@example.com", "Pat", 20, false, "2021-01-01T00:00:00Z"),
                                               rec("quin", "quin@example.com", "Quin", 21, false, "2021-01-01T00:00:00Z"))};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, bulk_call_main, &bc), 0);
     wait_for_bulk_lock_wait("transactionid"); /* our INSERT waits on the uncommitted email */
-    assert_int_equal(exec_ok(reg, "COMMIT"), 0);
+    assert_int_equal(testdb_exec(reg, "COMMIT"), 0);
     pthread_join(th, NULL);
     PQfinish(reg);
     assert_counts(bc.result, 1, 0, 0, 0, 1);
@@ -1010,16 +921,16 @@ static void test_bulk_db_copy_refused_by_a_just_committed_email_falls_back_to_th
     /* a first-import batch (no name stored) whose COPY waits on another session's uncommitted
      * email; once that commits, the COPY is refused and the same transaction continues on the
      * staged path: the other rows go in, the one row is reported, nothing is retried */
-    PGconn *a = connect_to(g_test_conninfo);
+    PGconn *a = testdb_connect(&g_tdb);
     assert_non_null(a);
-    assert_int_equal(exec_ok(a, "BEGIN"), 0);
-    assert_int_equal(exec_ok(a, "INSERT INTO customers.users (user_name, email, name) VALUES ('ray', 'ray@example.com', 'R')"), 0);
+    assert_int_equal(testdb_exec(a, "BEGIN"), 0);
+    assert_int_equal(testdb_exec(a, "INSERT INTO customers.users (user_name, email, name) VALUES ('ray', 'ray@example.com', 'R')"), 0);
     struct bulk_call bc = {.users = json_pack("[o,o]", rec("sam", "ray@example.com", "Sam", 22, false, "2021-01-01T00:00:00Z"),
                                               rec("tim", "tim@example.com", "Tim", 23, true, "2021-01-01T00:00:00Z"))};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, bulk_call_main, &bc), 0);
     wait_for_bulk_lock_wait("transactionid");
-    assert_int_equal(exec_ok(a, "COMMIT"), 0);
+    assert_int_equal(testdb_exec(a, "COMMIT"), 0);
     pthread_join(th, NULL);
     PQfinish(a);
     assert_counts(bc.result, 0, 0, 1, 0, 1);
@@ -1034,24 +945,24 @@ static void test_bulk_db_retry_after_a_conflict_waits_for_every_running_batch(vo
     /* two sessions play running bulk upserts (shared advisory lock); the first wins an email.
      * "sam" is stored already, so the batch's COPY is refused at once and the staged upsert is
      * the one that meets the uncommitted email. */
-    assert_int_equal(exec_ok(g_db, "INSERT INTO customers.users (user_name, email, name) VALUES ('sam', NULL, 'S')"), 0);
-    PGconn *a = connect_to(g_test_conninfo), *b = connect_to(g_test_conninfo);
+    assert_int_equal(testdb_exec(g_db, "INSERT INTO customers.users (user_name, email, name) VALUES ('sam', NULL, 'S')"), 0);
+    PGconn *a = testdb_connect(&g_tdb), *b = testdb_connect(&g_tdb);
     assert_non_null(a);
     assert_non_null(b);
     const char *lock = "SELECT pg_advisory_xact_lock_shared(hashtext('customers:bulk-upsert'))";
-    assert_int_equal(exec_ok(a, "BEGIN"), 0);
-    assert_int_equal(exec_ok(a, lock), 0);
-    assert_int_equal(exec_ok(a, "INSERT INTO customers.users (user_name, email, name) VALUES ('ray', 'ray@example.com', 'R')"), 0);
-    assert_int_equal(exec_ok(b, "BEGIN"), 0);
-    assert_int_equal(exec_ok(b, lock), 0);
+    assert_int_equal(testdb_exec(a, "BEGIN"), 0);
+    assert_int_equal(testdb_exec(a, lock), 0);
+    assert_int_equal(testdb_exec(a, "INSERT INTO customers.users (user_name, email, name) VALUES ('ray', 'ray@example.com', 'R')"), 0);
+    assert_int_equal(testdb_exec(b, "BEGIN"), 0);
+    assert_int_equal(testdb_exec(b, lock), 0);
     struct bulk_call bc = {.users = json_pack("[o]", rec("sam", "ray@example.com", "Sam", 22, false, "2021-01-01T00:00:00Z"))};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, bulk_call_main, &bc), 0);
     wait_for_bulk_lock_wait("transactionid");
-    assert_int_equal(exec_ok(a, "COMMIT"), 0);
+    assert_int_equal(testdb_exec(a, "COMMIT"), 0);
     /* the batch lost the race; its retry must wait for b although b holds only a shared lock */
     wait_for_bulk_lock_wait("advisory");
-    assert_int_equal(exec_ok(b, "COMMIT"), 0);
+    assert_int_equal(testdb_exec(b, "COMMIT"), 0);
     pthread_join(th, NULL);
     PQfinish(a);
     PQfinish(b);
@@ -1111,7 +1022,7 @@ static int raw_copy_batch(PGconn *c, json_t *batch) {
 
 static void *bench_worker(void *arg) {
     struct bench_job *j = arg;
-    PGconn *c = j->raw_copy ? connect_to(g_test_conninfo) : NULL;
+    PGconn *c = j->raw_copy ? testdb_connect(&g_tdb) : NULL;
     for (;;) {
         size_t k = atomic_fetch_add(&j->next, 1);
         if (k >= j->nbatches) break;
@@ -1145,7 +1056,7 @@ static int run_bench(long rows) {
         return 2;
     }
     if (db_setup(NULL) != 0) return 1;
-    if (exec_ok(g_db, "CREATE TABLE bench_raw (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), idx int, user_name text,"
+    if (testdb_exec(g_db, "CREATE TABLE bench_raw (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), idx int, user_name text,"
                       " email text, name text, legacy_id bigint, deleted boolean, updated_at timestamptz)") != 0)
         return 1;
     struct bench_job j = {.nbatches = (size_t)((rows + batch - 1) / batch)};

@@ -13,6 +13,8 @@
 #include "svc/svctoken.h"
 #include "svc/tcache.h"
 
+struct post_batch;
+
 #define TX_CUSTOMERS_UPSTREAM "customers"
 
 struct tx_ctx {
@@ -21,6 +23,8 @@ struct tx_ctx {
     struct httpc *http;            /* owned; upstream "customers" */
     struct svctoken *token;        /* owned */
     struct svc_tcache *ucache_l1;  /* owned; NULL when USER_LOCAL_CACHE_MS=0 (Redis only) */
+    struct post_batch *batcher;    /* owned; NULL when POST_BATCH_MAX=1 (every posting alone) */
+    struct svc_pg_pool *batch_pg;  /* owned; the batcher's connections (POST_BATCH_LEADERS), or NULL */
 
     /* settings */
     const char *customers_url;
@@ -29,6 +33,8 @@ struct tx_ctx {
     long idem_ttl_s;               /* idempotency record lifetime */
     long user_local_cache_ms;      /* in-process layer in front of uexists:{id} (0 = off) */
     int64_t max_amount_cents;
+    long post_batch_max;           /* postings per batch statement; 1 = no batching */
+    long post_batch_leaders;       /* batch statements at once per instance */
 
     /* metrics */
     atomic_ulong *created[4];      /* by enum tx_type */
@@ -39,6 +45,9 @@ struct tx_ctx {
     atomic_ulong *ucache_hit;
     atomic_ulong *ucache_miss;
     atomic_ulong *customers_unavailable;
+    atomic_ulong *post_batches;    /* statements run by the batcher */
+    atomic_ulong *post_batched;    /* postings in them */
+    atomic_ulong *post_alone;      /* postings a batch left to the posting function */
 };
 
 static inline struct tx_ctx *tx_ctx_of(struct svc_app *app) { return svc_app_service(app, struct tx_ctx); }

@@ -7,8 +7,10 @@
 
 #include "ctx.h"
 #include "money.h"
+#include "post_batch.h"
 #include "routes.h"
 #include "tx_repo.h"
+#include "transactions.h"
 #include "tx_request.h"
 #include "txcache.h"
 
@@ -24,6 +26,8 @@ static void load_settings(struct tx_ctx *cx) {
     const char *max = svc_config_str(c, "TX_MAX_AMOUNT", "1000000000.00");
     if (max && money_parse_amount(max, INT64_C(999999999999999), &cx->max_amount_cents))
         svc_config_error(c, "TX_MAX_AMOUNT", "must be a positive decimal amount with at most 2 decimals");
+    cx->post_batch_max = svc_config_int(c, "POST_BATCH_MAX", 32, 1, TX_BATCH_MAX < PB_BATCH_CAP ? TX_BATCH_MAX : PB_BATCH_CAP);
+    cx->post_batch_leaders = svc_config_int(c, "POST_BATCH_LEADERS", 1, 1, 64);
     svc_auth_init(&cx->auth, &cx->app, false);
 
     struct svc_metrics *m = &cx->app.metrics;
@@ -42,6 +46,13 @@ static void load_settings(struct tx_ctx *cx) {
                                            "Postings refused by a ledger rule.");
     cx->customers_unavailable = svc_metrics_counter(m, "transactions_refused_total", "reason=\"customers_unavailable\"",
                                                     "Postings refused by a ledger rule.");
+    cx->post_batches = svc_metrics_counter(m, "transactions_post_batches_total", NULL,
+                                           "Posting statements run by the batcher (deposits and withdrawals).");
+    cx->post_batched = svc_metrics_counter(m, "transactions_post_batched_total", NULL,
+                                           "Postings in those statements (divided by batches: the mean batch size).");
+    cx->post_alone = svc_metrics_counter(m, "transactions_post_alone_total", NULL,
+                                         "Postings a batch left to the posting function (key in flight or used, "
+                                         "insufficient funds, first posting in a currency, batch rolled back).");
     cx->ucache_hit = svc_metrics_counter(m, "cache_requests_total", "cache=\"user_exists\",result=\"hit\"",
                                          "User-existence cache lookups.");
     cx->ucache_miss = svc_metrics_counter(m, "cache_requests_total", "cache=\"user_exists\",result=\"miss\"",
@@ -116,6 +127,8 @@ static int ready_hook(struct svc_app *app, json_t *checks) {
 static void metrics_hook(struct svc_app *app, struct svc_buf *out) { httpc_metrics_render(tx_ctx_of(app)->http, out); }
 
 static void cleanup(struct tx_ctx *cx) {
+    pb_free(cx->batcher);
+    if (cx->batch_pg) svc_pg_pool_free(cx->batch_pg);
     svc_tcache_free(cx->ucache_l1);
     svc_auth_free(&cx->auth);
     httpc_free(cx->http);
@@ -144,6 +157,19 @@ int main(void) {
     if (cx.user_local_cache_ms > 0) {
         cx.ucache_l1 = svc_tcache_new(&cx.app.redis_cfg, TXCACHE_PREFIX, 4096, cx.user_local_cache_ms, &cx.app.log);
         if (!cx.ucache_l1) svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "local user cache unavailable; Redis only", NULL);
+    }
+    if (cx.post_batch_max > 1) {
+        struct svc_pg_config bc = cx.app.pg_cfg;
+        bc.size = (int)cx.post_batch_leaders;
+        bc.on_connect = tx_repo_prepare_batch;
+        cx.batch_pg = svc_pg_pool_new(&bc);
+        cx.batcher = cx.batch_pg ? pb_new((int)cx.post_batch_leaders, (int)cx.post_batch_max, tx_run_batch, &cx) : NULL;
+        if (!cx.batcher) {
+            svc_log(&cx.app.log, SVC_LOG_ERROR, NULL, "cannot create the posting batcher", NULL);
+            svc_app_close(&cx.app);
+            cleanup(&cx);
+            return EXIT_FAILURE;
+        }
     }
     int rc = svc_app_run(&cx.app);
     cleanup(&cx);

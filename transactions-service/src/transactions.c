@@ -7,6 +7,7 @@
 
 #include "customers_client.h"
 #include "idempotency.h"
+#include "post_batch.h"
 #include "tx_repo.h"
 #include "tx_request.h"
 #include "txcache.h"
@@ -137,6 +138,61 @@ static bool check_users(struct tx_ctx *cx, const char *cid, const char *const *i
     return true;
 }
 
+void tx_run_batch(void *ctx, struct pb_item **items, int n) {
+    struct tx_ctx *cx = ctx;
+    struct tx_batch_item *bi[PB_BATCH_CAP];
+    for (int i = 0; i < n; i++) bi[i] = items[i]->data;
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->batch_pg, -1, &st);
+    if (!c) {
+        for (int i = 0; i < n; i++) {
+            memset(&bi[i]->out, 0, sizeof bi[i]->out);
+            memset(&bi[i]->err, 0, sizeof bi[i]->err);
+            bi[i]->st = st;
+        }
+        return;
+    }
+    struct tx_repo_err err;
+    st = tx_repo_post_batch(c, bi, n, cx->idem_ttl_s, &err);
+    svc_pg_release(cx->batch_pg, c);
+    atomic_fetch_add_explicit(cx->post_batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(cx->post_batched, (unsigned long)n, memory_order_relaxed);
+    if (st != SVC_OK && n > 1)
+        svc_logf(&cx->app.log, SVC_LOG_WARN, NULL, "posting batch failed; its postings run one by one",
+                 "{s:i,s:s}", "postings", n, "sqlstate", err.sqlstate[0] ? err.sqlstate : "-");
+}
+
+/* Posts a validated request. Deposits and withdrawals go through the batcher when it is on, and
+ * what a batch leaves (SVC_NOT_FOUND) to the posting function; transfers (and everything when
+ * the batcher is off) go to tx_repo_post. */
+static svc_status post(struct tx_ctx *cx, const char *tx_id, const char *me, const char *key, const char *hash,
+                       const struct tx_create_req *rq, struct tx_posting *p, struct tx_repo_err *err) {
+    bool alone = false;
+    if (cx->batcher && (rq->type == TX_DEPOSIT || rq->type == TX_WITHDRAWAL)) {
+        struct tx_batch_item bi = {.tx_id = tx_id, .user_id = me, .key = key, .hash = hash, .rq = rq};
+        struct pb_item it = {.data = &bi, .group = me};
+        pb_submit(cx->batcher, &it);
+        if (bi.st != SVC_NOT_FOUND) {
+            *p = bi.out;
+            *err = bi.err;
+            return bi.st;
+        }
+        atomic_fetch_add_explicit(cx->post_alone, 1, memory_order_relaxed);
+        alone = true;
+    }
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (!c) {
+        memset(p, 0, sizeof *p);
+        memset(err, 0, sizeof *err);
+        return st;
+    }
+    st = alone ? tx_repo_post_alone(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err)
+               : tx_repo_post(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err);
+    svc_pg_release(cx->app.pg, c);
+    return st;
+}
+
 struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                            const char *idem_key, const json_t *body) {
     struct tx_answer a;
@@ -163,15 +219,11 @@ struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_
         goto refused;
     }
 
-    svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return db_unavailable();
     struct tx_posting p;
     struct tx_repo_err err;
     char tx_id[SVC_UUID_LEN + 1];
     svc_uuid7(tx_id);
-    st = tx_repo_post(c, tx_id, me, idem_key, hash, &rq, cx->idem_ttl_s, &p, &err);
-    svc_pg_release(cx->app.pg, c);
+    svc_status st = post(cx, tx_id, me, idem_key, hash, &rq, &p, &err);
     return st == SVC_OK ? from_posting(cx, &p, rq.type) : repo_failure(cx, cid, "post", st, &err);
 
 refused:

@@ -4,14 +4,15 @@
  * Write path (POST /api/transactions), in order:
  *   1. the caller must be a user (service tokens are refused), the Idempotency-Key valid and the
  *      body valid (400s: nothing is remembered for the key, the client may fix and retry);
- *   2. ONE Redis round trip: the user-existence cache for caller and recipient + the key's
- *      in-flight lock; when another request holds it, the key's stored result is the answer if
- *      there is one, else 409 idempotency_request_in_progress;
+ *   2. the user-existence check of caller and recipient: the in-process cache, then Redis (one
+ *      pipelined round trip), see txcache.h;
  *   3. cache misses are looked up in customers-service (503 customers_unavailable with
  *      Retry-After when it cannot answer: nothing written), answers cached;
- *   4. ONE database call (transactions.post_transaction) that replays, refuses a reused key,
- *      or posts the transaction and stores its response under the key, atomically;
- *   5. the lock is released unless a result was stored (then it simply expires: see txcache.h).
+ *   4. the posting, one database statement: deposits and withdrawals are combined with those
+ *      arriving at the same moment into one statement and one commit (post_batch.h,
+ *      tx_repo_post_batch); what a batch leaves (a key in flight or used, insufficient funds, a
+ *      first posting in a currency) and transfers go to transactions.post_transaction, which
+ *      replays, refuses a reused key (422) or one in flight (409), or posts, atomically.
  * When step 3 refuses the request (customers down, recipient gone, caller gone), the key's
  * stored result is looked up first: a request that already succeeded is replayed, as Stripe
  * does, instead of being refused because the world changed since.
@@ -35,6 +36,12 @@ struct tx_answer {
     bool replayed;              /* answer with Idempotent-Replayed: true */
     uint32_t retry_after_s;     /* > 0: answer with Retry-After */
 };
+
+struct pb_item;
+
+/* The batcher's exec (post_batch.h) over struct tx_batch_item data: one pooled connection, one
+ * tx_repo_post_batch. ctx is the struct tx_ctx. */
+void tx_run_batch(void *ctx, struct pb_item **items, int n);
 
 struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                            const char *idem_key, const json_t *body);

@@ -19,6 +19,7 @@
  * 44-51: a gain within this machine's noise, kept because it does strictly less work. */
 #include "tx_repo.h"
 
+#include "pg_array.h"
 #include "tx_json.h"
 
 #include <stdio.h>
@@ -68,6 +69,45 @@ static const char WITHDRAW_SQL[] =
     NEW_ROW("withdrawal", "$2::uuid", EXTERNAL_ACCOUNT) " FROM d RETURNING x.created_at)"
     ANSWER;
 
+/* Many deposits and withdrawals in one statement (tx_repo_post_batch), as arrays unnested into
+ * rows: $1 ids, $2 users, $3 keys, $4 request hashes, $5 amounts, $6 currencies, $7 descriptions,
+ * $8 deposit (true) or withdrawal (false), $9 key TTL (s). Per posting it does what the
+ * one-posting statements do, with two additions that let one posting be left out without failing
+ * the others:
+ * - l locks the batch's balance rows in (user_id, currency) order, the order every posting path
+ *   locks balances in, so two batches (two instances) or a batch and a transfer cannot deadlock;
+ * - a posting whose key is already used is left out (NOT EXISTS) instead of failing the unique
+ *   index, which would roll the whole batch back. A key used by a commit racing this statement
+ *   still fails it (23505): the caller then posts each item alone.
+ * The credit/debit, the key's advisory lock (tried, never waited for) and the row are as in
+ * DEPOSIT_SQL / WITHDRAW_SQL; what is not posted (no balance row yet, not enough funds, key in
+ * flight or used) returns no row and is decided by the posting function afterwards. */
+#define BATCH_STMT "tx_post_batch_v1"
+static const char BATCH_SQL[] =
+    "WITH i AS MATERIALIZED (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+    "        $5::numeric(20,2)[], $6::text[], $7::text[], $8::bool[])"
+    "        AS u(id, user_id, key, hash, amount, currency, description, deposit)),"
+    " l AS (SELECT b.user_id, b.currency FROM transactions.balances b"
+    "         JOIN i ON b.user_id = i.user_id AND b.currency = i.currency"
+    "        ORDER BY b.user_id, b.currency FOR UPDATE OF b),"
+    " c AS (UPDATE transactions.balances b"
+    "          SET balance = CASE WHEN i.deposit THEN b.balance + i.amount ELSE b.balance - i.amount END,"
+    "              updated_at = now()"
+    "         FROM l JOIN i ON i.user_id = l.user_id AND i.currency = l.currency"
+    "        WHERE b.user_id = l.user_id AND b.currency = l.currency AND (i.deposit OR b.balance >= i.amount)"
+    "          AND NOT EXISTS (SELECT 1 FROM transactions.transactions k"
+    "                           WHERE k.created_by = i.user_id AND k.idem_key = i.key)"
+    "          AND pg_try_advisory_xact_lock(1, hashtext(i.user_id::text || '/' || i.key))"
+    "        RETURNING i.*),"
+    " t AS (INSERT INTO transactions.transactions AS x (" TX_COLUMNS ")"
+    "       SELECT c.id, CASE WHEN c.deposit THEN 'deposit' ELSE 'withdrawal' END, 'completed', c.amount,"
+    "              c.currency, c.description, c.user_id, NULL, NULL, NULL, c.user_id, now(), now(),"
+    "              CASE WHEN c.deposit THEN " EXTERNAL_ACCOUNT " ELSE c.user_id END,"
+    "              CASE WHEN c.deposit THEN c.user_id ELSE " EXTERNAL_ACCOUNT " END,"
+    "              c.key, c.hash, now() + make_interval(secs => $9::int)"
+    "         FROM c RETURNING x.id, x.created_at)"
+    " SELECT t.id::text, extract(epoch FROM t.created_at)::text FROM t";
+
 static svc_status map_error(PGconn *c, PGresult *res, struct tx_repo_err *err) {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (!state) return PQstatus(c) == CONNECTION_OK ? SVC_INTERNAL : SVC_UNAVAILABLE;
@@ -106,7 +146,15 @@ int tx_repo_prepare(PGconn *c, void *unused) {
     PQclear(PQprepare(c, POST_STMT, POST_SQL, 10, NULL));
     PQclear(PQprepare(c, DEPOSIT_STMT, DEPOSIT_SQL, 8, NULL));
     PQclear(PQprepare(c, WITHDRAW_STMT, WITHDRAW_SQL, 8, NULL));
+    PQclear(PQprepare(c, BATCH_STMT, BATCH_SQL, 9, NULL));
     return 0;
+}
+
+int tx_repo_prepare_batch(PGconn *c, void *unused) {
+    PGresult *res = PQexec(c, "SET plan_cache_mode = force_generic_plan");
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+    PQclear(res);
+    return rc ? rc : tx_repo_prepare(c, unused);
 }
 
 /* Executes a prepared statement, preparing it first when this session does not know it. */
@@ -125,6 +173,21 @@ static PGresult *exec_prepared(PGconn *c, const char *name, const char *sql, int
 /* The one-statement deposit or withdrawal. SVC_OK with out filled when it posted; SVC_NOT_FOUND
  * when it did nothing (key in flight or used, insufficient funds, no balance row yet) and the
  * function must decide; else an error. */
+/* The "created" answer of a deposit or withdrawal the fast statements posted, from the epoch
+ * text of its created_at. */
+static svc_status created(const char *tx_id, const char *user_id, const struct tx_create_req *rq, const char *epoch,
+                          struct tx_posting *out, struct tx_repo_err *err) {
+    struct tx_json_row row = {.id = tx_id, .type = tx_type_name(rq->type), .amount = rq->amount,
+                              .currency = rq->currency, .description = rq->description, .user_id = user_id};
+    if (!tx_json_epoch_us(epoch, &row.created_us)) {
+        snprintf(err->sqlstate, sizeof err->sqlstate, "XXTS");
+        return SVC_INTERNAL;
+    }
+    snprintf(out->verdict, sizeof out->verdict, "created");
+    out->status = 201;
+    return (out->body = tx_json_created(&row)) ? SVC_OK : SVC_INTERNAL;
+}
+
 static svc_status post_fast(PGconn *c, const char *const *v, const struct tx_create_req *rq, struct tx_posting *out,
                             struct tx_repo_err *err) {
     bool deposit = rq->type == TX_DEPOSIT;
@@ -132,16 +195,7 @@ static svc_status post_fast(PGconn *c, const char *const *v, const struct tx_cre
                                   8, v);
     svc_status st = SVC_NOT_FOUND;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1) {
-        struct tx_json_row row = {.id = v[0], .type = tx_type_name(rq->type), .amount = rq->amount,
-                                  .currency = rq->currency, .description = rq->description, .user_id = v[1]};
-        if (!tx_json_epoch_us(PQgetvalue(res, 0, 0), &row.created_us)) {
-            snprintf(err->sqlstate, sizeof err->sqlstate, "XXTS");
-            st = SVC_INTERNAL;
-        } else {
-            snprintf(out->verdict, sizeof out->verdict, "created");
-            out->status = 201;
-            st = (out->body = tx_json_created(&row)) ? SVC_OK : SVC_INTERNAL;
-        }
+        st = created(v[0], v[1], rq, PQgetvalue(res, 0, 0), out, err);
     } else if (PQresultStatus(res) != PGRES_TUPLES_OK && !is_state(res, "23505")) {
         st = map_error(c, res, err);
     }
@@ -161,9 +215,116 @@ svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const
         svc_status st = post_fast(c, fv, rq, out, err);
         if (st != SVC_NOT_FOUND) return st;
     }
+    return tx_repo_post_alone(c, tx_id, user_id, key, hash, rq, ttl_s, out, err);
+}
+
+svc_status tx_repo_post_alone(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
+                              const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
+                              struct tx_repo_err *err) {
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%ld", ttl_s);
     const char *v[10] = {tx_id, user_id, key, hash, tx_type_name(rq->type), rq->amount, rq->currency,
                         rq->description, rq->to_user_id[0] ? rq->to_user_id : NULL, ttl};
     return posting_result(c, exec_prepared(c, POST_STMT, POST_SQL, 10, v), out, err);
+}
+
+/* Sets every item still undecided (SVC_NOT_FOUND) to st with *err. */
+static void batch_settle(struct tx_batch_item *const *items, int n, svc_status st, const struct tx_repo_err *err) {
+    for (int i = 0; i < n; i++) {
+        if (items[i]->st != SVC_NOT_FOUND) continue;
+        items[i]->st = st;
+        items[i]->err = *err;
+    }
+}
+
+/* The nine array parameters of BATCH_SQL, in bufs[0..8]. */
+static bool batch_params(struct tx_batch_item *const *items, int n, long ttl_s, struct svc_buf *bufs) {
+    const char *col[8][TX_BATCH_MAX];
+    for (int i = 0; i < n; i++) {
+        const struct tx_batch_item *it = items[i];
+        col[0][i] = it->tx_id;
+        col[1][i] = it->user_id;
+        col[2][i] = it->key;
+        col[3][i] = it->hash;
+        col[4][i] = it->rq->amount;
+        col[5][i] = it->rq->currency;
+        col[6][i] = it->rq->description;
+        col[7][i] = it->rq->type == TX_DEPOSIT ? "t" : "f";
+    }
+    bool ok = true;
+    for (int k = 0; k < 8; k++) {
+        svc_buf_init(&bufs[k]);
+        pg_array_append(&bufs[k], col[k], n);
+        svc_buf_append(&bufs[k], "", 1);
+        ok = ok && !bufs[k].oom;
+    }
+    svc_buf_init(&bufs[8]);
+    svc_buf_printf(&bufs[8], "%ld", ttl_s);
+    svc_buf_append(&bufs[8], "", 1);
+    return ok && !bufs[8].oom;
+}
+
+svc_status tx_repo_post_batch(PGconn *c, struct tx_batch_item *const *items, int n, long ttl_s,
+                              struct tx_repo_err *err) {
+    memset(err, 0, sizeof *err);
+    for (int i = 0; i < n; i++) {
+        memset(&items[i]->out, 0, sizeof items[i]->out);
+        memset(&items[i]->err, 0, sizeof items[i]->err);
+        items[i]->st = SVC_NOT_FOUND;
+    }
+    if (n < 1 || n > TX_BATCH_MAX) {
+        snprintf(err->sqlstate, sizeof err->sqlstate, "XXBAT");
+        batch_settle(items, n, SVC_INTERNAL, err);
+        return SVC_INTERNAL;
+    }
+    if (n == 1) {
+        struct tx_batch_item *it = items[0];
+        char ttl[24];
+        snprintf(ttl, sizeof ttl, "%ld", ttl_s);
+        const char *fv[8] = {it->tx_id, it->user_id, it->key, it->hash, it->rq->amount, it->rq->currency,
+                             it->rq->description, ttl};
+        it->st = post_fast(c, fv, it->rq, &it->out, &it->err);
+        *err = it->err;
+        return it->st == SVC_OK || it->st == SVC_NOT_FOUND ? SVC_OK : it->st;
+    }
+
+    struct svc_buf bufs[9];
+    svc_status st = SVC_OK;
+    if (!batch_params(items, n, ttl_s, bufs)) {
+        st = SVC_INTERNAL;
+        snprintf(err->sqlstate, sizeof err->sqlstate, "XXOOM");
+        batch_settle(items, n, SVC_INTERNAL, err);
+    } else {
+        const char *v[9];
+        for (int k = 0; k < 9; k++) v[k] = bufs[k].data;
+        PGresult *res = exec_prepared(c, BATCH_STMT, BATCH_SQL, 9, v);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 2) {
+            for (int r = 0; r < PQntuples(res); r++) {
+                const char *id = PQgetvalue(res, r, 0);
+                for (int i = 0; i < n; i++) {
+                    struct tx_batch_item *it = items[i];
+                    if (it->st != SVC_NOT_FOUND || strcmp(it->tx_id, id)) continue;
+                    it->st = created(it->tx_id, it->user_id, it->rq, PQgetvalue(res, r, 1), &it->out, &it->err);
+                    break;
+                }
+            }
+        } else {
+            /* A statement that failed with an SQLSTATE was rolled back, whatever the code: the
+             * items stay SVC_NOT_FOUND and are each posted on their own, which reports its own
+             * outcome. Without one, or with a lost connection, nobody knows whether it committed. */
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            st = map_error(c, res, err);
+            if (st == SVC_OK) st = SVC_INTERNAL;
+            if (state) snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
+            if (!state || !strncmp(state, "08", 2) || !strcmp(state, "57P01"))
+                batch_settle(items, n, SVC_UNAVAILABLE, err);
+        }
+        PQclear(res);
+    }
+    for (int k = 0; k < 9; k++) svc_buf_free(&bufs[k]);
+    return st;
 }
 
 svc_status tx_repo_reverse(PGconn *c, const char *rev_id, const char *admin_id, const char *key, const char *hash,

@@ -1,9 +1,11 @@
 /* SQL of transactions-service and nothing else.
  *
- * Writes are one call each to the posting functions of db/transactions/002_posting.sql (one round
- * trip; the hot one is a prepared statement, prepared on a connection the first time it is used
- * there). Reads return their JSON already built by PostgreSQL (transactions.tx_json) as text the
- * caller owns (free()).
+ * Writes are one statement each (one round trip, one commit): a deposit or withdrawal is first
+ * tried as a plain data-modifying statement, alone or combined with others (tx_repo_post_batch);
+ * whatever that cannot decide, and every transfer and reversal, is one call of the posting
+ * functions (db/transactions/003_single_row_postings.sql). The hot statements are prepared on a
+ * connection when it opens, or the first time they are used there. Reads return their JSON
+ * already built by PostgreSQL (transactions.tx_json) as text the caller owns (free()).
  *
  * Every function takes a borrowed PGconn (the caller acquires and releases it) and uses
  * parameters only. Status results: SVC_OK, SVC_NOT_FOUND, SVC_UNPROCESSABLE / SVC_CONFLICT (a
@@ -42,6 +44,45 @@ struct tx_repo_err {
 svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
                         const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
                         struct tx_repo_err *err);
+
+/* Pool connect hook of the batcher's own connections: sets plan_cache_mode=force_generic_plan
+ * for the session, then prepares as tx_repo_prepare. Why: the batch statement's custom plan
+ * (estimated from each batch's array lengths) always looks cheaper than its generic one, so
+ * PostgreSQL kept re-planning it on every execution (37 % of its CPU at full POST load); the
+ * generic plan is the same nested loops. Other statements keep the default on the main pool
+ * (the list and summary filters profit from custom plans). Returns -1 when the SET fails. */
+int tx_repo_prepare_batch(PGconn *c, void *unused);
+
+/* The posting function alone (transactions.post_transaction), which decides every case: for a
+ * posting a batch left to be posted on its own. Same contract as tx_repo_post. */
+svc_status tx_repo_post_alone(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
+                              const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
+                              struct tx_repo_err *err);
+
+/* The most postings tx_repo_post_batch takes at once. */
+#define TX_BATCH_MAX 64
+
+/* One deposit or withdrawal of a batch (tx_repo_post_batch): its input, then what became of it. */
+struct tx_batch_item {
+    const char *tx_id, *user_id, *key, *hash;    /* borrowed */
+    const struct tx_create_req *rq;              /* borrowed; TX_DEPOSIT or TX_WITHDRAWAL */
+    /* out: SVC_OK posted (out filled, out.body owned by the item's caller); SVC_NOT_FOUND not
+     * posted here, post it with tx_repo_post_alone (key in flight, used or expired, insufficient
+     * funds, first posting in the currency, or the batch was rolled back); else a failure as in
+     * tx_repo_post (SVC_UNAVAILABLE when the connection failed: the outcome is unknown, as with
+     * any lost connection, and a retry with the same key replays or posts). */
+    svc_status st;
+    struct tx_posting out;
+    struct tx_repo_err err;
+};
+
+/* Posts items[0..n-1] (1 <= n <= TX_BATCH_MAX) in ONE statement and one commit. The users of
+ * the items must all differ. Every item's result is set. Returns SVC_OK when the statement ran
+ * (some items may still be SVC_NOT_FOUND); otherwise what went wrong with the batch as a whole,
+ * with err->sqlstate for the caller's log (the items then say what to do: SVC_NOT_FOUND when it
+ * was rolled back). One item runs as the one-posting statement, cheaper than the batch form. */
+svc_status tx_repo_post_batch(PGconn *c, struct tx_batch_item *const *items, int n, long ttl_s,
+                              struct tx_repo_err *err);
 
 svc_status tx_repo_reverse(PGconn *c, const char *rev_id, const char *admin_id, const char *key, const char *hash,
                            const char *tx_id, long ttl_s, struct tx_posting *out, struct tx_repo_err *err);
