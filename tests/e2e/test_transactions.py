@@ -17,6 +17,9 @@ What is covered:
 - idempotency (Stripe semantics): replay with Idempotent-Replayed: true and no second effect, the
   same key with another body → 422, concurrent duplicates take effect once (409 while in flight),
   keys are scoped per user, a request refused by validation does not consume its key;
+- concurrent deposits and withdrawals of many users (combined into posting batches by the
+  service) stay exact to the cent, with duplicates and reused keys among them, and the batcher's
+  counters (/metrics of each instance) show statements that carried several postings;
 - a session logged out at customers-service is refused here at once (401 session_revoked).
 
 Decisions:
@@ -28,9 +31,13 @@ Decisions:
   clock, so a run across midnight cannot flake.
 """
 
+import collections
+import concurrent.futures
 import datetime
 import decimal
 import json
+import os
+import random
 import re
 import threading
 import time
@@ -648,6 +655,242 @@ def test_concurrent_duplicates_take_effect_once_and_in_flight_ones_get_409(ctx):
     assert list_tx(ctx, b["access"]).json["total"] == total
     assert in_flight_seen > 0, ("%d rounds of 16 simultaneous duplicates never met a 409 "
                                 "idempotency_request_in_progress (they waited and replayed instead)" % rounds)
+
+
+# ------------------------------------------------------------------------------------ batched postings
+BATCH_COUNTERS = ("transactions_post_batches_total", "transactions_post_batched_total",
+                  "transactions_post_alone_total")
+
+
+def _batch_counters(ctx):
+    """The posting batcher's counters, summed over the transactions instances (direct /metrics)."""
+    out = dict.fromkeys(BATCH_COUNTERS, 0)
+    for inst in ctx.instances_of("transactions"):
+        r = ctx.http("GET", ctx.direct(inst, "/metrics"), timeout=5)
+        assert r.status == 200, "%s /metrics -> %d" % (inst, r.status)
+        samples, _ = lib.parse_prometheus(r.body.decode())
+        seen = set()
+        for name, _labels, value in samples:
+            if name in out:
+                out[name] += int(value)
+                seen.add(name)
+        assert seen == set(out), "%s /metrics lacks %s" % (inst, sorted(set(out) - seen))
+    return out
+
+
+def test_concurrent_deposits_and_withdrawals_are_batched_and_exact(ctx):
+    """Many users' deposits and withdrawals at once (the service combines them into posting
+    batches), with exact duplicates and reused keys among them: every effect is counted exactly
+    once, to the cent, and the batcher's counters show statements carrying several postings."""
+    run = os.urandom(4).hex()
+    rng = random.Random(run)
+    users = sessions(ctx, 12)
+    fund = "100.00"
+    owner = {u["id"]: u for u in users}
+    funding = {u["id"]: post_tx(ctx, u["access"], {"type": "deposit", "amount": fund}).json for u in users}
+    before = _batch_counters(ctx)
+
+    lock = threading.Lock()
+    keys = {}          # key -> {"user", "kind", "bodies": [body, ...], "answers": [(body index, phase, resp)]}
+    errors = []
+    seq = iter(range(1, 1 << 30))
+
+    def body_for(key, kind):
+        p = rng.random()
+        if kind == "reuse" or p < 0.45:
+            b = {"type": "deposit", "amount": money(rng.randint(1, 5000))}
+        elif p < 0.92:
+            b = {"type": "withdrawal", "amount": money(rng.randint(1, 6000))}
+        else:   # more than a balance can ever hold in this test: always insufficient_funds
+            b = {"type": "withdrawal", "amount": money(rng.randint(10000000, 99999999))}
+        b["description"] = "batch %s %s" % (run, key)
+        return b
+
+    def plan(kind):
+        key = "e2e-batch-%s-%d" % (run, next(seq))
+        body = body_for(key, kind)
+        bodies = [body]
+        if kind == "reuse":     # the same key with another amount, sent at the same moment
+            bodies.append(dict(body, amount=money(cents(body["amount"]) + 1)))
+        keys[key] = {"user": rng.choice(users), "kind": kind, "bodies": bodies, "answers": []}
+        return key
+
+    def send(key, bi, phase):
+        k = keys[key]
+        try:
+            r = tx(ctx, "POST", "/api/transactions", body=k["bodies"][bi], token=k["user"]["access"], key=key,
+                   timeout=15)
+        except Exception as exc:  # noqa: B902 - a transport error or a contract violation is reported
+            with lock:
+                errors.append("%s %s: %s: %s" % (key, k["bodies"][bi], type(exc).__name__, exc))
+            return None
+        with lock:
+            k["answers"].append((bi, phase, r))
+        return r
+
+    def run_job(key):
+        k = keys[key]
+        if k["kind"] == "single":
+            send(key, 0, "load")
+            return
+        gate = threading.Barrier(2)
+        pair = [0, 0] if k["kind"] == "twin" else [0, 1]
+
+        def half(bi):
+            gate.wait()
+            send(key, bi, "load")
+        other = threading.Thread(target=half, args=(pair[1],))
+        other.start()
+        half(pair[0])
+        other.join()
+
+    jobs = [plan("single") for _ in range(440)] + [plan("twin") for _ in range(60)] + \
+        [plan("reuse") for _ in range(20)]
+    rng.shuffle(jobs)
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=48) as pool:
+        list(pool.map(run_job, jobs))
+    load_s = time.monotonic() - t0
+    after = _batch_counters(ctx)
+
+    def in_flight(r):
+        return r.status == 409 and err_code(r) == "idempotency_request_in_progress"
+
+    # A request that met its twin in flight is sent again now, until it gets a final answer.
+    for key, k in keys.items():
+        for bi in {bi for bi, _, r in k["answers"] if in_flight(r)}:
+            deadline = time.monotonic() + 5
+            while True:
+                r = send(key, bi, "resend")
+                if r is None or not in_flight(r) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+
+    def original(k):
+        """(body index, JSON, phase) of the key's non-replayed 201s (more than one is a double effect)."""
+        return [(bi, r.json, phase) for bi, phase, r in k["answers"]
+                if r.status == 201 and r.headers.get("Idempotent-Replayed") != "true"]
+
+    # Afterwards, one key of each user that took effect: replays and another body, one at a time.
+    later = []
+    for u in users:
+        mine = [key for key, k in keys.items() if k["user"] is u and len(original(k)) == 1]
+        if mine:
+            later.append(rng.choice(mine))
+    for key in later:
+        k = keys[key]
+        bi = original(k)[0][0]
+        k["bodies"].append(dict(k["bodies"][bi], description="another body, same key"))
+        send(key, bi, "replay")
+        send(key, len(k["bodies"]) - 1, "replay")
+
+    # ---- every answer, key by key
+    counts = collections.Counter()
+    expected = {u["id"]: cents(fund) for u in users}
+    created = {}     # key -> the original 201 JSON
+    for key, k in keys.items():
+        uid = k["user"]["id"]
+        orig = original(k)
+        if len(orig) > 1:
+            errors.append("%s took effect %d times: %r" % (key, len(orig), [j for _, j, _ in orig]))
+            continue
+        obi, oj, ophase = orig[0] if orig else (None, None, None)
+        if oj is not None:
+            ob = k["bodies"][obi]
+            want = {"type": ob["type"], "amount": money(cents(ob["amount"])), "currency": "BRL", "user_id": uid,
+                    "to_user_id": None, "status": "completed", "description": ob["description"]}
+            got = {f: oj.get(f) for f in want} if isinstance(oj, dict) else oj
+            if got != want:
+                errors.append("%s: 201 %r does not describe the request %r" % (key, oj, ob))
+                continue
+            created[key] = oj
+            expected[uid] += cents(ob["amount"]) if ob["type"] == "deposit" else -cents(ob["amount"])
+            if cents(ob["amount"]) >= 10000000:
+                errors.append("%s: a withdrawal of %s from at most a few thousand was accepted" % (key, ob["amount"]))
+        last = {}
+        for bi, phase, r in k["answers"]:
+            b = k["bodies"][bi]
+            replayed = r.headers.get("Idempotent-Replayed") == "true"
+            code = err_code(r)
+            counts["%s %d%s%s" % (k["kind"], r.status, " " + code if code else "",
+                                  " replayed" if replayed else "")] += 1
+            last[bi] = r
+            ok = False
+            if r.status == 201:
+                ok = bi == obi and r.json == oj and (replayed or phase != "replay")
+            elif r.status == 422 and code == "insufficient_funds":
+                # not kept as the key's result, so a later request may still post; but once the
+                # key's 201 has been answered, the same request replays it
+                ok = b["type"] == "withdrawal" and phase != "replay" and not (phase == "resend" and ophase == "load")
+            elif r.status == 422 and code == "idempotency_key_reused":
+                ok = oj is not None and bi != obi
+            elif in_flight(r):
+                ok = phase != "replay" and (k["kind"] != "single" or phase == "resend") and \
+                    r.headers.get("Retry-After") is not None
+            if not ok:
+                errors.append("%s (%s, %s, body %r; key's 201: %r): %d replayed=%s %r" % (
+                    key, k["kind"], phase, b, oj, r.status, replayed, r.body[:300]))
+        if not last or any(in_flight(r) for r in last.values()):
+            errors.append("%s (%s) never got a final answer: %r" % (
+                key, k["kind"], [(bi, p, r.status) for bi, p, r in k["answers"]]))
+    for key in later:
+        phases = [(bi, r.status) for bi, p, r in keys[key]["answers"] if p == "replay"]
+        if len(phases) != 2:
+            errors.append("%s: the later replay / reuse got %r" % (key, phases))
+    print("     batching: %d requests in %.1f s; %s" % (sum(counts.values()), load_s, sorted(counts.items())))
+    print("     batching: counters before %r after %r" % (before, after))
+    assert not errors, "%d wrong answers (run %s):\n  %s" % (len(errors), run, "\n  ".join(errors[:15]))
+    assert counts["single 201"] >= 100 and any(c.startswith("single 422 insufficient_funds") for c in counts), counts
+
+    # ---- balances, transactions readable by their owner, the ledger
+    for u in users:
+        got = balance(ctx, u["access"])
+        assert cents(got) == expected[u["id"]], \
+            "user %s: balance %s, want %s = %s + deposits - withdrawals answered 201" % (
+                u["id"], got, money(expected[u["id"]]), fund)
+        assert cents(got) >= 0, "negative balance %s" % got
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        reads = list(pool.map(lambda kv: (kv[0], kv[1], get_tx(ctx, keys[kv[0]]["user"]["access"], kv[1]["id"], None)),
+                              created.items()))
+    for key, t, r in reads:
+        assert r.status == 200 and r.json == t, "GET /api/transactions/%s (key %s) -> %d %r, the 201 said %r" % (
+            t["id"], key, r.status, r.body[:300], t)
+    ids = ",".join("'%s'" % u["id"] for u in users)
+    rows = {}
+    for tid, uid, key, type_, amount in (line.split("|") for line in ctx.psql(
+            "SELECT id, user_id, coalesce(idem_key, ''), type, amount FROM transactions.transactions "
+            "WHERE user_id IN (%s) OR to_user_id IN (%s)" % (ids, ids)).out.splitlines() if line):
+        rows[tid] = (uid, key, type_, amount)
+    want_rows = {t["id"]: (t["user_id"], key, t["type"], t["amount"]) for key, t in created.items()}
+    for uid, t in funding.items():
+        want_rows[t["id"]] = (uid, rows.get(t["id"], (None, None))[1], "deposit", fund)
+    missing = sorted(set(want_rows) - set(rows))
+    extra = sorted(set(rows) - set(want_rows))
+    assert not missing and not extra, "ledger rows missing for 201s: %r; rows no 201 announced: %r" % (
+        missing[:5], [rows[i] for i in extra[:5]])
+    wrong = [(i, rows[i], want_rows[i]) for i in rows if rows[i] != want_rows[i]]
+    assert not wrong, "ledger rows differ from their 201s: %r" % wrong[:5]
+    per_user = collections.Counter(t["user_id"] for t in created.values())
+    for u in users:
+        n = list_tx(ctx, u["access"], {"limit": 1}).json["total"]
+        assert n == 1 + per_user[u["id"]], "user %s lists %d transactions, want 1 + %d keys answered 201" % (
+            u["id"], n, per_user[u["id"]])
+    bad = ctx.psql("""
+        SELECT b.user_id, b.balance, coalesce(sum(e.amount), 0) FROM transactions.balances b
+        LEFT JOIN transactions.entries e ON e.account_user_id = b.user_id AND e.currency = b.currency
+        WHERE b.user_id IN (%s) GROUP BY b.user_id, b.currency, b.balance
+        HAVING b.balance <> coalesce(sum(e.amount), 0) OR b.balance < 0""" % ids).out
+    assert not bad, "materialised balances differ from their entries or are negative: %s" % bad
+
+    # ---- the batcher combined postings
+    d = {k: after[k] - before[k] for k in BATCH_COUNTERS}
+    batches, batched = d["transactions_post_batches_total"], d["transactions_post_batched_total"]
+    assert batches > 0 and batched > batches, (
+        "no posting statement carried two or more postings: batches +%d, postings in them +%d, left alone +%d "
+        "(counters before %r, after %r)" % (batches, batched, d["transactions_post_alone_total"], before, after))
+
+
+test_concurrent_deposits_and_withdrawals_are_batched_and_exact.timeout = 60
 
 
 # ------------------------------------------------------------------------------------ sessions
