@@ -6,8 +6,15 @@
  * queue's head instead of freeing it, so queued callers are never stranded. */
 #include "post_batch.h"
 
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+enum { PB_WAITING = 0, PB_DONE = 1, PB_LEAD = 2 };
 
 struct post_batch {
     pthread_mutex_t mu;
@@ -80,45 +87,49 @@ static struct pb_item *dequeue_head(struct post_batch *pb) {
     return it;
 }
 
+/* Sleeps while *w == v (a futex wait returns early on a signal or a change: the loop re-checks). */
+static void wait_while(_Atomic uint32_t *w, uint32_t v) {
+    while (atomic_load_explicit(w, memory_order_acquire) == v)
+        syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+}
+
+/* Publishes v in *w and wakes its sleeper. The item may be gone the moment v is visible (its
+ * caller returns): the wake only passes the address to the kernel, which for a private futex
+ * reads nothing there; at worst it wakes a later waiter on a reused address, whose loop waits
+ * again. */
+static void publish(_Atomic uint32_t *w, uint32_t v) {
+    atomic_store_explicit(w, v, memory_order_release);
+    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 void pb_submit(struct post_batch *pb, struct pb_item *it) {
     it->next = NULL;
-    it->done = it->lead = false;
-    pthread_cond_init(&it->cv, NULL);
+    atomic_store_explicit(&it->state, PB_WAITING, memory_order_relaxed);
+    struct pb_item *batch[PB_BATCH_CAP];
+    batch[0] = it;
+    int n = 1;
 
     pthread_mutex_lock(&pb->mu);
     if (pb->leaders < pb->max_leaders) {
-        pb->leaders++;
-        it->lead = true;
+        pb->leaders++;              /* the queue is empty (see the invariant): a batch of one */
+        pthread_mutex_unlock(&pb->mu);
     } else {
         enqueue(pb, it);
-        while (!it->done && !it->lead) pthread_cond_wait(&it->cv, &pb->mu);
-    }
-    if (it->done) {                 /* a leader ran this item */
         pthread_mutex_unlock(&pb->mu);
-        pthread_cond_destroy(&it->cv);
-        return;
+        wait_while(&it->state, PB_WAITING);
+        if (atomic_load_explicit(&it->state, memory_order_acquire) == PB_DONE) return;
+        /* handed a slot (and taken off the queue): lead this item and what queued behind it */
+        pthread_mutex_lock(&pb->mu);
+        n = take_queued(pb, batch, 1);
+        pthread_mutex_unlock(&pb->mu);
     }
-
-    /* Leading: this item first, then whatever queued fits. */
-    struct pb_item *batch[PB_BATCH_CAP];
-    batch[0] = it;
-    int n = take_queued(pb, batch, 1);
-    pthread_mutex_unlock(&pb->mu);
 
     pb->exec(pb->ctx, batch, n);
 
     pthread_mutex_lock(&pb->mu);
-    for (int i = 1; i < n; i++) {
-        batch[i]->done = true;
-        pthread_cond_signal(&batch[i]->cv);
-    }
     struct pb_item *next = dequeue_head(pb);
-    if (next) {                     /* hand the slot over */
-        next->lead = true;
-        pthread_cond_signal(&next->cv);
-    } else {
-        pb->leaders--;
-    }
+    if (!next) pb->leaders--;       /* else the slot passes to next */
     pthread_mutex_unlock(&pb->mu);
-    pthread_cond_destroy(&it->cv);
+    if (next) publish(&next->state, PB_LEAD);   /* first: the next batch starts while we wake */
+    for (int i = 1; i < n; i++) publish(&batch[i]->state, PB_DONE);
 }

@@ -15,13 +15,16 @@
  * batch never touches one balance row or one idempotency key twice.
  *
  * A leader runs exec with no lock held; exec must fill every item's result and must not block on
- * another batch's progress (it may wait for the database). Items are the callers' own (usually on
+ * another batch's progress (it may wait for the database). Waiting callers sleep on a futex word
+ * in their own item and are woken directly, all at once, without taking the combiner's lock
+ * again: with a condition variable each woken caller had to re-acquire the lock in turn, one
+ * context switch after another (a queue of its own under full CPU load). Items are the callers' own (usually on
  * their stacks); the combiner only links them and never frees them. Thread-safe. */
 #ifndef TX_POST_BATCH_H
 #define TX_POST_BATCH_H
 
-#include <pthread.h>
-#include <stdbool.h>
+#include <stdatomic.h>
+#include <stdint.h>
 
 /* The largest max_batch pb_new accepts (a leader keeps its batch on its stack). */
 #define PB_BATCH_CAP 64
@@ -33,8 +36,7 @@ struct pb_item {
     const char *group;           /* items with equal groups (strcmp) never share a batch */
     /* private to post_batch.c */
     struct pb_item *next;
-    pthread_cond_t cv;
-    bool done, lead;
+    _Atomic uint32_t state;      /* waiting / done / leading; a futex word */
 };
 
 /* Runs items[0..n-1] (1 <= n <= max_batch) and fills their data's results. */
