@@ -17,6 +17,7 @@
  * has exactly one encoding), JSON with duplicate keys rejected (no "alg" given twice), and the
  * payload is parsed only after its signature has been checked. */
 #include "svc/jwt.h"
+#include "svc/crypto.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -250,7 +251,7 @@ static int key_describe(EVP_PKEY *pkey, struct jwt_key *k, const char *path, cha
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (w < 0 || (size_t)w >= clen ||
-        EVP_Digest(canon, (size_t)w, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        EVP_Digest(canon, (size_t)w, md, &mdlen, svc_sha256_md(), NULL) != 1 || mdlen != 32) {
         snprintf(err, errlen, "%s: cannot compute the key thumbprint", path);
         goto out;
     }

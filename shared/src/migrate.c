@@ -17,6 +17,7 @@
  *  - Files are read whole (at most 16 MiB) and hashed with SHA-256 via OpenSSL EVP; the checksum
  *    is the lowercase hex digest of the exact bytes. */
 #include "svc/migrate.h"
+#include "svc/crypto.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -97,7 +98,7 @@ static int migrate_cmp(const void *a, const void *b) {
 static int migrate_sha256_hex(const char *data, size_t len, char out[65]) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) return -1;
+    if (EVP_Digest(data, len, md, &mdlen, svc_sha256_md(), NULL) != 1 || mdlen != 32) return -1;
     static const char hex[] = "0123456789abcdef";
     for (unsigned int i = 0; i < mdlen; i++) {
         out[2 * i] = hex[md[i] >> 4];

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,10 @@ static void test_crypto_helpers(void **state) {
     char hex[65];
     svc_sha256_hex("abc", 3, hex);
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const EVP_MD *md = svc_sha256_md();                  /* fetched once, the same every time */
+    assert_non_null(md);
+    assert_ptr_equal(md, svc_sha256_md());
+    assert_int_equal(EVP_MD_get_size(md), 32);
     char out[16];
     assert_int_equal(svc_b64url_encode((const unsigned char *)"\xfb\xff", 2, out, sizeof out), 3);
     assert_string_equal(out, "-_8");

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/crypto.h"
+
 #define CANON_STACK 4096
 
 enum idem_key_check idem_key_check(const char *key) {
@@ -44,7 +46,7 @@ int idem_request_hash(const char *method, const char *path, const json_t *body,
     unsigned char md_out[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && digest(md, method, strlen(method)) == 0 &&
+    if (md && EVP_DigestInit_ex(md, svc_sha256_md(), NULL) == 1 && digest(md, method, strlen(method)) == 0 &&
         digest(md, "\n", 1) == 0 && digest(md, path, strlen(path)) == 0 && digest(md, "\n", 1) == 0 &&
         digest(md, canon, clen) == 0 && EVP_DigestFinal_ex(md, md_out, &md_len) == 1 && md_len == 32) {
         static const char hex[] = "0123456789abcdef";
