@@ -97,6 +97,11 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     if (!getenv("HTTP_PORT")) svc_config_error(c, "HTTP_PORT", "missing (required)");
     app->http_bind = svc_config_str(c, "HTTP_BIND", "0.0.0.0");
     app->http_threads = svc_config_int(c, "HTTP_THREADS", 8, 1, 256);
+    const char *mode = svc_config_str(c, "HTTP_THREAD_MODE", "pool");
+    if (mode && strcmp(mode, "pool") && strcmp(mode, "connection"))
+        svc_config_error(c, "HTTP_THREAD_MODE", "must be pool or connection");
+    app->http_thread_per_connection = mode && !strcmp(mode, "connection");
+    app->http_max_connections = svc_config_int(c, "HTTP_MAX_CONNECTIONS", 1000, 16, 100000);
     app->max_body_bytes = svc_config_int(c, "HTTP_MAX_BODY_BYTES", 1048576, 1024, 256L * 1024 * 1024);
     app->max_bulk_body_bytes = svc_config_int(c, "HTTP_MAX_BULK_BODY_BYTES", 16L * 1024 * 1024, 1024, 1024L * 1024 * 1024);
     if (app->max_bulk_body_bytes < app->max_body_bytes) app->max_bulk_body_bytes = app->max_body_bytes;
@@ -271,23 +276,33 @@ int svc_app_run(struct svc_app *app) {
         goto out_clean;
     }
 
+    /* pool: HTTP_THREADS threads, each serving the connections it accepted one request at a time
+     * (a handler that waits holds up that thread's other connections). connection: a thread per
+     * connection, for handlers that mostly wait (see docs/operations.md). The last option slot
+     * is the pool size or nothing. */
     struct MHD_OptionItem ops[] = {
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, app},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_logger, app},
-        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)app->http_threads, NULL},
         {MHD_OPTION_SOCK_ADDR, 0, &addr},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)app->connection_timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)app->http_max_connections, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)app->http_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    if (ulfius_start_framework_with_mhd_options(&inst, MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                                                ops) != U_OK) {
+    unsigned int mhd_flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (app->http_thread_per_connection) {
+        ops[6] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+        mhd_flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    }
+    if (ulfius_start_framework_with_mhd_options(&inst, mhd_flags, ops) != U_OK) {
         svc_logf(&app->log, SVC_LOG_ERROR, NULL, "cannot start HTTP server", "{s:i,s:s}", "port",
                  (int)app->http_port, "bind", app->http_bind);
         goto out_clean;
     }
-    svc_logf(&app->log, SVC_LOG_INFO, NULL, "listening", "{s:i,s:s,s:i,s:i}", "port", (int)app->http_port, "bind",
-             app->http_bind, "threads", (int)app->http_threads, "pid", (int)getpid());
+    svc_logf(&app->log, SVC_LOG_INFO, NULL, "listening", "{s:i,s:s,s:s,s:i,s:i}", "port", (int)app->http_port,
+             "bind", app->http_bind, "thread_mode", app->http_thread_per_connection ? "connection" : "pool", "threads",
+             app->http_thread_per_connection ? 0 : (int)app->http_threads, "pid", (int)getpid());
 
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
@@ -321,6 +336,11 @@ out_clean:
     ulfius_clean_instance(&inst);
     svc_app_close(app);
     return rc;
+}
+
+void svc_app_prefer_thread_per_connection(struct svc_app *app) {
+    const char *mode = svc_config_str(&app->cfg, "HTTP_THREAD_MODE", "connection");
+    app->http_thread_per_connection = !mode || strcmp(mode, "pool") != 0;
 }
 
 void svc_app_close(struct svc_app *app) {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "svc/app.h"
 #include "svc/buf.h"
 #include "svc/cid.h"
 #include "svc/config.h"
@@ -337,6 +338,46 @@ static void test_metrics_render_counts_and_cumulative_buckets(void **state) {
     svc_buf_free(&b);
 }
 
+/* HTTP_THREAD_MODE: "pool" by default, "connection" for services that prefer it unless the
+ * setting says pool; anything else is a configuration error. */
+static bool thread_mode_after_init(const char *mode, bool prefer, int *config_rc) {
+    setenv("HTTP_PORT", "18999", 1);
+    setenv("LOG_FLUSH_MS", "0", 1);
+    setenv("LOG_LEVEL", "error", 1);
+    const char *required[] = {"DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD", "REDIS_HOST"};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) setenv(required[i], "x", 1);
+    if (mode) setenv("HTTP_THREAD_MODE", mode, 1);
+    else unsetenv("HTTP_THREAD_MODE");
+    static struct svc_app app;
+    svc_app_init(&app, "test", "test");
+    if (prefer) svc_app_prefer_thread_per_connection(&app);
+    int devnull = open("/dev/null", O_WRONLY);
+    int saved = dup(STDERR_FILENO);
+    dup2(devnull, STDERR_FILENO);              /* svc_config_check reports on stderr */
+    *config_rc = svc_config_check(&app.cfg, "test-service");
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(devnull);
+    bool per_connection = app.http_thread_per_connection;
+    svc_app_close(&app);
+    unsetenv("HTTP_THREAD_MODE");
+    return per_connection;
+}
+
+static void test_http_thread_mode_defaults_and_choices(void **state) {
+    int rc;
+    assert_false(thread_mode_after_init(NULL, false, &rc));
+    assert_int_equal(rc, 0);
+    assert_true(thread_mode_after_init(NULL, true, &rc));
+    assert_int_equal(rc, 0);
+    assert_false(thread_mode_after_init("pool", true, &rc));
+    assert_int_equal(rc, 0);
+    assert_true(thread_mode_after_init("connection", false, &rc));
+    assert_int_equal(rc, 0);
+    thread_mode_after_init("threads", false, &rc);
+    assert_int_not_equal(rc, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_reads_plain_values_and_defaults),
@@ -352,6 +393,7 @@ int main(void) {
         cmocka_unit_test(test_log_buffer_flushes_on_its_timer_and_when_full),
         cmocka_unit_test(test_buf_grows_and_formats),
         cmocka_unit_test(test_crypto_helpers),
+        cmocka_unit_test(test_http_thread_mode_defaults_and_choices),
         cmocka_unit_test(test_status_mapping_is_total),
         cmocka_unit_test(test_metrics_render_counts_and_cumulative_buckets),
     };

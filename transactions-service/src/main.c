@@ -138,6 +138,7 @@ static void cleanup(struct tx_ctx *cx) {
 int main(void) {
     static struct tx_ctx cx;
     svc_app_init(&cx.app, "transactions", "transactions");
+    svc_app_prefer_thread_per_connection(&cx.app);   /* handlers wait on batches and PostgreSQL */
     load_settings(&cx);
     if (setup_client(&cx) != 0) {
         svc_app_close(&cx.app);
