@@ -1,9 +1,12 @@
 /* Service lifecycle: common configuration, pools, migrations, the HTTP server and graceful stop.
  *
- * The server runs libmicrohttpd with an epoll listener and a bounded worker pool (not a thread
- * per connection): a fixed number of threads keeps per-thread costs (pooled PG/Redis connections)
- * bounded and measured faster under load. Signals are blocked in every thread and taken by the
- * main thread with sigwait, so shutdown runs in ordinary code, not in a signal handler.
+ * The server runs libmicrohttpd in one of two thread modes (HTTP_THREAD_MODE). pool (the default):
+ * an epoll listener and a bounded worker pool, measured faster for quick handlers. connection: a
+ * thread per connection (at most HTTP_MAX_CONNECTIONS), for services whose handlers mostly wait
+ * (svc_app_prefer_thread_per_connection); there HTTP_THREADS only sizes the PG/Redis pools, which
+ * still bound the work sent to the dependencies: a handler beyond them waits for a connection up
+ * to DB/REDIS_ACQUIRE_TIMEOUT_MS, then answers 503. Signals are blocked in every thread and taken
+ * by the main thread with sigwait, so shutdown runs in ordinary code, not in a signal handler.
  *
  * Graceful stop: stop accepting (MHD_quiesce_daemon), answer with "Connection: close" so the
  * proxy stops reusing kept-alive connections, wait until no request is in flight and the

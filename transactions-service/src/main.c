@@ -124,7 +124,25 @@ static int ready_hook(struct svc_app *app, json_t *checks) {
     return rs.worst;
 }
 
-static void metrics_hook(struct svc_app *app, struct svc_buf *out) { httpc_metrics_render(tx_ctx_of(app)->http, out); }
+/* The resilient client's metrics, and the posting batcher's own connections (beside the main
+ * pool's db_pool_connections). */
+static void metrics_hook(struct svc_app *app, struct svc_buf *out) {
+    struct tx_ctx *cx = tx_ctx_of(app);
+    httpc_metrics_render(cx->http, out);
+    if (!cx->batch_pg) return;
+    struct svc_pg_stats ps;
+    svc_pg_stats(cx->batch_pg, &ps);
+    svc_buf_printf(out,
+                   "# HELP transactions_post_batch_db_connections The posting batcher's PostgreSQL connections by state.\n"
+                   "# TYPE transactions_post_batch_db_connections gauge\n"
+                   "transactions_post_batch_db_connections{state=\"max\"} %d\n"
+                   "transactions_post_batch_db_connections{state=\"open\"} %d\n"
+                   "transactions_post_batch_db_connections{state=\"in_use\"} %d\n"
+                   "# HELP transactions_post_batch_db_reconnects_total Reconnects of the posting batcher's connections.\n"
+                   "# TYPE transactions_post_batch_db_reconnects_total counter\n"
+                   "transactions_post_batch_db_reconnects_total %lu\n",
+                   ps.size, ps.open, ps.in_use, ps.reconnects);
+}
 
 static void cleanup(struct tx_ctx *cx) {
     pb_free(cx->batcher);

@@ -170,9 +170,6 @@ static PGresult *exec_prepared(PGconn *c, const char *name, const char *sql, int
     return res;
 }
 
-/* The one-statement deposit or withdrawal. SVC_OK with out filled when it posted; SVC_NOT_FOUND
- * when it did nothing (key in flight or used, insufficient funds, no balance row yet) and the
- * function must decide; else an error. */
 /* The "created" answer of a deposit or withdrawal the fast statements posted, from the epoch
  * text of its created_at. */
 static svc_status created(const char *tx_id, const char *user_id, const struct tx_create_req *rq, const char *epoch,
@@ -188,6 +185,9 @@ static svc_status created(const char *tx_id, const char *user_id, const struct t
     return (out->body = tx_json_created(&row)) ? SVC_OK : SVC_INTERNAL;
 }
 
+/* The one-statement deposit or withdrawal. SVC_OK with out filled when it posted; SVC_NOT_FOUND
+ * when it did nothing (key in flight or used, insufficient funds, no balance row yet) and the
+ * function must decide; else an error. */
 static svc_status post_fast(PGconn *c, const char *const *v, const struct tx_create_req *rq, struct tx_posting *out,
                             struct tx_repo_err *err) {
     bool deposit = rq->type == TX_DEPOSIT;
@@ -311,15 +311,24 @@ svc_status tx_repo_post_batch(PGconn *c, struct tx_batch_item *const *items, int
                 }
             }
         } else {
-            /* A statement that failed with an SQLSTATE was rolled back, whatever the code: the
-             * items stay SVC_NOT_FOUND and are each posted on their own, which reports its own
-             * outcome. Without one, or with a lost connection, nobody knows whether it committed. */
+            /* A statement that failed with an SQLSTATE was rolled back, whatever the code.
+             * - Without one, or with a lost connection (08, 57P01), nobody knows whether it
+             *   committed: every item is SVC_UNAVAILABLE, as one posting would be.
+             * - A statement timeout (57014), a server out of resources (53) or not accepting
+             *   work (57P03): the items answer 503 too. Posting them one by one would multiply
+             *   the load on a database that is already overloaded.
+             * - Anything else (a key used by a racing commit, a deadlock, a bad value): the
+             *   items stay SVC_NOT_FOUND and are each posted on their own, which reports its
+             *   own outcome. */
             const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             st = map_error(c, res, err);
             if (st == SVC_OK) st = SVC_INTERNAL;
             if (state) snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
-            if (!state || !strncmp(state, "08", 2) || !strcmp(state, "57P01"))
+            if (!state || !strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strncmp(state, "53", 2) ||
+                !strcmp(state, "57P03"))
                 batch_settle(items, n, SVC_UNAVAILABLE, err);
+            else if (!strcmp(state, "57014"))
+                batch_settle(items, n, SVC_TIMEOUT, err);
         }
         PQclear(res);
     }

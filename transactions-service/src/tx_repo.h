@@ -79,8 +79,10 @@ struct tx_batch_item {
 /* Posts items[0..n-1] (1 <= n <= TX_BATCH_MAX) in ONE statement and one commit. The users of
  * the items must all differ. Every item's result is set. Returns SVC_OK when the statement ran
  * (some items may still be SVC_NOT_FOUND); otherwise what went wrong with the batch as a whole,
- * with err->sqlstate for the caller's log (the items then say what to do: SVC_NOT_FOUND when it
- * was rolled back). One item runs as the one-posting statement, cheaper than the batch form. */
+ * with err->sqlstate for the caller's log. The items then say what to do: SVC_NOT_FOUND when it
+ * was rolled back for a reason of its own (post each alone); SVC_TIMEOUT / SVC_UNAVAILABLE when
+ * the database timed out, is overloaded or the connection was lost (answer 503). One item runs
+ * as the one-posting statement, cheaper than the batch form. */
 svc_status tx_repo_post_batch(PGconn *c, struct tx_batch_item *const *items, int n, long ttl_s,
                               struct tx_repo_err *err);
 
