@@ -579,31 +579,9 @@ static int db_teardown(void **state) {
 
 static int db_reset(void **state) { return testdb_exec(g_db, "TRUNCATE customers.users"); }
 
-/* First column of the first row as a new string ("" for NULL); fails the test on error. */
-static char *q(const char *fmt, ...) {
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(g_db, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        fail_msg("query %s: %s", sql, msg);
-    }
-    char *v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
-#define assert_q(expected, ...)                   \
-    do {                                          \
-        char *v_ = q(__VA_ARGS__);                \
-        assert_string_equal(v_, expected);        \
-        free(v_);                                 \
-    } while (0)
+/* Queries on the superuser session of the test database (testdb.h). */
+#define q(...) testdb_q(g_db, __VA_ARGS__)
+#define assert_q(expected, ...) testdb_assert_q(g_db, expected, __VA_ARGS__)
 
 /* Runs the use case on users (reference stolen) and returns the 200 body (caller decrefs). */
 static json_t *upsert(json_t *users) {

@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <libpq-fe.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,37 @@ static int testdb_create(struct testdb *t, const char *tag, const char *schema) 
     t->db = testdb_connect(t);
     return t->db && testdb_migrate(t->db, schema) == 0 ? 0 : -1;
 }
+
+#ifdef cmocka_unit_test /* with cmocka.h included before this header */
+/* The first column of the first row of a query (printf-style) on c, as a new string ("" for
+ * NULL); fails the running test when the query fails or returns no row. */
+static char *testdb_q(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *testdb_q(PGconn *c, const char *fmt, ...) {
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        fail_msg("query %s: %s", sql, msg);
+    }
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+/* Fails the running test unless the query's first value is expected. */
+#define testdb_assert_q(c, expected, ...)             \
+    do {                                              \
+        char *v_ = testdb_q((c), __VA_ARGS__);        \
+        assert_string_equal(v_, expected);            \
+        free(v_);                                     \
+    } while (0)
+#endif
 
 /* Closes t->db and drops the database (even with sessions left open); 0 or -1. */
 static int testdb_drop(struct testdb *t) {

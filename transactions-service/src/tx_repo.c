@@ -203,16 +203,28 @@ static svc_status post_fast(PGconn *c, const char *const *v, const struct tx_cre
     return st;
 }
 
+/* Clears a posting's answer and error and writes the key TTL as the text parameter. */
+static void start_posting(struct tx_posting *out, struct tx_repo_err *err, long ttl_s, char ttl[24]) {
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    snprintf(ttl, 24, "%ld", ttl_s);
+}
+
+/* post_fast with tx_repo_post's arguments (a deposit or withdrawal); out and err cleared first. */
+static svc_status post_one_fast(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
+                                const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
+                                struct tx_repo_err *err) {
+    char ttl[24];
+    start_posting(out, err, ttl_s, ttl);
+    const char *fv[8] = {tx_id, user_id, key, hash, rq->amount, rq->currency, rq->description, ttl};
+    return post_fast(c, fv, rq, out, err);
+}
+
 svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
                         const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
                         struct tx_repo_err *err) {
-    memset(out, 0, sizeof *out);
-    memset(err, 0, sizeof *err);
-    char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", ttl_s);
     if (rq->type == TX_DEPOSIT || rq->type == TX_WITHDRAWAL) {
-        const char *fv[8] = {tx_id, user_id, key, hash, rq->amount, rq->currency, rq->description, ttl};
-        svc_status st = post_fast(c, fv, rq, out, err);
+        svc_status st = post_one_fast(c, tx_id, user_id, key, hash, rq, ttl_s, out, err);
         if (st != SVC_NOT_FOUND) return st;
     }
     return tx_repo_post_alone(c, tx_id, user_id, key, hash, rq, ttl_s, out, err);
@@ -221,10 +233,8 @@ svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const
 svc_status tx_repo_post_alone(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
                               const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
                               struct tx_repo_err *err) {
-    memset(out, 0, sizeof *out);
-    memset(err, 0, sizeof *err);
     char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", ttl_s);
+    start_posting(out, err, ttl_s, ttl);
     const char *v[10] = {tx_id, user_id, key, hash, tx_type_name(rq->type), rq->amount, rq->currency,
                         rq->description, rq->to_user_id[0] ? rq->to_user_id : NULL, ttl};
     return posting_result(c, exec_prepared(c, POST_STMT, POST_SQL, 10, v), out, err);
@@ -281,11 +291,7 @@ svc_status tx_repo_post_batch(PGconn *c, struct tx_batch_item *const *items, int
     }
     if (n == 1) {
         struct tx_batch_item *it = items[0];
-        char ttl[24];
-        snprintf(ttl, sizeof ttl, "%ld", ttl_s);
-        const char *fv[8] = {it->tx_id, it->user_id, it->key, it->hash, it->rq->amount, it->rq->currency,
-                             it->rq->description, ttl};
-        it->st = post_fast(c, fv, it->rq, &it->out, &it->err);
+        it->st = post_one_fast(c, it->tx_id, it->user_id, it->key, it->hash, it->rq, ttl_s, &it->out, &it->err);
         *err = it->err;
         return it->st == SVC_OK || it->st == SVC_NOT_FOUND ? SVC_OK : it->st;
     }
@@ -338,10 +344,8 @@ svc_status tx_repo_post_batch(PGconn *c, struct tx_batch_item *const *items, int
 
 svc_status tx_repo_reverse(PGconn *c, const char *rev_id, const char *admin_id, const char *key, const char *hash,
                            const char *tx_id, long ttl_s, struct tx_posting *out, struct tx_repo_err *err) {
-    memset(out, 0, sizeof *out);
-    memset(err, 0, sizeof *err);
     char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", ttl_s);
+    start_posting(out, err, ttl_s, ttl);
     const char *v[6] = {rev_id, admin_id, key, hash, tx_id, ttl};
     PGresult *res = PQexecParams(c,
                                  "SELECT verdict, status, body FROM transactions.reverse_transaction("
