@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "svc/cid.h"
@@ -59,6 +60,45 @@ size_t svc_b64url_encode(const unsigned char *in, size_t len, char *out, size_t 
     }
     out[o] = '\0';
     return o;
+}
+
+static int b64url_value(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
+}
+
+int svc_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *outlen) {
+    if (len % 4 == 1) return -1;
+    size_t need = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
+    if (need > cap) return -1;
+    size_t o = 0, i = 0;
+    for (; i + 4 <= len; i += 4) {
+        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]);
+        int c = b64url_value((unsigned char)in[i + 2]), d = b64url_value((unsigned char)in[i + 3]);
+        if ((a | b | c | d) < 0) return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        out[o++] = (unsigned char)(v >> 16);
+        out[o++] = (unsigned char)(v >> 8);
+        out[o++] = (unsigned char)v;
+    }
+    size_t rest = len - i;
+    if (rest == 2) {
+        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]);
+        if ((a | b) < 0 || (b & 0x0f)) return -1;
+        out[o++] = (unsigned char)(a << 2 | b >> 4);
+    } else if (rest == 3) {
+        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]);
+        int c = b64url_value((unsigned char)in[i + 2]);
+        if ((a | b | c) < 0 || (c & 0x03)) return -1;
+        out[o++] = (unsigned char)(a << 2 | b >> 4);
+        out[o++] = (unsigned char)((b & 0x0f) << 4 | c >> 2);
+    }
+    *outlen = o;
+    return 0;
 }
 
 bool svc_const_eq(const char *a, const char *b) {

@@ -124,48 +124,6 @@ static size_t b64url_encode(const unsigned char *in, size_t len, char *out) {
     return o;
 }
 
-static int b64url_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
-    return -1;
-}
-
-/* Strict decoder: only the URL-safe alphabet, no padding, unused trailing bits must be zero.
- * Returns 0 and the decoded size in *outlen, or -1 (invalid, or larger than cap). */
-static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap,
-                         size_t *outlen) {
-    if (len % 4 == 1) return -1;
-    size_t need = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
-    if (need > cap) return -1;
-    size_t o = 0, i = 0;
-    for (; i + 4 <= len; i += 4) {
-        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]);
-        int c = b64url_value((unsigned char)in[i + 2]), d = b64url_value((unsigned char)in[i + 3]);
-        if ((a | b | c | d) < 0) return -1;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        out[o++] = (unsigned char)(v >> 16);
-        out[o++] = (unsigned char)(v >> 8);
-        out[o++] = (unsigned char)v;
-    }
-    size_t rest = len - i;
-    if (rest == 2) {
-        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]);
-        if ((a | b) < 0 || (b & 0x0f)) return -1;
-        out[o++] = (unsigned char)(a << 2 | b >> 4);
-    } else if (rest == 3) {
-        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]);
-        int c = b64url_value((unsigned char)in[i + 2]);
-        if ((a | b | c) < 0 || (c & 0x03)) return -1;
-        out[o++] = (unsigned char)(a << 2 | b >> 4);
-        out[o++] = (unsigned char)((b & 0x0f) << 4 | c >> 2);
-    }
-    *outlen = o;
-    return 0;
-}
-
 /* A new NUL-terminated base64url string of a big number's unsigned big-endian bytes. */
 static char *bn_to_b64url(const BIGNUM *bn) {
     int nb = BN_num_bytes(bn);
@@ -528,7 +486,7 @@ static svc_jwt_err claims_check(const json_t *claims, const struct svc_jwt_expec
 /* Decode one base64url part into buf and parse it as a JSON object (new reference or NULL). */
 static json_t *part_json(const char *part, size_t len, unsigned char *buf, size_t cap) {
     size_t n;
-    if (len == 0 || b64url_decode(part, len, buf, cap, &n) != 0) return NULL;
+    if (len == 0 || svc_b64url_decode(part, len, buf, cap, &n) != 0) return NULL;
     json_t *v = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
     if (v && !json_is_object(v)) {
         json_decref(v);
@@ -542,7 +500,7 @@ static svc_jwt_err signature_check(const struct jwt_key *k, const char *signed_p
     unsigned char sig[JWT_MAX_SIG_BYTES];
     size_t siglen;
     if (sig_b64_len > b64url_len(sizeof(sig))) return SVC_JWT_BAD_SIGNATURE; /* longer than any */
-    if (b64url_decode(sig_b64, sig_b64_len, sig, sizeof(sig), &siglen) != 0)
+    if (svc_b64url_decode(sig_b64, sig_b64_len, sig, sizeof(sig), &siglen) != 0)
         return SVC_JWT_MALFORMED;
     if (siglen != k->sig_len) return SVC_JWT_BAD_SIGNATURE;
 

@@ -18,6 +18,10 @@ const EVP_MD *svc_sha256_md(void);
 void svc_sha256_hex(const void *data, size_t len, char out[SVC_SHA256_HEX_LEN + 1]);
 /* base64url without padding; returns chars written (excluding NUL) or 0 if out is too small. */
 size_t svc_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outlen);
+/* Strict base64url decoder for len characters of in (no NUL needed): only the URL-safe alphabet,
+ * no padding, unused trailing bits zero, so every byte string has exactly one accepted text.
+ * Returns 0 and the decoded size in *outlen, or -1 (invalid, or more than cap bytes). */
+int svc_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *outlen);
 /* Equal-length strings compared in constant time (length difference returns false at once). */
 bool svc_const_eq(const char *a, const char *b);
 /* nbytes of CSPRNG output as base64url into out. Returns 0 or -1. */
