@@ -109,6 +109,7 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     app->max_bulk_body_bytes = svc_config_int(c, "HTTP_MAX_BULK_BODY_BYTES", 16L * 1024 * 1024, 1024, 1024L * 1024 * 1024);
     if (app->max_bulk_body_bytes < app->max_body_bytes) app->max_bulk_body_bytes = app->max_body_bytes;
     app->connection_timeout_s = svc_config_int(c, "HTTP_CONNECTION_TIMEOUT_S", 30, 1, 3600);
+    app->connection_memory_bytes = svc_config_int(c, "HTTP_CONNECTION_MEMORY_BYTES", 128 * 1024, 32 * 1024, 16L * 1024 * 1024);
     app->shutdown_grace_ms = svc_config_int(c, "SHUTDOWN_GRACE_MS", 10000, 0, 600000);
     parse_origins(app, svc_config_str(c, "CORS_ALLOWED_ORIGINS", ""));
     app->cors_credentials = svc_config_bool(c, "CORS_ALLOW_CREDENTIALS", false);
@@ -272,6 +273,11 @@ int svc_app_run(struct svc_app *app) {
         return 1;
     }
     inst.max_post_body_size = (size_t)app->max_bulk_body_bytes + 1;
+    /* Bodies of every media type reach svc_http_dispatch unparsed. With Ulfius's default, a
+     * multipart or form-urlencoded Content-Type (even on a GET without a body) gets
+     * libmicrohttpd's post processor, whose failure closes the connection unanswered — which
+     * Nginx counts as a failed upstream. */
+    inst.allowed_post_processor = U_POST_PROCESS_NONE;
     set_default_headers(&inst);
     if (ulfius_add_endpoint_by_val(&inst, "*", NULL, "*", 0, svc_http_dispatch, app) != U_OK ||
         ulfius_set_default_endpoint(&inst, svc_http_dispatch, app) != U_OK) {
@@ -289,13 +295,14 @@ int svc_app_run(struct svc_app *app) {
         {MHD_OPTION_SOCK_ADDR, 0, &addr},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)app->connection_timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)app->http_max_connections, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)app->connection_memory_bytes, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
         {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)app->http_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     unsigned int mhd_flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (app->http_thread_per_connection) {
-        ops[6] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+        ops[sizeof ops / sizeof ops[0] - 2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
         mhd_flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     }
     if (ulfius_start_framework_with_mhd_options(&inst, mhd_flags, ops) != U_OK) {

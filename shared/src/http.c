@@ -1,10 +1,13 @@
-/* Request dispatch: correlation id, limits, CORS, routing, JSON body, metrics and access log.
+/* Request dispatch: correlation id, CORS, limits, routing, body, handler, metrics and access log.
  *
  * Ulfius routes everything to svc_http_dispatch (one catch-all endpoint) and this file does the
  * routing, so unknown routes and wrong methods get the same JSON envelope as every other error
- * and metrics can be labelled by route template. Ulfius truncates bodies silently at
- * max_post_body_size, which app.c sets to the limit + 1: a received body longer than the limit
- * therefore means "too large", whether or not the client sent Content-Length. */
+ * and metrics can be labelled by route template. A request goes through named phases, as in
+ * Nginx: begin (correlation id, common headers), cors, limits (query parameters, path, header
+ * count), route (404/405/preflight), body (size, media type, JSON), handler; each phase either
+ * passes the request on or answers it. Ulfius truncates bodies silently at max_post_body_size,
+ * which app.c sets to the limit + 1: a received body longer than the limit therefore means "too
+ * large", whether or not the client sent Content-Length. */
 #include "svc/http.h"
 
 #include <arpa/inet.h>
@@ -265,6 +268,175 @@ static bool sane_method(const char *m) {
     return true;
 }
 
+/* ---- the phases of a request, in order. Each phase either lets the request go on (returns
+ * true) or has answered it (returns false). ------------------------------------------------- */
+
+/* Correlation id, headers every answer carries. */
+static void phase_begin(struct svc_req *r) {
+    struct svc_app *app = r->app;
+    const char *cid = svc_header(r, "X-Correlation-ID");
+    if (!svc_cid_is_sane(cid)) cid = svc_header(r, "X-Request-ID");
+    if (svc_cid_is_sane(cid)) snprintf(r->cid, sizeof r->cid, "%s", cid);
+    else svc_uuid4(r->cid);
+    svc_set_header(r, "X-Correlation-ID", r->cid);
+    if (atomic_load(&app->draining)) svc_set_header(r, "Connection", "close");
+    const char *proto = svc_header(r, "X-Forwarded-Proto");
+    if (proto && !strcasecmp(proto, "https"))
+        svc_set_header(r, "Strict-Transport-Security", "max-age=31536000; includeSubDomains");
+}
+
+/* CORS response headers for an allowed Origin; *cors_ok tells the OPTIONS answer. */
+static void phase_cors(struct svc_req *r, const char *origin, bool *cors_ok) {
+    struct svc_app *app = r->app;
+    bool wildcard = false;
+    *cors_ok = false;
+    if (!origin || app->norigins == 0 || !origin_allowed(app, origin, &wildcard)) return;
+    *cors_ok = true;
+    svc_set_header(r, "Access-Control-Allow-Origin", wildcard ? "*" : origin);
+    if (!wildcard) {
+        svc_set_header(r, "Vary", "Origin");
+        if (app->cors_credentials) svc_set_header(r, "Access-Control-Allow-Credentials", "true");
+    }
+    svc_set_header(r, "Access-Control-Expose-Headers", "X-Correlation-ID, Retry-After, Idempotent-Replayed");
+}
+
+/* The declared request limits (SVC_MAX_QUERY_PARAMS, SVC_MAX_HEADERS, SVC_PATH_MAX), answered
+ * in the envelope. libmicrohttpd's per-connection memory (HTTP_CONNECTION_MEMORY_BYTES) is sized
+ * so that a request over these limits still reaches this phase. */
+static bool phase_limits(struct svc_req *r) {
+    const struct _u_request *u = r->u;
+    int nquery = u->map_url ? u_map_count(u->map_url) : 0;
+    if (nquery > SVC_MAX_QUERY_PARAMS) {
+        svc_respond_error(r, 414, "uri_too_long", "too many query parameters",
+                          json_pack("{s:i}", "max_parameters", SVC_MAX_QUERY_PARAMS));
+        return false;
+    }
+    if (u->url_path && strlen(u->url_path) >= SVC_PATH_MAX) {
+        svc_respond_error(r, 414, "uri_too_long", "the request path is too long",
+                          json_pack("{s:i}", "max_bytes", SVC_PATH_MAX - 1));
+        return false;
+    }
+    int nheaders = u->map_header ? u_map_count(u->map_header) : 0;
+    if (nheaders > SVC_MAX_HEADERS) {
+        svc_respond_error(r, 431, "headers_too_large", "too many request headers",
+                          json_pack("{s:i}", "max_headers", SVC_MAX_HEADERS));
+        return false;
+    }
+    return true;
+}
+
+/* The declared body size: Content-Length or the bytes received, whichever is larger (Ulfius
+ * stops storing at the limit + 1, so a larger received body means "too large"). An unparsable
+ * Content-Length counts as infinite. */
+static unsigned long long body_length(const struct svc_req *r) {
+    const char *cl = svc_header(r, "Content-Length");
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    if (r->u->binary_body_length > n) n = r->u->binary_body_length;
+    return n;
+}
+
+/* Finds the route for method + path. Without one, answers 404, 405 (with Allow) or the CORS
+ * preflight, and returns NULL. */
+static const struct svc_route *phase_route(struct svc_req *r, char *segs[], int nseg, bool cors_ok,
+                                           unsigned long long body_len) {
+    struct svc_app *app = r->app;
+    const struct _u_request *u = r->u;
+    char allow[128] = "";
+    const struct svc_route *chosen = NULL;
+    if (nseg >= 0) {
+        for (int i = 0; i < app->nroutes; i++) {
+            const struct svc_route *rt = &app->routes[i];
+            if (!svc_route_match(rt->tmpl, segs, nseg, r)) continue;
+            add_allow(allow, sizeof allow, rt->method);
+            if (!chosen && !strcmp(rt->method, u->http_verb)) chosen = rt;
+        }
+    }
+    if (chosen) {
+        svc_route_match(chosen->tmpl, segs, nseg, r); /* bind the chosen route's parameters */
+        return chosen;
+    }
+    const char *origin = svc_header(r, "Origin");
+    if (body_len > (unsigned long long)app->max_bulk_body_bytes) {
+        too_large(r, app->max_body_bytes); /* over every limit, whatever the route */
+    } else if (!allow[0]) {
+        svc_respond_error(r, 404, "not_found", "no such route", NULL);
+    } else if (!strcmp(u->http_verb, "OPTIONS")) {
+        add_allow(allow, sizeof allow, "OPTIONS");
+        svc_set_header(r, "Allow", allow);
+        if (origin && app->norigins > 0 && !cors_ok) {
+            svc_respond_error(r, 403, "origin_not_allowed", "CORS origin not allowed", NULL);
+        } else {
+            if (cors_ok) {
+                svc_set_header(r, "Access-Control-Allow-Methods", allow);
+                svc_set_header(r, "Access-Control-Allow-Headers",
+                               "Authorization, Content-Type, Idempotency-Key, X-Correlation-ID");
+                svc_set_header(r, "Access-Control-Max-Age", "600");
+            }
+            svc_respond_json(r, 204, NULL);
+        }
+    } else {
+        add_allow(allow, sizeof allow, "OPTIONS");
+        svc_set_header(r, "Allow", allow);
+        json_t *d = json_pack("{s:s}", "allow", allow);
+        svc_respond_error(r, 405, "method_not_allowed", "method not allowed on this route", d);
+    }
+    return NULL;
+}
+
+/* The route's body rules: size limit, media type, and for JSON routes a JSON object in r->body.
+ * Bodies of every media type arrive here unparsed (app.c turns libmicrohttpd's form post
+ * processor off), so a form or multipart body on a JSON route is a 415 like any other type. */
+static bool phase_body(struct svc_req *r, unsigned long long body_len) {
+    struct svc_app *app = r->app;
+    const struct svc_route *rt = r->route;
+    const struct _u_request *u = r->u;
+    long limit = (rt->flags & SVC_ROUTE_BULK) ? app->max_bulk_body_bytes : app->max_body_bytes;
+    if (body_len > (unsigned long long)limit) {
+        too_large(r, limit);
+        return false;
+    }
+    if (!(rt->flags & SVC_ROUTE_JSON)) return true;
+    const char *ctype = svc_header(r, "Content-Type");
+    if ((rt->flags & SVC_ROUTE_TSV) && is_media_type(ctype, "text/tab-separated-values")) return true;
+    if (!svc_is_json_content_type(ctype)) {
+        svc_respond_error(r, 415, "unsupported_media_type",
+                          (rt->flags & SVC_ROUTE_TSV)
+                              ? "Content-Type must be application/json or text/tab-separated-values"
+                              : "Content-Type must be application/json",
+                          NULL);
+        return false;
+    }
+    json_error_t jerr;
+    r->body = u->binary_body_length
+                  ? json_loadb(u->binary_body, u->binary_body_length, JSON_REJECT_DUPLICATES, &jerr)
+                  : NULL;
+    if (!r->body) {
+        /* jansson quotes the input near the error, possibly cut inside a UTF-8 sequence:
+         * keep the reason ASCII so the details always pack */
+        for (char *p = jerr.text; *p; p++)
+            if ((unsigned char)*p >= 0x80) *p = '?';
+        json_t *d = u->binary_body_length
+                        ? json_pack("{s:i,s:i,s:s}", "line", jerr.line, "column", jerr.column, "reason", jerr.text)
+                        : json_pack("{s:s}", "reason", "empty body");
+        svc_respond_error(r, 400, "malformed_json", "request body is not valid JSON", d);
+        return false;
+    }
+    if (!json_is_object(r->body)) {
+        svc_respond_error(r, 400, "invalid_body", "request body must be a JSON object", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* The handler; one that forgot to answer becomes a 500 envelope. */
+static void phase_handler(struct svc_req *r) {
+    r->route->fn(r);
+    if (r->status == 0) {
+        svc_log(&r->app->log, SVC_LOG_ERROR, r->cid, "handler returned without a response", NULL);
+        svc_respond_status(r, SVC_INTERNAL, "internal error");
+    }
+}
+
 int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void *arg) {
     struct svc_app *app = arg;
     long t0 = now_us();
@@ -279,140 +451,33 @@ int svc_http_dispatch(const struct _u_request *u, struct _u_response *res, void 
     r->app = app;
     r->u = u;
     r->res = res;
-
-    const char *cid = svc_header(r, "X-Correlation-ID");
-    if (!svc_cid_is_sane(cid)) cid = svc_header(r, "X-Request-ID");
-    if (svc_cid_is_sane(cid)) snprintf(r->cid, sizeof r->cid, "%s", cid);
-    else svc_uuid4(r->cid);
-    svc_set_header(r, "X-Correlation-ID", r->cid);
-    if (atomic_load(&app->draining)) svc_set_header(r, "Connection", "close");
-    const char *proto = svc_header(r, "X-Forwarded-Proto");
-    if (proto && !strcasecmp(proto, "https"))
-        svc_set_header(r, "Strict-Transport-Security", "max-age=31536000; includeSubDomains");
-
     const char *method = sane_method(u->http_verb) ? u->http_verb : "OTHER";
-    const char *route_label = "unmatched";
-    int metrics_idx = app->unmatched_metrics_idx;
 
-    const char *origin = svc_header(r, "Origin");
-    bool cors_ok = false, wildcard = false;
-    if (origin && app->norigins > 0 && origin_allowed(app, origin, &wildcard)) {
-        cors_ok = true;
-        svc_set_header(r, "Access-Control-Allow-Origin", wildcard ? "*" : origin);
-        if (!wildcard) {
-            svc_set_header(r, "Vary", "Origin");
-            if (app->cors_credentials) svc_set_header(r, "Access-Control-Allow-Credentials", "true");
-        }
-        svc_set_header(r, "Access-Control-Expose-Headers", "X-Correlation-ID, Retry-After, Idempotent-Replayed");
-    }
+    phase_begin(r);
+    bool cors_ok;
+    phase_cors(r, svc_header(r, "Origin"), &cors_ok);
+    if (!phase_limits(r)) goto done;
 
-    const char *cl = svc_header(r, "Content-Length");
-    unsigned long long body_len = cl ? strtoull(cl, NULL, 10) : 0;
-    if (u->binary_body_length > body_len) body_len = u->binary_body_length;
-
-    size_t plen = u->url_path ? strlen(u->url_path) : 0;
+    unsigned long long body_len = body_length(r);
     char *segs[MAX_SEGMENTS];
     int nseg = -1;
+    size_t plen = u->url_path ? strlen(u->url_path) : 0;
     if (plen < sizeof r->pathbuf) {
         memcpy(r->pathbuf, u->url_path ? u->url_path : "", plen + 1);
         nseg = svc_path_split(r->pathbuf, segs, MAX_SEGMENTS);
     }
-    if (nseg < 0) {
-        svc_respond_error(r, 404, "not_found", "no such route", NULL);
-        goto done;
-    }
-
-    char allow[128] = "";
-    const struct svc_route *chosen = NULL;
-    for (int i = 0; i < app->nroutes; i++) {
-        const struct svc_route *rt = &app->routes[i];
-        if (!svc_route_match(rt->tmpl, segs, nseg, r)) continue;
-        add_allow(allow, sizeof allow, rt->method);
-        if (!chosen && !strcmp(rt->method, u->http_verb)) chosen = rt;
-    }
-    if (!chosen) {
-        if (body_len > (unsigned long long)app->max_bulk_body_bytes) {
-            too_large(r, app->max_body_bytes); /* over every limit, whatever the route */
-        } else if (!allow[0]) {
-            svc_respond_error(r, 404, "not_found", "no such route", NULL);
-        } else if (!strcmp(u->http_verb, "OPTIONS")) {
-            add_allow(allow, sizeof allow, "OPTIONS");
-            svc_set_header(r, "Allow", allow);
-            if (origin && app->norigins > 0 && !cors_ok) {
-                svc_respond_error(r, 403, "origin_not_allowed", "CORS origin not allowed", NULL);
-            } else {
-                if (cors_ok) {
-                    svc_set_header(r, "Access-Control-Allow-Methods", allow);
-                    svc_set_header(r, "Access-Control-Allow-Headers",
-                                   "Authorization, Content-Type, Idempotency-Key, X-Correlation-ID");
-                    svc_set_header(r, "Access-Control-Max-Age", "600");
-                }
-                svc_respond_json(r, 204, NULL);
-            }
-        } else {
-            add_allow(allow, sizeof allow, "OPTIONS");
-            svc_set_header(r, "Allow", allow);
-            json_t *d = json_pack("{s:s}", "allow", allow);
-            svc_respond_error(r, 405, "method_not_allowed", "method not allowed on this route", d);
-        }
-        goto done;
-    }
-    long limit = (chosen->flags & SVC_ROUTE_BULK) ? app->max_bulk_body_bytes : app->max_body_bytes;
-    if (body_len > (unsigned long long)limit) {
-        too_large(r, limit);
-        goto done;
-    }
-    /* re-match to bind the chosen route's parameters */
-    svc_route_match(chosen->tmpl, segs, nseg, r);
-    r->route = chosen;
-    route_label = chosen->tmpl;
-    metrics_idx = chosen->metrics_idx;
-
-    const char *ctype = (chosen->flags & SVC_ROUTE_JSON) ? svc_header(r, "Content-Type") : NULL;
-    bool tsv = (chosen->flags & SVC_ROUTE_TSV) && is_media_type(ctype, "text/tab-separated-values");
-    if ((chosen->flags & SVC_ROUTE_JSON) && !tsv) {
-        if (!svc_is_json_content_type(ctype)) {
-            svc_respond_error(r, 415, "unsupported_media_type",
-                              (chosen->flags & SVC_ROUTE_TSV)
-                                  ? "Content-Type must be application/json or text/tab-separated-values"
-                                  : "Content-Type must be application/json",
-                              NULL);
-            goto done;
-        }
-        json_error_t jerr;
-        r->body = u->binary_body_length
-                      ? json_loadb(u->binary_body, u->binary_body_length, JSON_REJECT_DUPLICATES, &jerr)
-                      : NULL;
-        if (!r->body) {
-            /* jansson quotes the input near the error, possibly cut inside a UTF-8 sequence:
-             * keep the reason ASCII so the details always pack */
-            for (char *p = jerr.text; *p; p++)
-                if ((unsigned char)*p >= 0x80) *p = '?';
-            json_t *d = u->binary_body_length
-                            ? json_pack("{s:i,s:i,s:s}", "line", jerr.line, "column", jerr.column, "reason", jerr.text)
-                            : json_pack("{s:s}", "reason", "empty body");
-            svc_respond_error(r, 400, "malformed_json", "request body is not valid JSON", d);
-            goto done;
-        }
-        if (!json_is_object(r->body)) {
-            svc_respond_error(r, 400, "invalid_body", "request body must be a JSON object", NULL);
-            goto done;
-        }
-    }
-    chosen->fn(r);
-    if (r->status == 0) {
-        svc_log(&app->log, SVC_LOG_ERROR, r->cid, "handler returned without a response", NULL);
-        svc_respond_status(r, SVC_INTERNAL, "internal error");
-    }
+    r->route = phase_route(r, segs, nseg, cors_ok, body_len);
+    if (!r->route) goto done;
+    if (!phase_body(r, body_len)) goto done;
+    phase_handler(r);
 
 done:;
     double secs = (double)(now_us() - t0) / 1e6;
-    svc_metrics_observe(&app->metrics, metrics_idx, r->status, secs);
-    access_log(r, method, route_label, secs * 1000.0);
+    svc_metrics_observe(&app->metrics, r->route ? r->route->metrics_idx : app->unmatched_metrics_idx, r->status, secs);
+    access_log(r, method, r->route ? r->route->tmpl : "unmatched", secs * 1000.0);
     json_decref(r->body);
     free(r);
     atomic_store(&app->last_request_ms, svc_now_ms());
     atomic_fetch_sub(&app->inflight, 1);
     return U_CALLBACK_COMPLETE;
 }
-

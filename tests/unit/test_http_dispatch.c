@@ -262,6 +262,75 @@ static void test_a_503_result_carries_retry_after_unless_the_handler_chose_one(v
     done(&x);
 }
 
+static void test_more_query_parameters_than_the_limit_is_a_414_envelope(void **state) {
+    (void)state;
+    struct exchange x;
+    char name[32];
+    run(&x, "GET", "/header", NULL, 0, NULL);
+    for (int i = 0; i < SVC_MAX_QUERY_PARAMS; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        u_map_put(x.req.map_url, name, "1");
+    }
+    dispatch(&x);
+    assert_int_equal(x.res.status, 204); /* at the limit: served */
+    done(&x);
+
+    run(&x, "GET", "/header", NULL, 0, NULL);
+    for (int i = 0; i <= SVC_MAX_QUERY_PARAMS; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        u_map_put(x.req.map_url, name, "1");
+    }
+    dispatch(&x);
+    assert_int_equal(x.res.status, 414);
+    const json_t *e = error_of(&x, "uri_too_long");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "details"), "max_parameters")),
+                     SVC_MAX_QUERY_PARAMS);
+    done(&x);
+}
+
+static void test_more_headers_than_the_limit_is_a_431_envelope(void **state) {
+    (void)state;
+    struct exchange x;
+    char name[32];
+    run(&x, "GET", "/header", NULL, 0, NULL); /* run() sets Content-Type: one header already */
+    for (int i = 0; i < SVC_MAX_HEADERS; i++) {
+        snprintf(name, sizeof name, "X-Pad-%d", i);
+        u_map_put(x.req.map_header, name, "v");
+    }
+    dispatch(&x);
+    assert_int_equal(x.res.status, 431);
+    const json_t *e = error_of(&x, "headers_too_large");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "details"), "max_headers")), SVC_MAX_HEADERS);
+    done(&x);
+}
+
+static void test_a_path_over_the_limit_is_a_414_envelope_not_a_404(void **state) {
+    (void)state;
+    struct exchange x;
+    char *path = malloc(SVC_PATH_MAX + 1);
+    assert_non_null(path);
+    path[0] = '/';
+    memset(path + 1, 'a', SVC_PATH_MAX - 1);
+    path[SVC_PATH_MAX] = '\0';
+    run(&x, "GET", path, NULL, 0, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 414);
+    error_of(&x, "uri_too_long");
+    done(&x);
+    free(path);
+}
+
+static void test_a_form_body_on_a_json_route_is_415(void **state) {
+    (void)state;
+    struct exchange x;
+    run(&x, "POST", "/echo", "a=b", 3, NULL);
+    u_map_put(x.req.map_header, "Content-Type", "application/x-www-form-urlencoded");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 415);
+    error_of(&x, "unsupported_media_type");
+    done(&x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bulk_route_over_its_limit_reports_the_bulk_limit),
@@ -272,6 +341,10 @@ int main(void) {
         cmocka_unit_test(test_header_values_with_control_characters_are_never_sent),
         cmocka_unit_test(test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope),
         cmocka_unit_test(test_a_503_result_carries_retry_after_unless_the_handler_chose_one),
+        cmocka_unit_test(test_more_query_parameters_than_the_limit_is_a_414_envelope),
+        cmocka_unit_test(test_more_headers_than_the_limit_is_a_431_envelope),
+        cmocka_unit_test(test_a_path_over_the_limit_is_a_414_envelope_not_a_404),
+        cmocka_unit_test(test_a_form_body_on_a_json_route_is_415),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

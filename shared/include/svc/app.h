@@ -57,6 +57,9 @@ struct svc_app {
     long max_body_bytes;
     long max_bulk_body_bytes;
     long connection_timeout_s;
+    long connection_memory_bytes;  /* HTTP_CONNECTION_MEMORY_BYTES: libmicrohttpd's per-connection
+                                    * pool, holding the request line, headers, their records and
+                                    * the answer's headers (zeroed between requests: keep it small) */
     long shutdown_grace_ms;
     const char *migrations_dir;
     char *origins[SVC_MAX_ORIGINS];

@@ -39,7 +39,13 @@ struct svc_route {
 };
 
 #define SVC_MAX_PARAMS 4
+/* Request limits answered in the envelope: a path of SVC_PATH_MAX bytes or more and more than
+ * SVC_MAX_QUERY_PARAMS query parameters are 414 uri_too_long, more than SVC_MAX_HEADERS headers
+ * 431 headers_too_large. Nginx refuses larger requests itself and forwards only the headers the
+ * services read (nginx/nginx.conf.template), so through it these are rarely reached. */
 #define SVC_PATH_MAX 2048
+#define SVC_MAX_QUERY_PARAMS 100
+#define SVC_MAX_HEADERS 64
 
 struct svc_req {
     struct svc_app *app;
