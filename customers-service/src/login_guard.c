@@ -76,3 +76,9 @@ void login_guard_succeeded(struct customers_ctx *cx, const char *acct) {
     redisReply *r = svc_redis_command(cx->app.redis, &st, "DEL loginfail:acct:%s", acct);
     if (r) freeReplyObject(r);
 }
+
+struct svc_result login_guard_refusal(long wait) {
+    struct svc_result r = SVC_RESULT_ERR(SVC_RATE_LIMITED, "too_many_attempts", "too many failed password attempts; try again later");
+    r.details = json_pack("{s:I}", "retry_after", (json_int_t)wait);
+    return r;
+}

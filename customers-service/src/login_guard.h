@@ -1,6 +1,8 @@
-/* Brute-force protection for login: failed attempts are counted in Redis per account and per
- * client IP over a fixed window; past a threshold the login is refused with 429 and Retry-After,
- * even with the right password, until the window ends.
+/* Brute-force protection for password guesses: failed attempts are counted in Redis per account
+ * and per client IP over a fixed window; past a threshold the guess is refused with 429 and
+ * Retry-After, even with the right password, until the window ends. Two callers share the same
+ * counters: login (sessions.c) and the current_password of a user changing their own password
+ * (users.c), so a stolen access token does not open a second, unthrottled way to guess.
  *
  * The account is the user's id when the login names an existing user, so failures by user name and
  * by email count together; for an unknown login it is a SHA-256 of the lower-cased login (never the
@@ -21,5 +23,8 @@ void login_guard_account(const char *user_id, const char *login, char out[LOGIN_
 long login_guard_check(struct customers_ctx *cx, const char *cid, const char *account, const char *ip);
 void login_guard_failed(struct customers_ctx *cx, const char *account, const char *ip);
 void login_guard_succeeded(struct customers_ctx *cx, const char *account);
+/* The refusal while locked out: 429 too_many_attempts, details.retry_after = wait (the handler
+ * copies it into Retry-After). */
+struct svc_result login_guard_refusal(long wait);
 
 #endif

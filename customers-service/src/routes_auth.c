@@ -1,20 +1,10 @@
 /* HTTP in/out for the /api/auth endpoints and /.well-known/jwks.json. */
-#include <stdio.h>
 #include "ctx.h"
 #include "routes.h"
 #include "sessions.h"
 #include "users.h"
 
 static struct customers_ctx *cx_of(struct svc_req *r) { return customers_ctx_of(r->app); }
-
-static void respond_with_retry_after(struct svc_req *r, struct svc_result *res) {
-    if (res->st == SVC_RATE_LIMITED && res->details) {
-        char ra[24];
-        snprintf(ra, sizeof ra, "%lld", (long long)json_integer_value(json_object_get(res->details, "retry_after")));
-        svc_set_header(r, "Retry-After", ra);
-    }
-    svc_respond_result(r, res);
-}
 
 static void h_register(struct svc_req *r) {
     struct svc_result res = users_register(cx_of(r), r->cid, r->body);
@@ -25,12 +15,12 @@ static void h_login(struct svc_req *r) {
     char ip[64];
     svc_client_ip(r, ip, sizeof ip);
     struct svc_result res = auth_login(cx_of(r), r->cid, ip, r->body);
-    respond_with_retry_after(r, &res);
+    routes_respond(r, &res);
 }
 
 static void h_refresh(struct svc_req *r) {
     struct svc_result res = auth_refresh(cx_of(r), r->cid, r->body);
-    respond_with_retry_after(r, &res);
+    routes_respond(r, &res);
 }
 
 static void h_logout(struct svc_req *r) {
@@ -38,7 +28,7 @@ static void h_logout(struct svc_req *r) {
     if (!svc_authenticate(&cx_of(r)->auth, r, &who)) return;
     struct svc_result res = auth_logout(cx_of(r), r->cid, &who);
     svc_principal_clear(&who);
-    respond_with_retry_after(r, &res);
+    routes_respond(r, &res);
 }
 
 static void h_me(struct svc_req *r) {

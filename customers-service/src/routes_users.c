@@ -8,7 +8,8 @@ static struct customers_ctx *cx_of(struct svc_req *r) { return customers_ctx_of(
 #define AUTHENTICATED(r, who) SVC_AUTHENTICATED(&cx_of(r)->auth, r, who)
 
 static void answer(struct svc_req *r, struct svc_principal *who, struct svc_result res) {
-    svc_respond_as(r, who, &res);
+    svc_principal_clear(who);
+    routes_respond(r, &res);
 }
 
 static void h_list(struct svc_req *r) {
@@ -34,7 +35,9 @@ static void h_get_by_name(struct svc_req *r) {
 
 static void h_update(struct svc_req *r) {
     AUTHENTICATED(r, who);
-    answer(r, &who, users_update(cx_of(r), r->cid, &who, svc_param(r, "id"), r->body));
+    char ip[64];
+    svc_client_ip(r, ip, sizeof ip);
+    answer(r, &who, users_update(cx_of(r), r->cid, ip, &who, svc_param(r, "id"), r->body));
 }
 
 static void h_delete(struct svc_req *r) {

@@ -116,10 +116,7 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
         svc_pg_release(cx->app.pg, c);
         if (st == SVC_OK) user_auth_row_free(&row);
         atomic_fetch_add_explicit(cx->logins_locked, 1, memory_order_relaxed);
-        struct svc_result r = SVC_RESULT_ERR(SVC_RATE_LIMITED, "too_many_attempts",
-                                             "too many failed logins; try again later");
-        r.details = json_pack("{s:I}", "retry_after", (json_int_t)wait);
-        return r;
+        return login_guard_refusal(wait);
     }
     bool ok = false;
     if (st == SVC_OK && !row.deleted && row.password_hash) {

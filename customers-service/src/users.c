@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "login_guard.h"
 #include "sessions.h"
 #include "user_cache.h"
 #include "users_repo.h"
@@ -311,8 +312,8 @@ struct svc_result users_list(struct customers_ctx *cx, const char *cid, const st
 
 /* ---- update / delete ---- */
 
-struct svc_result users_update(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
-                               const char *id, const json_t *body) {
+struct svc_result users_update(struct customers_ctx *cx, const char *cid, const char *client_ip,
+                               const struct svc_principal *who, const char *id, const json_t *body) {
     if (!svc_uuid_is_valid(id) || !may_access(who, id))
         return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
     if (!who->is_admin && (json_object_get(body, "role") || json_object_get(body, "permissions"))) {
@@ -342,6 +343,18 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
     }
     if (json_object_size(fields)) { free(perm_lit); return validation_failed(fields); }
     json_decref(fields);
+    /* current_password is a password guess: it shares the login guard's counters (this account,
+     * this client address), so a stolen access token is no way around the login lockout */
+    bool guarded = password && self;
+    char account[LOGIN_GUARD_KEY_LEN];
+    if (guarded) {
+        login_guard_account(id, NULL, account);
+        long wait = login_guard_check(cx, cid, account, client_ip);
+        if (wait > 0) {
+            free(perm_lit);
+            return login_guard_refusal(wait);
+        }
+    }
 
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
@@ -358,10 +371,15 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
     }
     char hash[PASSWORD_ENCODED_MAX];
     if (password) {
-        if (self && !(row.password_hash && password_verify(row.password_hash, current))) {
-            user_auth_row_free(&row);
-            res = SVC_RESULT_ERR(SVC_FORBIDDEN, "current_password_invalid", "current password is wrong");
-            goto out;
+        if (guarded) {
+            if (!(row.password_hash && password_verify(row.password_hash, current))) {
+                user_auth_row_free(&row);
+                login_guard_failed(cx, account, client_ip);
+                svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "current password wrong", "{s:s}", "user_id", id);
+                res = SVC_RESULT_ERR(SVC_FORBIDDEN, "current_password_invalid", "current password is wrong");
+                goto out;
+            }
+            login_guard_succeeded(cx, account);
         }
         if (password_hash(&cx->pw_params, password, hash, sizeof hash) != 0) {
             user_auth_row_free(&row);

@@ -30,8 +30,10 @@ struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
 struct svc_result users_list(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
                              const char *page, const char *limit, const char *search,
                              const char *include_deleted);
-struct svc_result users_update(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
-                               const char *id, const json_t *body);
+/* client_ip: counted by the login guard when a user changes their own password (current_password
+ * is a password guess; see login_guard.h). */
+struct svc_result users_update(struct customers_ctx *cx, const char *cid, const char *client_ip,
+                               const struct svc_principal *who, const char *id, const json_t *body);
 struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
                                const char *id);
 struct svc_result users_internal_status(struct customers_ctx *cx, const char *cid, const char *id);

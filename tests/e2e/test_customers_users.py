@@ -165,6 +165,51 @@ def test_own_password_change_needs_the_current_password(ctx):
     call(ctx, "POST", "/api/auth/login", 401, "invalid_credentials", body={"login": s["user_name"], "password": s["password"]})
 
 
+def test_wrong_current_passwords_lock_the_account_like_failed_logins(ctx):
+    """A stolen access token must not become a password oracle: wrong current_password guesses
+    count with failed logins (one counter per account), so after 5 of them the change is refused
+    with 429 and Retry-After even with the right current password, and so is a login."""
+    s = new_session(ctx)
+    before = _db_user(ctx, s["id"])["pw"]
+    new_pw = "New-pass-" + os.urandom(6).hex()
+    for i in range(5):
+        _put(ctx, s["access"], s["id"], {"password": new_pw, "current_password": "Wrong-%d-%s" % (i, os.urandom(4).hex())},
+             403, "current_password_invalid")
+    for current, kind in ((s["password"], "right"), ("Wrong-again-" + os.urandom(4).hex(), "wrong")):
+        r = call(ctx, "PUT", "/api/users/{id}", path="/api/users/" + s["id"], token=s["access"],
+                 body={"password": new_pw, "current_password": current})
+        assert r.status == 429 and r.json["error"]["code"] == "too_many_attempts", \
+            "after 5 wrong current passwords, the %s one -> %d %r" % (kind, r.status, r.body[:160])
+        ra = r.headers.get("Retry-After", "")
+        assert ra.isdigit() and 1 <= int(ra) <= 15 * 60, "Retry-After %r" % ra
+        assert r.json["error"]["details"]["retry_after"] == int(ra), r.json
+    assert _db_user(ctx, s["id"])["pw"] == before, "a password change went through during the lockout"
+    # the same counter locks the login (any identifier of the account)
+    r = call(ctx, "POST", "/api/auth/login", 429, "too_many_attempts", body={"login": s["email"], "password": s["password"]})
+    assert r.headers.get("Retry-After", "").isdigit(), r.headers
+    # other fields of the same user still change: only password guessing is throttled
+    _put(ctx, s["access"], s["id"], {"name": "Still Editable"})
+    # another account is unaffected
+    o = new_session(ctx)
+    _put(ctx, o["access"], o["id"], {"password": new_pw, "current_password": o["password"]}, 200, secrets=[new_pw])
+    login(ctx, o["user_name"], new_pw)
+
+
+def test_a_right_current_password_resets_the_failure_count(ctx):
+    """Like a successful login: 4 wrong guesses, then the right one, leave a fresh count."""
+    s = new_session(ctx)
+    pw, access = s["password"], s["access"]
+    for round_ in range(2):
+        for i in range(4):
+            _put(ctx, access, s["id"], {"password": "Next-%d-%s" % (i, os.urandom(4).hex()),
+                                             "current_password": "Wrong-%d-%s" % (i, os.urandom(4).hex())},
+                 403, "current_password_invalid")
+        new_pw = "Round-%d-%s" % (round_, os.urandom(6).hex())
+        _put(ctx, access, s["id"], {"password": new_pw, "current_password": pw}, 200, secrets=[new_pw])
+        pw = new_pw
+        access = login(ctx, s["user_name"], pw)["access_token"]    # the change revoked the sessions
+
+
 def test_non_admin_cannot_change_role_or_permissions(ctx):
     s = new_session(ctx)
     for body in ({"role": "admin"}, {"permissions": ["users:write"]}, {"name": "Sneaky", "role": "admin"},
