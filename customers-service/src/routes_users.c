@@ -14,8 +14,8 @@ static void answer(struct svc_req *r, struct svc_principal *who, struct svc_resu
 
 static void h_list(struct svc_req *r) {
     AUTHENTICATED(r, who);
-    answer(r, &who, users_list(cx_of(r), r->cid, &who, svc_query(r, "page"), svc_query(r, "limit"),
-                               svc_query(r, "search"), svc_query(r, "include_deleted")));
+    answer(r, &who, users_list(cx_of(r), r->cid, &who, &SVC_PAGE_PARAMS(r), svc_query(r, "search"),
+                               svc_query(r, "include_deleted")));
 }
 
 static void h_create(struct svc_req *r) {

@@ -275,36 +275,26 @@ struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
     return ok_raw(SVC_OK, json);
 }
 
-static bool parse_long(const char *s, long def, long min, long max, long *out) {
-    if (!s || !*s) { *out = def; return true; }
-    char *end = NULL;
-    long v = strtol(s, &end, 10);
-    if (*end || v < min || v > max) return false;
-    *out = v;
-    return true;
-}
-
 struct svc_result users_list(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
-                             const char *page_s, const char *limit_s, const char *search,
+                             const struct svc_page_params *paging, const char *search,
                              const char *include_deleted) {
     if (!who->is_admin) return SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden", "admin role required");
     json_t *fields = json_object();
-    long page = 1, limit = 20;
-    if (!parse_long(page_s, 1, 1, 1000000, &page)) check(fields, "page", "must be an integer >= 1");
-    if (!parse_long(limit_s, 20, 1, 100, &limit)) check(fields, "limit", "must be an integer from 1 to 100");
-    if (search && strlen(search) > 100) check(fields, "search", "at most 100 characters");
-    bool incl = false;
-    if (include_deleted) {
-        if (!strcmp(include_deleted, "true")) incl = true;
-        else if (strcmp(include_deleted, "false") != 0) check(fields, "include_deleted", "must be true or false");
+    struct svc_page page;
+    bool ok = svc_page_parse(&users_list_kind, paging, &page, fields);
+    if (search && strlen(search) > 100) {
+        svc_query_reason(fields, "search", "at most 100 characters");
+        ok = false;
     }
-    if (json_object_size(fields)) return validation_failed(fields);
+    bool incl = false;
+    if (!svc_query_bool(fields, "include_deleted", include_deleted, false, &incl)) ok = false;
+    if (!ok) return svc_query_invalid(fields);
     json_decref(fields);
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return unavailable(st);
     char *json = NULL;
-    st = users_repo_list(c, page, limit, search, incl, &json);
+    st = users_repo_list(c, &page, search, incl, &json);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return internal(cx, cid, "list");
     return ok_raw(SVC_OK, json);

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "ctx.h"
+#include "svc/paging.h"
 
 /* Field validators: NULL when valid, else a static reason. */
 const char *users_check_user_name(const char *s);
@@ -27,8 +28,9 @@ struct svc_result users_get(struct customers_ctx *cx, const char *cid, const str
                             const char *id);
 struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
                                     const struct svc_principal *who, const char *user_name);
+/* GET /api/users (admin), paged as users_list_kind (users_repo.h) says. */
 struct svc_result users_list(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
-                             const char *page, const char *limit, const char *search,
+                             const struct svc_page_params *paging, const char *search,
                              const char *include_deleted);
 /* client_ip: counted by the login guard when a user changes their own password (current_password
  * is a password guess; see login_guard.h). */

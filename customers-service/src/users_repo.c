@@ -1,7 +1,6 @@
 /* SQL for customers.users; see users_repo.h.
  *
- * Lookups by user_name/email use lower(...) so they hit the case-insensitive unique indexes.
- * The list query returns the page and the total in one round trip (count(*) OVER ()). */
+ * Lookups by user_name/email use lower(...) so they hit the case-insensitive unique indexes. */
 #include "users_repo.h"
 
 #include <stdio.h>
@@ -168,25 +167,36 @@ static char *like_pattern(const char *search) {
     return p;
 }
 
-svc_status users_repo_list(PGconn *c, long page, long limit, const char *search, bool include_deleted,
+/* Keyset pages scan the primary key backwards from the cursor's id (newest first: ids are
+ * UUIDv7); the deprecated page= keeps its old order, oldest first, by offset. The filter is
+ * written out twice rather than shared through a CTE, which PostgreSQL would materialise whole
+ * (every matching id) because the count refers to it too. */
+#define LIST_FILTER                                                                                \
+    "($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR u.user_name ILIKE $3 OR u.email ILIKE $3 " \
+    "OR u.name ILIKE $3)"
+#define LIST_SQL(order, after)                                                                     \
+    "WITH n AS (SELECT CASE WHEN $5::bool THEN (SELECT count(*) FROM customers.users u WHERE " LIST_FILTER ") END AS total),"\
+    " pg AS (SELECT u.id FROM customers.users u WHERE " LIST_FILTER " AND " after                  \
+    "        ORDER BY u.id " order " LIMIT $1::bigint OFFSET $2::bigint) "                           \
+    "SELECT CASE WHEN u.id IS NOT NULL THEN " USER_COLS " END, NULL, u.id, n.total"                                                     \
+    "  FROM n LEFT JOIN (pg JOIN customers.users u USING (id)) ON true ORDER BY u.id " order
+
+const struct svc_list users_list_kind = {.kind = 'U', .timed = false, .id = SVC_CURSOR_UUID, .legacy_page = true};
+
+svc_status users_repo_list(PGconn *c, const struct svc_page *page, const char *search, bool include_deleted,
                            char **json_out) {
-    char spage[24], slimit[24], soff[24];
-    snprintf(spage, sizeof spage, "%ld", page);
-    snprintf(slimit, sizeof slimit, "%ld", limit);
-    snprintf(soff, sizeof soff, "%ld", (page - 1) * limit);
+    *json_out = NULL;
     char *pattern = NULL;
     if (search && *search && !(pattern = like_pattern(search))) return SVC_INTERNAL;
-    const char *v[5] = {slimit, soff, pattern, include_deleted ? "t" : "f", spage};
-    svc_status st = one_text(c,
-                    "WITH filtered AS (SELECT u.id FROM customers.users u "
-                    "   WHERE ($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR u.user_name ILIKE $3 "
-                    "         OR u.email ILIKE $3 OR u.name ILIKE $3)), "
-                    " pg AS (SELECT id FROM filtered ORDER BY id LIMIT $1::bigint OFFSET $2::bigint) "
-                    "SELECT json_build_object("
-                    " 'data', COALESCE((SELECT json_agg(customers.user_json(u) ORDER BY u.id) "
-                    "                   FROM customers.users u JOIN pg USING (id)), '[]'::json), "
-                    " 'page', $5::bigint, 'limit', $1::bigint, 'total', (SELECT count(*) FROM filtered))::text",
-                    5, v, json_out, NULL);
+    struct svc_page_sql p;
+    svc_page_sql(page, &p);
+    const char *v[6] = {p.fetch, p.offset, pattern, include_deleted ? "t" : "f", p.total, p.id};
+    const char *sql = page->page > 0 ? LIST_SQL("ASC", "true")
+                                     : LIST_SQL("DESC", "($6::uuid IS NULL OR u.id < $6::uuid)");
+    PGresult *res = PQexecParams(c, sql, page->page > 0 ? 5 : 6, NULL, v, NULL, NULL, 0);
+    svc_status st = PQresultStatus(res) == PGRES_TUPLES_OK ? svc_page_render_pg(&users_list_kind, page, res, json_out)
+                                                          : map_error(res, NULL);
+    PQclear(res);
     free(pattern);
     return st;
 }

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "svc/paging.h"
 #include "svc/status.h"
 
 struct user_new {
@@ -52,8 +53,12 @@ svc_status users_repo_update(PGconn *c, const char *id, const struct user_patch 
                              const char **conflict);
 svc_status users_repo_set_password_hash(PGconn *c, const char *id, const char *hash);
 svc_status users_repo_soft_delete(PGconn *c, const char *id, char **user_name_out);
-/* {data:[...], page, limit, total} as JSON text. search may be NULL. */
-svc_status users_repo_list(PGconn *c, long page, long limit, const char *search, bool include_deleted,
+/* GET /api/users: newest first by cursor (the UUIDv7 id, so creation order to the millisecond;
+ * users made before migration 002 have random ids and list in a stable order, not by age); the
+ * deprecated page= keeps its old order, oldest first. */
+extern const struct svc_list users_list_kind;
+/* One page of users as svc_page_render makes it. search may be NULL. */
+svc_status users_repo_list(PGconn *c, const struct svc_page *page, const char *search, bool include_deleted,
                            char **json_out);
 /* For GET /internal/users/{id}: {"id","deleted","role"}. */
 svc_status users_repo_get_status_json(PGconn *c, const char *id, char **json_out);

@@ -36,7 +36,7 @@ static void h_status(struct svc_req *r) {
 
 static void h_history(struct svc_req *r) {
     AUTHENTICATED(r, who);
-    answer(r, &who, sync_history(cx_of(r), r->cid, &who, svc_query(r, "page"), svc_query(r, "limit")));
+    answer(r, &who, sync_history(cx_of(r), r->cid, &who, &SVC_PAGE_PARAMS(r)));
 }
 
 static void h_get(struct svc_req *r) {
@@ -46,14 +46,13 @@ static void h_get(struct svc_req *r) {
 
 static void h_errors(struct svc_req *r) {
     AUTHENTICATED(r, who);
-    answer(r, &who, sync_errors(cx_of(r), r->cid, &who, svc_param(r, "id"), svc_query(r, "page"),
-                                svc_query(r, "limit")));
+    answer(r, &who, sync_errors(cx_of(r), r->cid, &who, svc_param(r, "id"), &SVC_PAGE_PARAMS(r)));
 }
 
 static void h_job_runs(struct svc_req *r) {
     AUTHENTICATED(r, who);
-    answer(r, &who, sync_job_runs(cx_of(r), r->cid, &who, svc_query(r, "page"), svc_query(r, "limit"),
-                                  svc_query(r, "queue"), svc_query(r, "run_id")));
+    answer(r, &who, sync_job_runs(cx_of(r), r->cid, &who, &SVC_PAGE_PARAMS(r), svc_query(r, "queue"),
+                                  svc_query(r, "run_id")));
 }
 
 static void h_queues(struct svc_req *r) {

@@ -179,57 +179,79 @@ svc_status repo_run_latest(PGconn *c, char **json, char status[SYNC_STATUS_MAX])
     return *json ? SVC_OK : SVC_INTERNAL;
 }
 
-static void page_params(long page, long limit, char p[24], char l[24]) {
-    snprintf(p, 24, "%ld", page);
-    snprintf(l, 24, "%ld", limit);
+const struct svc_list repo_history_kind = {.kind = 'R', .timed = true, .id = SVC_CURSOR_UUID, .legacy_page = true};
+const struct svc_list repo_errors_kind = {.kind = 'E', .timed = false, .id = SVC_CURSOR_INT, .legacy_page = true};
+const struct svc_list repo_job_runs_kind = {.kind = 'J', .timed = true, .id = SVC_CURSOR_INT, .legacy_page = true};
+
+/* Runs a page statement (rows of json, key time µs, key id, total; see svc_page_render_pg).
+ * no_rows_is_missing: a statement that returns no row at all says its parent does not exist. */
+static svc_status page_rows(PGconn *c, const struct svc_list *l, const struct svc_page *page, const char *sql, int n,
+                            const char *const *v, bool no_rows_is_missing, char **json) {
+    PGresult *r;
+    *json = NULL;
+    svc_status s = run(c, sql, n, v, &r);
+    if (s != SVC_OK) return s;
+    if (no_rows_is_missing && PQntuples(r) == 0) s = SVC_NOT_FOUND;
+    else s = svc_page_render_pg(l, page, r, json);
+    PQclear(r);
+    return s;
 }
 
-svc_status repo_run_history(PGconn *c, long page, long limit, char **json) {
-    char p[24], l[24];
-    page_params(page, limit, p, l);
-    const char *v[] = {p, l};
-    return one_json(c,
-                    "SELECT json_build_object("
-                    " 'data', coalesce((SELECT json_agg(sync.run_json(s.r) ORDER BY (s.r).created_at DESC, (s.r).id DESC)"
-                    "   FROM (SELECT r FROM sync.sync_runs r ORDER BY r.created_at DESC, r.id DESC"
-                    "         LIMIT $2::bigint OFFSET ($1::bigint - 1) * $2::bigint) s), '[]'::json),"
-                    " 'page', $1::bigint, 'limit', $2::bigint,"
-                    " 'total', (SELECT count(*) FROM sync.sync_runs))",
-                    2, v, json);
+/* The total is computed only when asked for ($total): CASE evaluates the count's subquery only
+ * then. The page's rows are LEFT JOINed to it so that an empty page still returns the total. */
+#define TOTAL(flag, count_sql) "n AS (SELECT CASE WHEN " flag "::bool THEN (" count_sql ") END AS total)"
+
+svc_status repo_run_history(PGconn *c, const struct svc_page *page, char **json) {
+    struct svc_page_sql p;
+    svc_page_sql(page, &p);
+    const char *v[] = {p.fetch, p.offset, p.total, p.time, p.id};
+    return page_rows(c, &repo_history_kind, page,
+                     "WITH " TOTAL("$3", "SELECT count(*) FROM sync.sync_runs") ","
+                     " p AS (SELECT r FROM sync.sync_runs r"
+                     "        WHERE ($4::timestamptz IS NULL OR (r.created_at, r.id) < ($4::timestamptz, $5::uuid))"
+                     "        ORDER BY r.created_at DESC, r.id DESC LIMIT $1::bigint OFFSET $2::bigint) "
+                     "SELECT CASE WHEN (p.r).id IS NOT NULL THEN sync.run_json(p.r)::text END,"
+                     "       (extract(epoch FROM (p.r).created_at) * 1000000)::bigint, (p.r).id, n.total"
+                     "  FROM n LEFT JOIN p ON true ORDER BY (p.r).created_at DESC, (p.r).id DESC",
+                     5, v, false, json);
 }
 
-svc_status repo_run_errors(PGconn *c, const char *run_id, long page, long limit, char **json) {
-    char p[24], l[24];
-    page_params(page, limit, p, l);
-    const char *v[] = {run_id, p, l};
-    return one_json(c,
-                    "SELECT json_build_object("
-                    " 'data', coalesce((SELECT json_agg(json_build_object('position', e.position, 'reason', e.reason,"
-                    "     'created_at', sync.ts_json(e.created_at)) ORDER BY e.position)"
-                    "   FROM (SELECT * FROM sync.sync_errors WHERE run_id = r.id ORDER BY position"
-                    "         LIMIT $3::bigint OFFSET ($2::bigint - 1) * $3::bigint) e), '[]'::json),"
-                    " 'page', $2::bigint, 'limit', $3::bigint,"
-                    " 'total', (SELECT count(*) FROM sync.sync_errors WHERE run_id = r.id))"
-                    " FROM sync.sync_runs r WHERE r.id = $1",
-                    3, v, json);
+svc_status repo_run_errors(PGconn *c, const char *run_id, const struct svc_page *page, char **json) {
+    struct svc_page_sql p;
+    svc_page_sql(page, &p);
+    const char *v[] = {run_id, p.fetch, p.offset, p.total, p.id};
+    return page_rows(c, &repo_errors_kind, page,
+                     "WITH r AS (SELECT id FROM sync.sync_runs WHERE id = $1::uuid),"
+                     " " TOTAL("$4", "SELECT count(*) FROM sync.sync_errors WHERE run_id = $1::uuid") ","
+                     " p AS (SELECT e.* FROM sync.sync_errors e"
+                     "        WHERE e.run_id = $1::uuid AND ($5::bigint IS NULL OR e.position > $5::bigint)"
+                     "        ORDER BY e.position LIMIT $2::bigint OFFSET $3::bigint) "
+                     "SELECT CASE WHEN p.position IS NOT NULL THEN json_build_object('position', p.position,"
+                     "         'reason', p.reason, 'created_at', sync.ts_json(p.created_at))::text END,"
+                     "       NULL, p.position, n.total"
+                     "  FROM r CROSS JOIN n LEFT JOIN p ON true ORDER BY p.position",
+                     5, v, true, json);
 }
 
-svc_status repo_job_runs(PGconn *c, const char *queue, const char *run_id, long page, long limit, char **json) {
-    char p[24], l[24];
-    page_params(page, limit, p, l);
-    const char *v[] = {queue, run_id, p, l};
-    return one_json(c,
-                    "WITH f AS (SELECT * FROM sync.job_runs WHERE ($1::text IS NULL OR queue = $1)"
-                    "           AND ($2::uuid IS NULL OR run_id = $2::uuid)) "
-                    "SELECT json_build_object("
-                    " 'data', coalesce((SELECT json_agg(json_build_object('id', j.id, 'queue', j.queue, 'job_id', j.job_id,"
-                    "     'run_id', j.run_id, 'attempt', j.attempt, 'instance', j.instance, 'status', j.status,"
-                    "     'started_at', sync.ts_json(j.started_at), 'finished_at', sync.ts_json(j.finished_at),"
-                    "     'duration_ms', j.duration_ms, 'error', j.error) ORDER BY j.started_at DESC, j.id DESC)"
-                    "   FROM (SELECT * FROM f ORDER BY started_at DESC, id DESC"
-                    "         LIMIT $4::bigint OFFSET ($3::bigint - 1) * $4::bigint) j), '[]'::json),"
-                    " 'page', $3::bigint, 'limit', $4::bigint, 'total', (SELECT count(*) FROM f))",
-                    4, v, json);
+svc_status repo_job_runs(PGconn *c, const char *queue, const char *run_id, const struct svc_page *page, char **json) {
+    struct svc_page_sql p;
+    svc_page_sql(page, &p);
+    const char *v[] = {queue, run_id, p.fetch, p.offset, p.total, p.time, p.id};
+#define JOB_FILTER "($1::text IS NULL OR j.queue = $1) AND ($2::uuid IS NULL OR j.run_id = $2::uuid)"
+    return page_rows(c, &repo_job_runs_kind, page,
+                     "WITH " TOTAL("$5", "SELECT count(*) FROM sync.job_runs j WHERE " JOB_FILTER) ","
+                     " p AS (SELECT j.* FROM sync.job_runs j WHERE " JOB_FILTER
+                     "        AND ($6::timestamptz IS NULL OR (j.started_at, j.id) < ($6::timestamptz, $7::bigint))"
+                     "        ORDER BY j.started_at DESC, j.id DESC LIMIT $3::bigint OFFSET $4::bigint) "
+                     "SELECT CASE WHEN p.id IS NOT NULL THEN json_build_object('id', p.id, 'queue', p.queue,"
+                     "     'job_id', p.job_id,"
+                     "     'run_id', p.run_id, 'attempt', p.attempt, 'instance', p.instance, 'status', p.status,"
+                     "     'started_at', sync.ts_json(p.started_at), 'finished_at', sync.ts_json(p.finished_at),"
+                     "     'duration_ms', p.duration_ms, 'error', p.error)::text END,"
+                     "     (extract(epoch FROM p.started_at) * 1000000)::bigint, p.id, n.total"
+                     "  FROM n LEFT JOIN p ON true ORDER BY p.started_at DESC, p.id DESC",
+                     7, v, false, json);
+#undef JOB_FILTER
 }
 
 /* ------------------------------------------------------------------ the stream reader */

@@ -18,6 +18,7 @@
 
 #include "svc/buf.h"
 #include "svc/cid.h"
+#include "svc/paging.h"
 #include "svc/status.h"
 
 #define SYNC_STATUS_MAX 16
@@ -66,13 +67,18 @@ svc_status repo_run_trigger(PGconn *c, const char *trigger, const char *requeste
 svc_status repo_run_get(PGconn *c, const char *run_id, char **json);
 /* The newest run; SVC_NOT_FOUND when there is none. status (may be NULL) gets its status. */
 svc_status repo_run_latest(PGconn *c, char **json, char status[SYNC_STATUS_MAX]);
-/* {"data":[run…],"page","limit","total"}, newest first. */
-svc_status repo_run_history(PGconn *c, long page, long limit, char **json);
-/* {"data":[{"position","reason","created_at"}…],"page","limit","total"} by position;
- * SVC_NOT_FOUND when the run does not exist. */
-svc_status repo_run_errors(PGconn *c, const char *run_id, long page, long limit, char **json);
-/* {"data":[job run…],"page","limit","total"}, newest first; queue/run_id filters may be NULL. */
-svc_status repo_job_runs(PGconn *c, const char *queue, const char *run_id, long page, long limit, char **json);
+/* Lists (svc/paging.h), each one page as svc_page_render makes it:
+ * sync runs newest first by (created_at, id); */
+extern const struct svc_list repo_history_kind;
+/* a run's skipped records by position in the stream (ascending: the order they were met); */
+extern const struct svc_list repo_errors_kind;
+/* job executions newest first by (started_at, id). */
+extern const struct svc_list repo_job_runs_kind;
+svc_status repo_run_history(PGconn *c, const struct svc_page *page, char **json);
+/* data items {"position","reason","created_at"}; SVC_NOT_FOUND when the run does not exist. */
+svc_status repo_run_errors(PGconn *c, const char *run_id, const struct svc_page *page, char **json);
+/* queue/run_id filters may be NULL. */
+svc_status repo_job_runs(PGconn *c, const char *queue, const char *run_id, const struct svc_page *page, char **json);
 
 /* ---- the stream reader (all guarded by the lease of owner) ---- */
 

@@ -2,7 +2,6 @@
  * back on every path; failures are logged once here with the correlation id. */
 #include "sync_runs.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,34 +71,6 @@ struct svc_result sync_trigger(struct sync_ctx *cx, const char *cid, const struc
     return raw_ok(json);
 }
 
-bool sync_parse_page(const char *page, const char *limit, long *p, long *l, const char **bad) {
-    *p = 1;
-    *l = 20;
-    const char *vals[2] = {page, limit};
-    long *outs[2] = {p, l};
-    const long max[2] = {1000000000L, 100};
-    static const char *const names[2] = {"page", "limit"};
-    for (int i = 0; i < 2; i++) {
-        if (!vals[i]) continue;
-        char *end;
-        errno = 0;
-        long v = strtol(vals[i], &end, 10);
-        if (!*vals[i] || *end || errno || v < 1 || v > max[i]) {
-            *bad = names[i];
-            return false;
-        }
-        *outs[i] = v;
-    }
-    return true;
-}
-
-static struct svc_result bad_page(const char *field) {
-    struct svc_result r = SVC_RESULT_ERR(SVC_INVALID, "validation_failed", "invalid query parameter");
-    r.details = json_pack("{s:{s:s}}", "fields", field,
-                          strcmp(field, "limit") == 0 ? "must be an integer from 1 to 100" : "must be a positive integer");
-    return r;
-}
-
 static void add_queue_stats(json_t *obj, const char *key, struct svc_queue *q) {
     struct svc_queue_stats s;
     if (svc_queue_stats(q, &s) != SVC_OK) {
@@ -140,17 +111,18 @@ struct svc_result sync_status(struct sync_ctx *cx, const char *cid, const struct
     return r;
 }
 
-struct svc_result sync_history(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *page,
-                               const char *limit) {
+struct svc_result sync_history(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const struct svc_page_params *paging) {
     if (!who->is_admin) return FORBIDDEN;
-    long p, l;
-    const char *bad;
-    if (!sync_parse_page(page, limit, &p, &l, &bad)) return bad_page(bad);
+    struct svc_page page;
+    json_t *fields = json_object();
+    if (!svc_page_parse(&repo_history_kind, paging, &page, fields)) return svc_query_invalid(fields);
+    json_decref(fields);
     svc_status st;
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = repo_run_history(c, p, l, &json);
+    st = repo_run_history(c, &page, &json);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return db_error(cx, cid, "history", st);
     return raw_ok(json);
@@ -171,17 +143,18 @@ struct svc_result sync_get(struct sync_ctx *cx, const char *cid, const struct sv
 }
 
 struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id,
-                              const char *page, const char *limit) {
+                              const struct svc_page_params *paging) {
     if (!who->is_admin) return FORBIDDEN;
     if (!id || !svc_uuid_is_valid(id)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
-    long p, l;
-    const char *bad;
-    if (!sync_parse_page(page, limit, &p, &l, &bad)) return bad_page(bad);
+    struct svc_page page;
+    json_t *fields = json_object();
+    if (!svc_page_parse(&repo_errors_kind, paging, &page, fields)) return svc_query_invalid(fields);
+    json_decref(fields);
     svc_status st;
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = repo_run_errors(c, id, p, l, &json);
+    st = repo_run_errors(c, id, &page, &json);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
     if (st != SVC_OK) return db_error(cx, cid, "run errors", st);
@@ -189,18 +162,27 @@ struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct
 }
 
 struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
-                                const char *page, const char *limit, const char *queue, const char *run_id) {
+                                const struct svc_page_params *paging, const char *queue, const char *run_id) {
     if (!who->is_admin) return FORBIDDEN;
-    long p, l;
-    const char *bad;
-    if (!sync_parse_page(page, limit, &p, &l, &bad)) return bad_page(bad);
-    if (run_id && !svc_uuid_is_valid(run_id)) return bad_page("run_id");
-    if (queue && (strlen(queue) == 0 || strlen(queue) > SVC_QUEUE_NAME_MAX)) return bad_page("queue");
+    struct svc_page page;
+    json_t *fields = json_object();
+    bool ok = svc_page_parse(&repo_job_runs_kind, paging, &page, fields);
+    if (run_id && !svc_uuid_is_valid(run_id)) {
+        svc_query_reason(fields, "run_id", "must be a run id (UUID)");
+        ok = false;
+    }
+    _Static_assert(SVC_QUEUE_NAME_MAX == 64, "the reason below names the maximum");
+    if (queue && (strlen(queue) == 0 || strlen(queue) > SVC_QUEUE_NAME_MAX)) {
+        svc_query_reason(fields, "queue", "must be a queue name (1 to 64 characters)");
+        ok = false;
+    }
+    if (!ok) return svc_query_invalid(fields);
+    json_decref(fields);
     svc_status st;
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = repo_job_runs(c, queue, run_id, p, l, &json);
+    st = repo_job_runs(c, queue, run_id, &page, &json);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return db_error(cx, cid, "job runs", st);
     return raw_ok(json);

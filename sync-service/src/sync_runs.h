@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "svc/auth.h"
+#include "svc/paging.h"
 #include "svc/status.h"
 #include "sync_ctx.h"
 
@@ -24,22 +25,18 @@ svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char
 struct svc_result sync_trigger(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, bool *created);
 /* GET /api/sync/status: the newest run plus "progress" (live queue figures while it is active). */
 struct svc_result sync_status(struct sync_ctx *cx, const char *cid, const struct svc_principal *who);
-/* GET /api/sync/history?page=&limit= */
-struct svc_result sync_history(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *page,
-                               const char *limit);
+/* GET /api/sync/history?limit=&cursor=&include_total= (and the deprecated page=) */
+struct svc_result sync_history(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
+                               const struct svc_page_params *paging);
 /* GET /api/sync/{id} */
 struct svc_result sync_get(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id);
-/* GET /api/sync/{id}/errors?page=&limit= */
+/* GET /api/sync/{id}/errors, paged likewise */
 struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id,
-                              const char *page, const char *limit);
-/* GET /api/job-runs?page=&limit=&queue=&run_id= */
+                              const struct svc_page_params *paging);
+/* GET /api/job-runs, paged likewise, with &queue=&run_id= */
 struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
-                                const char *page, const char *limit, const char *queue, const char *run_id);
+                                const struct svc_page_params *paging, const char *queue, const char *run_id);
 /* GET /admin/queues: stats of this service's queues. */
 struct svc_result sync_queues(struct sync_ctx *cx, const char *cid, const struct svc_principal *who);
-
-/* Parses page (>= 1, default 1) and limit (1..100, default 20). Returns false when either is
- * malformed (then *bad names it). Exposed for tests. */
-bool sync_parse_page(const char *page, const char *limit, long *p, long *l, const char **bad);
 
 #endif

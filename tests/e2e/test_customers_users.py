@@ -74,10 +74,10 @@ def test_admin_lists_users_with_pagination_search_and_deleted(ctx):
     users = [register(ctx, user_name="e2e_ls%s_%d" % (tag, i)) for i in range(2)]
     users.append(register(ctx, name="Person Nm%s" % tag))          # found by name only
     users.append(register(ctx, user_name="e2e_ls%s_x" % tag, name="Person Nm%s" % tag))
-    # search on user_name/email (case-insensitive), pages in creation order
+    # search on user_name/email (case-insensitive); the deprecated page= in creation order
     query = {"search": "LS" + tag.upper(), "limit": 2, "page": 1}
     p1 = _list(ctx, admin, query).json
-    assert (p1["page"], p1["limit"], p1["total"]) == (1, 2, 3), p1
+    assert (p1["page"], p1["limit"], p1["total"], p1["has_more"]) == (1, 2, 3, True), p1
     ids = [u["id"] for u in p1["data"]]
     query["page"] = 2
     p2 = _list(ctx, admin, query).json
@@ -87,23 +87,32 @@ def test_admin_lists_users_with_pagination_search_and_deleted(ctx):
     query["page"] = 3
     p3 = _list(ctx, admin, query).json
     assert p3["data"] == [] and p3["total"] == 3, p3
+    # the same search by cursor: newest first, pages of 2, no total unless asked for
+    c1 = _list(ctx, admin, {"search": "LS" + tag.upper(), "limit": 2}).json
+    assert c1["has_more"] is True and c1["next_cursor"] and "total" not in c1 and "page" not in c1, c1
+    c2 = _list(ctx, admin, {"search": "LS" + tag.upper(), "limit": 2, "cursor": c1["next_cursor"],
+                            "include_total": "true"}).json
+    assert c2["has_more"] is False and c2["next_cursor"] is None and c2["total"] == 3, c2
+    newest_first = [u["id"] for u in c1["data"] + c2["data"]]
+    assert newest_first == [users[3]["id"], users[1]["id"], users[0]["id"]], "not newest first: %s" % newest_first
     # search on name
-    r = _list(ctx, admin, {"search": "nm" + tag}).json
+    r = _list(ctx, admin, {"search": "nm" + tag, "include_total": "true"}).json
     assert sorted(u["id"] for u in r["data"]) == sorted([users[2]["id"], users[3]["id"]]) and r["total"] == 2, r
-    assert r["page"] == 1 and r["limit"] == 20, "defaults page=1, limit=20: %r" % {k: r[k] for k in ("page", "limit")}
+    assert r["limit"] == 20 and r["has_more"] is False, "default limit=20: %r" % r
     # limits
-    for bad in ("0", "101", "-1", "abc"):
+    for bad in ("0", "101", "-1", "abc", "+2", ""):
         call(ctx, "GET", "/api/users", 400, "validation_failed", path="/api/users?limit=" + bad, token=admin)
     assert _list(ctx, admin, {"search": tag, "limit": 100}).json["limit"] == 100
     # deleted users only with include_deleted=true
     _delete(ctx, admin, users[1]["id"])
-    r = _list(ctx, admin, {"search": "ls" + tag}).json
+    r = _list(ctx, admin, {"search": "ls" + tag, "include_total": "true"}).json
     assert r["total"] == 2 and users[1]["id"] not in [u["id"] for u in r["data"]], r
-    r = _list(ctx, admin, {"search": "ls" + tag, "include_deleted": "true"}).json
+    r = _list(ctx, admin, {"search": "ls" + tag, "include_deleted": "true", "include_total": "true"}).json
     assert r["total"] == 3, r
     gone = [u for u in r["data"] if u["id"] == users[1]["id"]]
     assert gone and gone[0]["deleted"] is True and gone[0]["deleted_at"], r
     assert all(u["deleted"] is False for u in r["data"] if u["id"] != users[1]["id"]), r
+    call(ctx, "GET", "/api/users", 400, "validation_failed", path="/api/users?include_deleted=yes", token=admin)
 
 
 def test_non_admin_cannot_list_users(ctx):

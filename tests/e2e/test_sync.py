@@ -244,13 +244,26 @@ def test_sync_unknown_runs_and_bad_pages(ctx):
                  "/api/sync/00000000-0000-4000-8000-000000000000/errors"):
         err = assert_envelope(api(ctx, "GET", path), 404)
         assert err["code"] == "sync_run_not_found", err
-    for q in ("limit=0", "limit=101", "page=0", "page=x", "limit="):
+    for q in ("limit=0", "limit=101", "page=0", "page=x", "limit=", "cursor=x", "include_total=1"):
         err = assert_envelope(api(ctx, "GET", "/api/sync/history?" + q), 400)
         assert err["code"] == "validation_failed", err
+    for q in ("run_id=x", "queue=", "queue=" + "q" * 65):
+        err = assert_envelope(api(ctx, "GET", "/api/job-runs?" + q), 400)
+        assert err["code"] == "validation_failed" and set(err["details"]["fields"]) == {q.split("=")[0]}, err
     h = api(ctx, "GET", "/api/sync/history?page=1&limit=5", 200).json
     assert h["page"] == 1 and h["limit"] == 5 and isinstance(h["data"], list) and h["total"] >= len(h["data"])
     j = api(ctx, "GET", "/api/job-runs?limit=3&queue=user-sync-batch", 200).json
     assert j["limit"] == 3 and all(x["queue"] == "user-sync-batch" for x in j["data"]), j
+    # job runs by cursor: pages of 2 follow each other, newest first, none twice
+    jobs, cursor = [], ""
+    for _ in range(3):
+        p = api(ctx, "GET", "/api/job-runs?limit=2" + cursor, 200).json
+        jobs += p["data"]
+        if not p["has_more"]:
+            break
+        cursor = "&cursor=" + p["next_cursor"]
+    keys = [(x["started_at"], x["id"]) for x in jobs]
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys), keys
     q = queue_stats(ctx)
     for name in ("user-sync", "user-sync-batch"):
         assert set(q[name]) >= {"waiting", "active", "delayed", "dead", "completed", "failed", "retried",
@@ -329,14 +342,23 @@ def test_sync_imports_exactly_with_every_fault_and_a_killed_batch_worker(ctx):
         assert sum(1 for u in got.values() if u[4]) == expected["deleted_final"]
 
         # invalid records are listed, by the simulator's kinds, without record content
-        errors, page = [], 1
+        errors, cursor = [], ""
+        while True:
+            e = api(ctx, "GET", "/api/sync/%s/errors?limit=100&include_total=true%s" % (run_id, cursor), 200).json
+            errors += e["data"]
+            if not e["has_more"]:
+                break
+            cursor = "&cursor=" + e["next_cursor"]
+        assert e["total"] == len(errors) == expected["corrupt"], (e["total"], len(errors))
+        # the deprecated page= gives the same records in the same order
+        paged, page = [], 1
         while True:
             e = api(ctx, "GET", "/api/sync/%s/errors?page=%d&limit=100" % (run_id, page), 200).json
-            errors += e["data"]
-            if len(e["data"]) < 100:
+            paged += e["data"]
+            if not e["has_more"]:
                 break
             page += 1
-        assert e["total"] == len(errors) == expected["corrupt"], (e["total"], len(errors))
+        assert paged == errors
         kinds = {}
         for x in errors:
             kinds[x["reason"].split(":")[0]] = kinds.get(x["reason"].split(":")[0], 0) + 1
@@ -350,7 +372,7 @@ def test_sync_imports_exactly_with_every_fault_and_a_killed_batch_worker(ctx):
         assert status["id"] == run_id and status["progress"]["active"] is False, status
         hist = api(ctx, "GET", "/api/sync/history?limit=1", 200).json
         assert hist["data"][0]["id"] == run_id, hist
-        jobs = api(ctx, "GET", "/api/job-runs?run_id=%s&limit=100" % run_id, 200).json
+        jobs = api(ctx, "GET", "/api/job-runs?run_id=%s&limit=100&include_total=true" % run_id, 200).json
         assert jobs["total"] >= run["batches"]["total"], jobs["total"]
 
         # after completion: a new run, and the same data changes nothing (NDJSON this time)

@@ -137,6 +137,11 @@ def list_tx(ctx, token, query=None, status=200, code=None, **kw):
               token=token, **kw)
 
 
+def count_tx(ctx, token, query=None):
+    """How many transactions the listing counts (include_total=true)."""
+    return list_tx(ctx, token, dict(query or {}, limit=1, include_total="true")).json["total"]
+
+
 def summary(ctx, token, query, status=200, code=None):
     return tx(ctx, "GET", "/api/transactions/summary", status, code,
               path="/api/transactions/summary?" + urllib.parse.urlencode(query), token=token)
@@ -333,7 +338,7 @@ def test_invalid_amount_currency_type_and_fields_are_400_and_write_nothing(ctx):
     post_tx(ctx, a["access"], dict(dep, amount="0.01", description="d" * 500))
     post_tx(ctx, a["access"], dict(dep, amount="1.00", currency="EUR"))
     assert balances(ctx, a["access"]) == {"BRL": "10.01", "EUR": "1.00"}, "a refused request wrote money"
-    assert list_tx(ctx, a["access"]).json["total"] == 3, "a refused request was recorded"
+    assert count_tx(ctx, a["access"]) == 3, "a refused request was recorded"
     assert balances(ctx, b["access"]) == {}
 
 
@@ -371,8 +376,8 @@ def test_insufficient_funds_is_422_and_writes_nothing(ctx):
     post_tx(ctx, b["access"], {"type": "transfer", "amount": "0.01", "to_user_id": a["id"]}, 422, "insufficient_funds")
     assert balances(ctx, a["access"]) == {"BRL": "10.00"}
     assert balances(ctx, b["access"]) == {}
-    assert list_tx(ctx, a["access"]).json["total"] == 1, "a refused transaction was recorded"
-    assert list_tx(ctx, b["access"]).json["total"] == 0, "a refused transaction was recorded"
+    assert count_tx(ctx, a["access"]) == 1, "a refused transaction was recorded"
+    assert count_tx(ctx, b["access"]) == 0, "a refused transaction was recorded"
     # exactly the balance is fine, and leaves exactly zero
     post_tx(ctx, a["access"], {"type": "transfer", "amount": "4.00", "to_user_id": b["id"]})
     post_tx(ctx, a["access"], {"type": "withdrawal", "amount": "6.00"})
@@ -394,7 +399,7 @@ def test_transfer_to_an_unknown_or_deleted_recipient_is_422(ctx):
     post_tx(ctx, gone["access"], {"type": "deposit", "amount": "1.00"}, 401, "session_revoked")
     # nothing moved; the sender can still pay a live user
     assert balances(ctx, a["access"]) == {"BRL": "20.00"}
-    assert list_tx(ctx, a["access"]).json["total"] == 1
+    assert count_tx(ctx, a["access"]) == 1
     (c,) = sessions(ctx, 1)
     post_tx(ctx, a["access"], {"type": "transfer", "amount": "1.00", "to_user_id": c["id"]})
     assert balance(ctx, c["access"]) == "1.00"
@@ -456,24 +461,38 @@ def test_listing_filters_and_pagination(ctx):
     post_tx(ctx, b["access"], {"type": "deposit", "amount": "1.00"})
     ids.append(post_tx(ctx, b["access"], {"type": "transfer", "amount": "0.50", "to_user_id": a["id"]}).json["id"])
 
-    full = list_tx(ctx, a["access"], {"limit": 100}).json
-    assert full["total"] == 8 and full["page"] == 1 and full["limit"] == 100, {k: full[k] for k in ("total", "page", "limit")}
+    full = list_tx(ctx, a["access"], {"limit": 100, "include_total": "true"}).json
+    assert full["total"] == 8 and full["limit"] == 100 and full["has_more"] is False and full["next_cursor"] is None, \
+        {k: full[k] for k in ("total", "limit", "has_more", "next_cursor")}
+    assert "page" not in full, full
     assert sorted(t["id"] for t in full["data"]) == sorted(ids)
+    newest_first = [t["id"] for t in full["data"]]
+    assert [(t["created_at"], t["id"]) for t in full["data"]] == \
+        sorted(((t["created_at"], t["id"]) for t in full["data"]), reverse=True), "not newest first"
     for t in full["data"]:
         assert_tx(t)
         assert a["id"] in (t["user_id"], t["to_user_id"]), t
-    # pages of 3: disjoint, complete, same total, empty past the end
+    # cursor pages of 3: the same order, disjoint, complete; no total unless asked for
+    seen, cursor = [], None
+    for n in (3, 3, 2):
+        p = list_tx(ctx, a["access"], dict({"limit": 3}, **({"cursor": cursor} if cursor else {}))).json
+        assert len(p["data"]) == n and p["limit"] == 3 and "total" not in p and "page" not in p, p
+        assert p["has_more"] is (n == 3) and (p["next_cursor"] is None) is (n < 3), p
+        seen += [t["id"] for t in p["data"]]
+        cursor = p["next_cursor"]
+    assert seen == newest_first, "cursor pages overlap, miss or reorder transactions"
+    # the deprecated page=: the old offset pages with their total, same order
     seen = []
     for page in (1, 2, 3):
         p = list_tx(ctx, a["access"], {"limit": 3, "page": page}).json
         assert p["total"] == 8 and p["page"] == page and p["limit"] == 3, p
-        assert len(p["data"]) == (3 if page < 3 else 2), p
+        assert len(p["data"]) == (3 if page < 3 else 2) and p["has_more"] is (page < 3) and p["next_cursor"] is None, p
         seen += [t["id"] for t in p["data"]]
-    assert sorted(seen) == sorted(ids), "pages overlap or miss transactions"
+    assert seen == newest_first, "pages overlap or miss transactions"
     assert list_tx(ctx, a["access"], {"limit": 3, "page": 4}).json["data"] == []
     # filters
     def count(**q):
-        r = list_tx(ctx, a["access"], dict(q, limit=100)).json
+        r = list_tx(ctx, a["access"], dict(q, limit=100, include_total="true")).json
         assert r["total"] == len(r["data"]), r
         return r
     r = count(type="deposit")
@@ -488,11 +507,17 @@ def test_listing_filters_and_pagination(ctx):
     assert count(**{"from": _shift_day(day, 1)})["total"] == 0
     assert count(to=_shift_day(day, -1))["total"] == 0
     assert count(type="deposit", **{"from": _shift_day(day, -1)})["total"] == 3
+    # a cursor keeps the filters it is sent with: the deposits after the newest deposit
+    p = list_tx(ctx, a["access"], {"type": "deposit", "limit": 1}).json
+    rest = list_tx(ctx, a["access"], {"type": "deposit", "limit": 10, "cursor": p["next_cursor"]}).json
+    assert [t["type"] for t in rest["data"]] == ["deposit", "deposit"] and rest["has_more"] is False, rest
     default = list_tx(ctx, a["access"]).json
-    assert default["total"] == 8 and 1 <= default["limit"] <= 100 and default["page"] == 1, default
+    assert len(default["data"]) == 8 and default["limit"] == 20 and "total" not in default, default
     # bad parameters
-    for q in ({"limit": 0}, {"limit": 101}, {"limit": "x"}, {"page": 0}, {"page": -1}, {"type": "bogus"},
-              {"status": "bogus"}, {"from": "yesterday"}, {"to": "2024-13-45"}):
+    for q in ({"limit": 0}, {"limit": 101}, {"limit": "x"}, {"page": 0}, {"page": -1}, {"page": "+2"},
+              {"type": "bogus"}, {"status": "bogus"}, {"from": "yesterday"}, {"to": "2024-13-45"},
+              {"cursor": "x"}, {"cursor": p["next_cursor"][:-1]}, {"cursor": p["next_cursor"], "page": 1},
+              {"include_total": "yes"}):
         list_tx(ctx, a["access"], q, 400, "validation_failed")
 
 
@@ -652,7 +677,7 @@ def test_concurrent_duplicates_take_effect_once_and_in_flight_ones_get_409(ctx):
         total += 1
     assert balance(ctx, b["access"]) == money(100 * total), "duplicates took effect more than once"
     assert balance(ctx, a["access"]) == money(100000 - 100 * total)
-    assert list_tx(ctx, b["access"]).json["total"] == total
+    assert count_tx(ctx, b["access"]) == total
     assert in_flight_seen > 0, ("%d rounds of 16 simultaneous duplicates never met a 409 "
                                 "idempotency_request_in_progress (they waited and replayed instead)" % rounds)
 
@@ -872,7 +897,7 @@ def test_concurrent_deposits_and_withdrawals_are_batched_and_exact(ctx):
     assert not wrong, "ledger rows differ from their 201s: %r" % wrong[:5]
     per_user = collections.Counter(t["user_id"] for t in created.values())
     for u in users:
-        n = list_tx(ctx, u["access"], {"limit": 1}).json["total"]
+        n = count_tx(ctx, u["access"])
         assert n == 1 + per_user[u["id"]], "user %s lists %d transactions, want 1 + %d keys answered 201" % (
             u["id"], n, per_user[u["id"]])
     bad = ctx.psql("""

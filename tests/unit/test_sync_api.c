@@ -103,34 +103,12 @@ static void test_error_buffer_builds_array_literals(void **state) {
     repo_errors_free(&e);
 }
 
-static void test_page_and_limit_rules(void **state) {
-    long p, l;
-    const char *bad = NULL;
-    assert_true(sync_parse_page(NULL, NULL, &p, &l, &bad));
-    assert_int_equal(p, 1);
-    assert_int_equal(l, 20);
-    assert_true(sync_parse_page("3", "100", &p, &l, &bad));
-    assert_int_equal(p, 3);
-    assert_int_equal(l, 100);
-    const char *pages[] = {"0", "-1", "x", "", "1.5", "99999999999999999999"};
-    for (size_t i = 0; i < sizeof pages / sizeof *pages; i++) {
-        assert_false(sync_parse_page(pages[i], NULL, &p, &l, &bad));
-        assert_string_equal(bad, "page");
-    }
-    const char *limits[] = {"0", "101", "abc", ""};
-    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
-        assert_false(sync_parse_page("1", limits[i], &p, &l, &bad));
-        assert_string_equal(bad, "limit");
-    }
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_answer_counts_and_rejected_records),
         cmocka_unit_test(test_answer_malformed_is_refused),
         cmocka_unit_test(test_rejected_index_maps_to_stream_position),
         cmocka_unit_test(test_error_buffer_builds_array_literals),
-        cmocka_unit_test(test_page_and_limit_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -156,33 +156,63 @@ static void test_instants(void **state) {
 static void test_list_query_defaults_and_limits(void **state) {
     struct tx_list_query q;
     json_t *f = NULL;
-    assert_true(tx_parse_list_query(NULL, NULL, NULL, NULL, NULL, NULL, NULL, &q, &f));
-    assert_int_equal(q.page, 1);
-    assert_int_equal(q.limit, TX_LIST_DEFAULT_LIMIT);
+    struct svc_page_params none = {0};
+    assert_true(tx_parse_list_query(&none, NULL, NULL, NULL, NULL, NULL, &q, &f));
+    assert_int_equal(q.page.page, 0);                 /* keyset: the newest page */
+    assert_int_equal(q.page.limit, SVC_PAGE_LIMIT_DEFAULT);
+    assert_false(q.page.include_total);
     assert_null(q.type);
-    assert_true(tx_parse_list_query("3", "100", "reversal", "reversed", "2024-01-01", "2024-01-31", ME, &q, &f));
-    assert_int_equal(q.page, 3);
-    assert_int_equal(q.limit, 100);
+    struct svc_page_params p3 = {.limit = "100", .page = "3"};
+    assert_true(tx_parse_list_query(&p3, "reversal", "reversed", "2024-01-01", "2024-01-31", ME, &q, &f));
+    assert_int_equal(q.page.page, 3);
+    assert_int_equal(q.page.limit, 100);
+    assert_true(q.page.include_total);
     assert_string_equal(q.type, "reversal");
     assert_string_equal(q.status, "reversed");
     assert_true(q.to.date_only);
-    assert_false(tx_parse_list_query("0", "101", "refund", "done", "2024-02-30", "x", "me", &q, &f));
-    assert_int_equal(json_object_size(f), 7);
+    struct svc_page_params bad = {.limit = "101", .page = "0", .cursor = "x", .include_total = "yes"};
+    assert_false(tx_parse_list_query(&bad, "refund", "done", "2024-02-30", "x", "me", &q, &f));
+    assert_int_equal(json_object_size(f), 9);
+    assert_string_equal(json_string_value(json_object_get(f, "page")), SVC_PAGE_PAGE_REASON);
+    assert_string_equal(json_string_value(json_object_get(f, "limit")), SVC_PAGE_LIMIT_REASON);
     json_decref(f);
-    const char *bad_limits[] = {"-1", "1.5", "", "abc", "99999999999999999999", "0"};
+    const char *bad_limits[] = {"-1", "1.5", "", "abc", "99999999999999999999", "0", "+2"};
     for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
-        assert_false(tx_parse_list_query(NULL, bad_limits[i], NULL, NULL, NULL, NULL, NULL, &q, &f));
+        struct svc_page_params p = {.limit = bad_limits[i]};
+        assert_false(tx_parse_list_query(&p, NULL, NULL, NULL, NULL, NULL, &q, &f));
         json_decref(f);
     }
+}
+
+/* A cursor from the list parses into the position the repository pages after. */
+static void test_list_query_takes_a_cursor_of_this_list_only(void **state) {
+    struct svc_cursor c = {.time_us = 1700000000123456LL};
+    strcpy(c.id, OTHER);
+    char text[SVC_CURSOR_TEXT_MAX + 1];
+    assert_true(svc_cursor_encode(&tx_list_kind, &c, text));
+    struct tx_list_query q;
+    json_t *f = NULL;
+    struct svc_page_params p = {.cursor = text};
+    assert_true(tx_parse_list_query(&p, NULL, NULL, NULL, NULL, NULL, &q, &f));
+    assert_true(q.page.after);
+    assert_int_equal(q.page.at.time_us, c.time_us);
+    assert_string_equal(q.page.at.id, OTHER);
+    static const struct svc_list other = {.kind = 'U', .id = SVC_CURSOR_UUID};
+    c.time_us = 0;
+    assert_true(svc_cursor_encode(&other, &c, text));
+    assert_false(tx_parse_list_query(&p, NULL, NULL, NULL, NULL, NULL, &q, &f));
+    assert_string_equal(json_string_value(json_object_get(f, "cursor")), SVC_PAGE_CURSOR_REASON);
+    json_decref(f);
 }
 
 static void test_list_range_must_not_be_reversed(void **state) {
     struct tx_list_query q;
     json_t *f = NULL;
-    assert_false(tx_parse_list_query(NULL, NULL, NULL, NULL, "2024-02-01", "2024-01-31", NULL, &q, &f));
+    struct svc_page_params none = {0};
+    assert_false(tx_parse_list_query(&none, NULL, NULL, "2024-02-01", "2024-01-31", NULL, &q, &f));
     assert_string_equal(json_string_value(json_object_get(f, "to")), "must not be before from");
     json_decref(f);
-    assert_true(tx_parse_list_query(NULL, NULL, NULL, NULL, "2024-02-01", "2024-02-01", NULL, &q, &f));
+    assert_true(tx_parse_list_query(&none, NULL, NULL, "2024-02-01", "2024-02-01", NULL, &q, &f));
 }
 
 static void test_summary_query(void **state) {
@@ -214,6 +244,7 @@ int main(void) {
         cmocka_unit_test(test_description_limits),
         cmocka_unit_test(test_instants),
         cmocka_unit_test(test_list_query_defaults_and_limits),
+        cmocka_unit_test(test_list_query_takes_a_cursor_of_this_list_only),
         cmocka_unit_test(test_list_range_must_not_be_reversed),
         cmocka_unit_test(test_summary_query),
     };

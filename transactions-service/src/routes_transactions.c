@@ -10,8 +10,7 @@ static void h_create(struct svc_req *r) {
 
 static void h_list(struct svc_req *r) {
     TX_AUTHENTICATED(r, who);
-    tx_answer_send(r, &who, tx_list(tx_cx(r), r->cid, &who, svc_query(r, "page"), svc_query(r, "limit"),
-                                    svc_query(r, "type"), svc_query(r, "status"), svc_query(r, "from"),
+    tx_answer_send(r, &who, tx_list(tx_cx(r), r->cid, &who, &SVC_PAGE_PARAMS(r), svc_query(r, "type"), svc_query(r, "status"), svc_query(r, "from"),
                                     svc_query(r, "to"), svc_query(r, "user_id")));
 }
 

@@ -324,13 +324,13 @@ static svc_status list_fn(PGconn *c, const void *arg, char **out, struct tx_repo
     return tx_repo_list(c, l->owner, l->q, out, err);
 }
 
-struct tx_answer tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who, const char *page,
-                         const char *limit, const char *type, const char *status, const char *from,
-                         const char *to, const char *user_id) {
+struct tx_answer tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+                         const struct svc_page_params *paging, const char *type, const char *status,
+                         const char *from, const char *to, const char *user_id) {
     struct tx_list_query q;
     json_t *fields = NULL;
-    if (!tx_parse_list_query(page, limit, type, status, from, to, user_id, &q, &fields))
-        return validation_failed(fields);
+    if (!tx_parse_list_query(paging, type, status, from, to, user_id, &q, &fields))
+        return (struct tx_answer){.res = svc_query_invalid(fields)};
     struct tx_answer a;
     char owner[SVC_UUID_LEN + 1];
     if (!owner_of(who, q.user_id, owner, &a)) return a;
@@ -352,7 +352,8 @@ struct tx_answer tx_summary(struct tx_ctx *cx, const char *cid, const struct svc
                             const char *currency) {
     struct tx_summary_query q;
     json_t *fields = NULL;
-    if (!tx_parse_summary_query(group_by, from, to, user_id, currency, &q, &fields)) return validation_failed(fields);
+    if (!tx_parse_summary_query(group_by, from, to, user_id, currency, &q, &fields))
+        return (struct tx_answer){.res = svc_query_invalid(fields)};
     struct tx_answer a;
     char owner[SVC_UUID_LEN + 1];
     if (!owner_of(who, q.user_id, owner, &a)) return a;

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "ctx.h"
+#include "svc/paging.h"
 
 struct tx_answer {
     struct svc_result res;
@@ -48,9 +49,9 @@ struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_
 struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                             const char *idem_key, const char *tx_id);
 struct tx_answer tx_get(struct tx_ctx *cx, const char *cid, const struct svc_principal *who, const char *tx_id);
-struct tx_answer tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who, const char *page,
-                         const char *limit, const char *type, const char *status, const char *from,
-                         const char *to, const char *user_id);
+struct tx_answer tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+                         const struct svc_page_params *paging, const char *type, const char *status,
+                         const char *from, const char *to, const char *user_id);
 struct tx_answer tx_summary(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                             const char *group_by, const char *from, const char *to, const char *user_id,
                             const char *currency);

@@ -402,37 +402,47 @@ svc_status tx_repo_get(PGconn *c, const char *tx_id, const char *viewer_id, bool
     "::timestamptz + interval '1 day' ELSE " col " <= " to "::timestamptz END)"
 
 /* Both sides of a transfer are indexed separately ((user_id, created_at, id) and
- * (to_user_id, created_at, id)), so a page is the merge of two index-ordered scans that each read
- * at most offset + limit rows, and the total is two index counts; a user never appears on both
- * sides of one transaction (no transfers to oneself), so nothing is counted twice. */
+ * (to_user_id, created_at, id)), so a page is the merge of two index-ordered scans, each starting
+ * right after the cursor's (created_at, id) and reading at most limit + 1 rows (plus the offset of
+ * a deprecated page=), and the total, when asked for, is two index counts; a user never appears
+ * on both sides of one transaction (no transfers to oneself), so nothing is counted twice. */
 #define LIST_FILTER                                                                                \
     "($2::text IS NULL OR t.type = $2) AND ($3::text IS NULL OR t.status = $3) AND "               \
     TIME_FILTER("t.created_at", "$4", "$5", "$6")
+#define LIST_AFTER "($9::timestamptz IS NULL OR (t.created_at, t.id) < ($9::timestamptz, $10::uuid))"
+
+/* Rows (json, key time in µs, key id, total) of one page, rendered by svc_page_render_pg. */
+static const char LIST_SQL[] =
+    "WITH n AS (SELECT CASE WHEN $11::bool THEN"
+    "    (SELECT count(*) FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER ")"
+    "  + (SELECT count(*) FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER ")"
+    "  END AS total),"
+    " p AS ("
+    "  SELECT * FROM ("
+    "    (SELECT t.* FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER " AND " LIST_AFTER
+    "      ORDER BY t.created_at DESC, t.id DESC LIMIT $7::bigint + $8::bigint)"
+    "    UNION ALL"
+    "    (SELECT t.* FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER " AND " LIST_AFTER
+    "      ORDER BY t.created_at DESC, t.id DESC LIMIT $7::bigint + $8::bigint)"
+    "  ) u ORDER BY u.created_at DESC, u.id DESC LIMIT $7::bigint OFFSET $8::bigint) "
+    "SELECT CASE WHEN p.id IS NOT NULL THEN transactions.tx_json(p::transactions.transactions)::text END,"
+    "       (extract(epoch FROM p.created_at) * 1000000)::bigint, p.id, n.total"
+    "  FROM n LEFT JOIN p ON true ORDER BY p.created_at DESC, p.id DESC";
 
 svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_query *q, char **json_out,
                         struct tx_repo_err *err) {
-    char page[24], limit[24], offset[24];
-    snprintf(page, sizeof page, "%ld", q->page);
-    snprintf(limit, sizeof limit, "%ld", q->limit);
-    snprintf(offset, sizeof offset, "%ld", (q->page - 1) * q->limit);
-    const char *v[9] = {owner_id, q->type, q->status, q->from.set ? q->from.text : NULL,
-                        q->to.set ? q->to.text : NULL, q->to.date_only ? "t" : "f", page, limit, offset};
-    return one_text(c,
-                    "WITH p AS ("
-                    "  SELECT * FROM ("
-                    "    (SELECT t.* FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER
-                    "      ORDER BY t.created_at DESC, t.id DESC LIMIT $8::bigint + $9::bigint)"
-                    "    UNION ALL"
-                    "    (SELECT t.* FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER
-                    "      ORDER BY t.created_at DESC, t.id DESC LIMIT $8::bigint + $9::bigint)"
-                    "  ) u ORDER BY u.created_at DESC, u.id DESC LIMIT $8::bigint OFFSET $9::bigint) "
-                    "SELECT json_build_object("
-                    "  'data', COALESCE((SELECT json_agg(transactions.tx_json(p::transactions.transactions)"
-                    "                                     ORDER BY p.created_at DESC, p.id DESC) FROM p), '[]'::json),"
-                    "  'page', $7::bigint, 'limit', $8::int,"
-                    "  'total', (SELECT count(*) FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER ")"
-                    "         + (SELECT count(*) FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER "))::text",
-                    9, v, json_out, err);
+    *json_out = NULL;
+    memset(err, 0, sizeof *err);
+    struct svc_page_sql pg;
+    svc_page_sql(&q->page, &pg);
+    const char *v[11] = {owner_id, q->type, q->status, q->from.set ? q->from.text : NULL,
+                         q->to.set ? q->to.text : NULL, q->to.date_only ? "t" : "f", pg.fetch, pg.offset,
+                         pg.time, pg.id, pg.total};
+    PGresult *res = PQexecParams(c, LIST_SQL, 11, NULL, v, NULL, NULL, 0);
+    svc_status st = PQresultStatus(res) == PGRES_TUPLES_OK ? svc_page_render_pg(&tx_list_kind, &q->page, res, json_out)
+                                                          : map_error(c, res, err);
+    PQclear(res);
+    return st;
 }
 
 /* The account's legs: each transaction naming the owner on either side (user_id or to_user_id,

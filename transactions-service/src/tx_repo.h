@@ -98,7 +98,7 @@ svc_status tx_repo_find_key(PGconn *c, const char *user_id, const char *key, con
 svc_status tx_repo_get(PGconn *c, const char *tx_id, const char *viewer_id, bool as_admin, char **json_out,
                        struct tx_repo_err *err);
 
-/* {data:[...], page, limit, total} for owner_id (either side). */
+/* One page of owner_id's transactions (either side), as svc_page_render makes it. */
 svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_query *q, char **json_out,
                         struct tx_repo_err *err);
 

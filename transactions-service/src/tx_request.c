@@ -2,7 +2,6 @@
 #include "tx_request.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,17 +164,6 @@ const char *tx_parse_instant(const char *s, struct tx_instant *out) {
     return NULL;
 }
 
-static bool parse_long(const char *s, long min, long max, long *out) {
-    if (!s || !*s || strlen(s) > 12) return false;
-    for (const char *p = s; *p; p++)
-        if (*p < '0' || *p > '9') return false;
-    errno = 0;
-    long v = strtol(s, NULL, 10);
-    if (errno || v < min || v > max) return false;
-    *out = v;
-    return true;
-}
-
 static const char *pick(const char *s, const char *const *names, int n) {
     for (int i = 0; i < n; i++)
         if (!strcmp(s, names[i])) return names[i];
@@ -202,17 +190,14 @@ static bool finish(json_t *fields, json_t **fields_out) {
     return true;
 }
 
-bool tx_parse_list_query(const char *page, const char *limit, const char *type, const char *status,
+const struct svc_list tx_list_kind = {.kind = 'T', .timed = true, .id = SVC_CURSOR_UUID, .legacy_page = true};
+
+bool tx_parse_list_query(const struct svc_page_params *paging, const char *type, const char *status,
                          const char *from, const char *to, const char *user_id,
                          struct tx_list_query *out, json_t **fields_out) {
     memset(out, 0, sizeof *out);
     json_t *fields = json_object();
-    out->page = 1;
-    out->limit = TX_LIST_DEFAULT_LIMIT;
-    if (page && !parse_long(page, 1, TX_LIST_MAX_PAGE, &out->page))
-        reason(fields, "page", "must be an integer from 1 to 1000000");
-    if (limit && !parse_long(limit, 1, TX_LIST_MAX_LIMIT, &out->limit))
-        reason(fields, "limit", "must be an integer from 1 to 100");
+    svc_page_parse(&tx_list_kind, paging, &out->page, fields);
     if (type && !(out->type = pick(type, type_names, 4)))
         reason(fields, "type", "must be deposit, withdrawal, transfer or reversal");
     if (status && !(out->status = pick(status, status_names, 4)))

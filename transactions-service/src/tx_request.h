@@ -20,11 +20,9 @@
 
 #include "money.h"
 #include "svc/cid.h"
+#include "svc/paging.h"
 
 #define TX_DESCRIPTION_MAX 500
-#define TX_LIST_DEFAULT_LIMIT 20
-#define TX_LIST_MAX_LIMIT 100
-#define TX_LIST_MAX_PAGE 1000000
 #define TX_INSTANT_MAX 40
 
 enum tx_type { TX_DEPOSIT = 0, TX_WITHDRAWAL, TX_TRANSFER, TX_REVERSAL };
@@ -56,17 +54,19 @@ struct tx_instant {
 /* NULL on success (also when s is NULL: not set), else a static reason. */
 const char *tx_parse_instant(const char *s, struct tx_instant *out);
 
+/* GET /api/transactions: newest first by (created_at, id); takes the deprecated page=. */
+extern const struct svc_list tx_list_kind;
+
 struct tx_list_query {
-    long page;
-    long limit;
+    struct svc_page page;
     const char *type;                      /* NULL = any; else a valid type name (static string) */
     const char *status;                    /* NULL = any; else a valid status name (static string) */
     struct tx_instant from, to;
     const char *user_id;                   /* NULL = caller; borrowed */
 };
 
-/* All arguments may be NULL (absent). */
-bool tx_parse_list_query(const char *page, const char *limit, const char *type, const char *status,
+/* All arguments may be NULL (absent); paging is parsed by svc_page_parse (svc/paging.h). */
+bool tx_parse_list_query(const struct svc_page_params *paging, const char *type, const char *status,
                          const char *from, const char *to, const char *user_id,
                          struct tx_list_query *out, json_t **fields_out);
 
