@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/utf8.h"
+
 #include "bulk_upsert.h"
 
 enum { F_USER_NAME, F_EMAIL, F_NAME, F_LEGACY_ID, F_DELETED, F_UPDATED_AT, N_FIELDS };
@@ -17,27 +19,6 @@ struct field {
     char *s;    /* decoded, NUL-terminated; NULL for \N */
     bool ok;    /* only known escapes, valid UTF-8, no NUL byte */
 };
-
-/* Length of the UTF-8 sequence starting at p (p < end), or 0 when it is not a valid one
- * (stray continuation bytes, overlong forms, surrogates and code points past U+10FFFF refused). */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end) {
-    size_t avail = (size_t)(end - p);
-    unsigned c = p[0];
-    if (c >= 0xC2 && c <= 0xDF) return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (avail < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && p[1] < 0xA0) return 0;     /* overlong */
-        if (c == 0xED && p[1] >= 0xA0) return 0;    /* UTF-16 surrogate */
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && p[1] < 0x90) return 0;     /* overlong */
-        if (c == 0xF4 && p[1] >= 0x90) return 0;    /* past U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
 
 /* Decodes the field [p, end) in place. */
 static struct field decode(char *p, char *end) {
@@ -58,7 +39,7 @@ static struct field decode(char *p, char *end) {
             else { f.ok = false; break; }
             p += 2;
         } else if (c >= 0x80) {
-            size_t k = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+            size_t k = svc_utf8_seq((const unsigned char *)p, (const unsigned char *)end);
             if (k == 0) { f.ok = false; break; }
             memmove(w, p, k);
             w += k;

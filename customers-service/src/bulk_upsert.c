@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/utf8.h"
+
 #include "sessions.h"
 #include "users.h"
 
@@ -109,14 +111,6 @@ static const char *str_of(const json_t *v) {
     return s;
 }
 
-/* Characters (code points) of a valid UTF-8 string, as jansson guarantees. */
-static size_t utf8_len(const char *s) {
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p & 0xC0) != 0x80) n++;
-    return n;
-}
-
 const char *bulk_check_strings(const char *un, const char *em, const char *name, struct bulk_row *out) {
     if (!un || users_check_user_name(un)) return "invalid_user_name";
     out->user_name = un;
@@ -127,7 +121,8 @@ const char *bulk_check_strings(const char *un, const char *em, const char *name,
         if (users_check_email(em)) return "invalid_email";
         out->email = em;
     }
-    if (!name || utf8_len(name) > 200) return "invalid_name";
+    long chars = name ? svc_utf8_count(name, strlen(name)) : -1;
+    if (chars < 0 || chars > 200) return "invalid_name";
     out->name = name;
     return NULL;
 }

@@ -14,6 +14,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "svc/utf8.h"
+
 struct phc {
     uint32_t m, t, p;
     size_t salt_len, hash_len;
@@ -144,43 +146,6 @@ void password_verify_dummy(const struct password_params *p, const char *pw) {
 
 /* ---------------------------------------------------------------- policy */
 
-/* Number of code points in s when it is well-formed UTF-8 (no overlongs, surrogates or values
- * above U+10FFFF), else -1. Stops counting past limit + 1 (the caller only needs "too many"). */
-static long utf8_count(const char *s, long limit) {
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-    while (*p) {
-        unsigned char c = *p;
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            len = 1;
-            cp = c;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return -1; /* continuation byte, 0xc0/0xc1 overlong lead, or > U+10FFFF */
-        }
-        for (size_t i = 1; i < len; i++) {
-            if ((p[i] & 0xc0) != 0x80) return -1; /* also stops at the NUL terminator */
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return -1;
-        p += len;
-        if (++n > limit) return n;
-    }
-    return n;
-}
-
 static bool ascii_case_equal(const char *a, const char *b) {
     for (;; a++, b++) {
         unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
@@ -194,7 +159,7 @@ static bool ascii_case_equal(const char *a, const char *b) {
 bool password_policy_check(const char *pw, const char *user_name, const char *email,
                            const char **reason) {
     const char *why = NULL;
-    long n = pw ? utf8_count(pw, PASSWORD_MAX_CHARS) : -1;
+    long n = pw ? svc_utf8_count(pw, strlen(pw)) : -1;
     if (!pw)
         why = "password is required";
     else if (n < 0)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/utf8.h"
+
 #include "login_guard.h"
 #include "sessions.h"
 #include "user_cache.h"
@@ -48,27 +50,13 @@ const char *users_check_email(const char *s) {
     return NULL;
 }
 
-static size_t utf8_chars(const char *s, bool *valid) {
-    size_t n = 0;
-    *valid = true;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
-        if (!len) { *valid = false; return n; }
-        for (int i = 1; i < len; i++)
-            if ((p[i] & 0xC0) != 0x80) { *valid = false; return n; }
-        if (*p < 0x20 || *p == 0x7f) { *valid = false; return n; }
-        p += len;
-        n++;
-    }
-    return n;
-}
-
 const char *users_check_name(const char *s) {
     if (!s) return "required";
-    bool ok;
-    size_t n = utf8_chars(s, &ok);
-    if (!ok) return "must be printable UTF-8 text";
+    size_t n = 0;
+    enum svc_text_verdict v = svc_text_check(s, strlen(s), 0, &n);   /* no control character at all */
+    if (v == SVC_TEXT_NOT_UTF8) return svc_text_reason(v);
     if (n < 1 || n > 200) return "must be 1 to 200 characters";
+    if (v != SVC_TEXT_OK) return svc_text_reason(v);
     return NULL;
 }
 

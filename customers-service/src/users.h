@@ -15,6 +15,7 @@
 /* Field validators: NULL when valid, else a static reason. */
 const char *users_check_user_name(const char *s);
 const char *users_check_email(const char *s);
+/* A person's name: 1-200 characters of free text without any control character (svc/utf8.h). */
 const char *users_check_name(const char *s);
 const char *users_check_role(const char *s);
 /* Permissions: array of 1..64-char [a-z0-9:._-] strings, at most 32. On success *literal_out

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/utf8.h"
+
 #define MAX_DEPTH 32
 
 enum field { F_ID = 0, F_USER_NAME, F_EMAIL, F_NAME, F_CREATED_AT, F_UPDATED_AT, F_DELETED, F_COUNT };
@@ -50,26 +52,6 @@ static bool read_u4(const char *p, const char *end, unsigned *out) {
     }
     *out = v;
     return true;
-}
-
-/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end) {
-    unsigned char c = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c == 0xE0) n = 3, lo = 0xA0;
-    else if (c == 0xED) n = 3, hi = 0x9F;          /* no UTF-16 surrogates */
-    else if (c >= 0xE1 && c <= 0xEF) n = 3;
-    else if (c == 0xF0) n = 4, lo = 0x90;
-    else if (c == 0xF4) n = 4, hi = 0x8F;          /* nothing above U+10FFFF */
-    else if (c >= 0xF1 && c <= 0xF3) n = 4;
-    else return 0;
-    if ((size_t)(end - p) < n) return 0;
-    if (p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-    return n;
 }
 
 /* At the opening quote. Fills v on success and leaves r after the closing quote. */
@@ -114,7 +96,7 @@ static bool read_string(struct reader *r, struct value *v) {
             p += 2;
             continue;
         }
-        size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+        size_t n = svc_utf8_seq((const unsigned char *)p, (const unsigned char *)end);
         if (n == 0) return false;
         p += n;
     }

@@ -324,6 +324,10 @@ def test_register_validation_failures_name_the_field(ctx):
         (with_(email="x" * 250 + "@example.test"), "email"),        # > 254
         (with_(name=""), "name"),
         (with_(name="n" * 201), "name"),
+        (with_(name="Ada\u0085Lovelace"), "name"),                 # C1 control (NEXT LINE)
+        (with_(name="Ada\u009b31m"), "name"),                      # C1 CSI
+        (with_(name="Ada\tLovelace"), "name"),                     # a name holds no control at all
+        (with_(name="Ada\u007f"), "name"),
         (with_(password="Short-1"), "password"),                    # 7 characters
         (with_(password="p" * 129), "password"),
         (with_(password=user_name.upper()), "password"),            # equals user_name (case-insens.)

@@ -321,6 +321,9 @@ def test_invalid_amount_currency_type_and_fields_are_400_and_write_nothing(ctx):
     cases.append(({"amount": "1.00"}, "type"))
     cases.append((dict(dep, amount="1.00", description="d" * 501), "description"))
     cases.append((dict(dep, amount="1.00", description=5), "description"))
+    # control characters other than tab and newline, C1 (U+0080..U+009F) included
+    for text in ("a\u0085b", "a\u0080", "\u009b31m", "a\u007fb", "a\rb", "\u001b[2J"):
+        cases.append((dict(dep, amount="1.00", description=text), "description"))
     tr = {"type": "transfer", "amount": "1.00"}
     cases.append((tr, "to_user_id"))                                     # transfer needs a recipient
     cases.append((dict(tr, to_user_id="not-a-uuid"), "to_user_id"))
@@ -337,8 +340,10 @@ def test_invalid_amount_currency_type_and_fields_are_400_and_write_nothing(ctx):
     # the boundaries that are valid
     post_tx(ctx, a["access"], dict(dep, amount="0.01", description="d" * 500))
     post_tx(ctx, a["access"], dict(dep, amount="1.00", currency="EUR"))
-    assert balances(ctx, a["access"]) == {"BRL": "10.01", "EUR": "1.00"}, "a refused request wrote money"
-    assert count_tx(ctx, a["access"]) == 3, "a refused request was recorded"
+    t = post_tx(ctx, a["access"], dict(dep, amount="0.10", description="tab\there\nnew line \u00a0\u00e9")).json
+    assert t["description"] == "tab\there\nnew line \u00a0\u00e9", t
+    assert balances(ctx, a["access"]) == {"BRL": "10.11", "EUR": "1.00"}, "a refused request wrote money"
+    assert count_tx(ctx, a["access"]) == 4, "a refused request was recorded"
     assert balances(ctx, b["access"]) == {}
 
 

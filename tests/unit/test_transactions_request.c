@@ -131,6 +131,29 @@ static void test_description_limits(void **state) {
     json_decref(f);
 }
 
+/* Control characters other than tab and newline are refused, C1 (U+0080..U+009F) included:
+ * "a\u0085b" (NEXT LINE) once passed because only bytes below 0x20 were looked at. */
+static void test_description_refuses_c1_and_other_controls_but_keeps_tab_and_newline(void **state) {
+    static const char *const refused_texts[] = {"a\\u0085b", "a\\u0080", "\\u009f", "a\\u007fb", "a\\rb", "\\u001b[31m"};
+    for (size_t i = 0; i < sizeof refused_texts / sizeof refused_texts[0]; i++) {
+        char text[200];
+        snprintf(text, sizeof text, "{\"type\":\"deposit\",\"amount\":\"1\",\"description\":\"%s\"}", refused_texts[i]);
+        json_t *f = refused(text);
+        assert_string_equal(json_string_value(json_object_get(f, "description")), "must not contain control characters");
+        json_decref(f);
+    }
+    /* raw UTF-8 bytes C2 85 are the same character as the escape */
+    json_t *f = refused("{\"type\":\"deposit\",\"amount\":\"1\",\"description\":\"a\xc2\x85" "b\"}");
+    assert_non_null(json_object_get(f, "description"));
+    json_decref(f);
+    json_t *b = body("{\"type\":\"deposit\",\"amount\":\"1\",\"description\":\"rent\\tMay\\nflat \\u00a0\\u00e9\"}");
+    struct tx_create_req rq;
+    json_t *fields = NULL;
+    assert_true(tx_parse_create(b, ME, MONEY_DEFAULT_MAX_CENTS, &rq, &fields));
+    assert_string_equal(rq.description, "rent\tMay\nflat \xc2\xa0\xc3\xa9");
+    json_decref(b);
+}
+
 static void test_instants(void **state) {
     struct tx_instant t;
     assert_null(tx_parse_instant(NULL, &t));
@@ -242,6 +265,7 @@ int main(void) {
         cmocka_unit_test(test_amount_rules),
         cmocka_unit_test(test_recipient_rules),
         cmocka_unit_test(test_description_limits),
+        cmocka_unit_test(test_description_refuses_c1_and_other_controls_but_keeps_tab_and_newline),
         cmocka_unit_test(test_instants),
         cmocka_unit_test(test_list_query_defaults_and_limits),
         cmocka_unit_test(test_list_query_takes_a_cursor_of_this_list_only),

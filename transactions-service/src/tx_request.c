@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/utf8.h"
+
 static const char *const type_names[] = {"deposit", "withdrawal", "transfer", "reversal"};
 static const char *const status_names[] = {"pending", "completed", "failed", "reversed"};
 static const char *const group_names[] = {"day", "month", "type"};
@@ -22,20 +24,6 @@ bool tx_uuid_lower(const char *s, char out[SVC_UUID_LEN + 1]) {
     for (int i = 0; i < SVC_UUID_LEN; i++) out[i] = (char)tolower((unsigned char)s[i]);
     out[SVC_UUID_LEN] = '\0';
     return true;
-}
-
-/* Unicode code points of valid UTF-8 (jansson only hands out valid UTF-8). */
-static size_t utf8_len(const char *s) {
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p & 0xC0) != 0x80) n++;
-    return n;
-}
-
-static bool has_control(const char *s) {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f) return true;
-    return false;
 }
 
 bool tx_parse_create(const json_t *body, const char *caller_id, int64_t max_cents,
@@ -77,9 +65,14 @@ bool tx_parse_create(const json_t *body, const char *caller_id, int64_t max_cent
 
     v = json_object_get(body, "description");
     if (v && !json_is_null(v)) {
+        /* free text: tab and newline allowed, every other control character (C1 too) refused */
+        size_t chars = 0;
+        enum svc_text_verdict tv = SVC_TEXT_OK;
         if (!json_is_string(v)) reason(fields, "description", "must be a string or null");
-        else if (utf8_len(json_string_value(v)) > TX_DESCRIPTION_MAX) reason(fields, "description", "must be at most 500 characters");
-        else if (has_control(json_string_value(v))) reason(fields, "description", "must not contain control characters");
+        else if ((tv = svc_text_check(json_string_value(v), json_string_length(v), SVC_TEXT_TAB | SVC_TEXT_NEWLINE,
+                                      &chars)) == SVC_TEXT_NOT_UTF8) reason(fields, "description", svc_text_reason(tv));
+        else if (chars > TX_DESCRIPTION_MAX) reason(fields, "description", "must be at most 500 characters");
+        else if (tv != SVC_TEXT_OK) reason(fields, "description", svc_text_reason(tv));
         else out->description = json_string_value(v);
     }
 
