@@ -75,6 +75,7 @@ static int emit(struct sync_split *s, const char *p, size_t n) {
     }
     s->buffering = false;
     s->oversized = false;
+    s->nonblank = false;
     s->len = 0;
     s->elem_len = 0;
     uint64_t pos = s->position++;
@@ -191,16 +192,17 @@ static int feed_ndjson(struct sync_split *s, const char *d, size_t n) {
     while (i < n) {
         const char *nl = memchr(d + i, '\n', n - i);
         if (!nl) {
+            if (!s->nonblank) s->nonblank = !all_blank(d + i, n - i);
             buffer_part(s, d + i, n - i);
             s->buffering = true;
             return SPLIT_OK;
         }
         size_t end = (size_t)(nl - d);
-        bool blank = s->buffering ? (!s->oversized && all_blank(s->buf, s->len) && all_blank(d + i, end - i))
-                                  : all_blank(d + i, end - i);
+        bool blank = !(s->buffering && s->nonblank) && all_blank(d + i, end - i);
         if (blank) {
             s->buffering = false;
             s->oversized = false;
+            s->nonblank = false;
             s->len = 0;
             s->elem_len = 0;
         } else {
@@ -221,8 +223,9 @@ int split_feed(struct sync_split *s, const char *data, size_t len) {
 int split_finish(struct sync_split *s) {
     if (s->error) return s->error;
     if (s->format == SPLIT_NDJSON) {
-        if (s->buffering && (s->oversized || !all_blank(s->buf, s->len))) return emit(s, "", 0);
+        if (s->buffering && s->nonblank) return emit(s, "", 0);
         s->buffering = false;
+        s->oversized = false;
         s->len = 0;
         return SPLIT_OK;
     }

@@ -55,6 +55,9 @@ struct sync_split {
     size_t len;
     bool buffering;           /* the current element started in an earlier piece */
     bool oversized;           /* the current element went past max_element */
+    bool nonblank;            /* NDJSON: the buffered part of the line has a non-blank byte (kept
+                                 whatever the limit cut off, so a long blank line split across
+                                 pieces is still skipped) */
     size_t elem_len;          /* bytes of the current element seen so far (trimmed at the end) */
     /* JSON array state */
     int phase;                /* see sync_split.c */

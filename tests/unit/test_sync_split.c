@@ -265,6 +265,28 @@ static void test_split_oversized_elements_are_truncated_and_delimited_exactly(vo
     collected_free(&c);
 }
 
+/* Found by fuzz/fuzz_sync_stream.c: a blank line longer than the element limit, cut by a piece
+ * boundary, was handed over as a (truncated) element, while read in one piece it was skipped, so
+ * record positions depended on how the network cut the stream. */
+static void test_split_ndjson_long_blank_line_is_skipped_whatever_the_pieces(void **state) {
+    char body[300];
+    memset(body, ' ', sizeof body);
+    memcpy(body + 100, "\t\t\r", 3);
+    memcpy(body + sizeof body - 12, "\n{\"a\":1}\n  ", 12);
+    for (size_t max = 0; max <= 7; max++) {
+        struct collected c;
+        char text[sizeof body + 1];
+        memcpy(text, body, sizeof body);
+        text[sizeof body] = 0;
+        assert_int_equal(split_all(SPLIT_NDJSON, text, max, 16, &c), 0);
+        assert_int_equal(c.n, 1);
+        assert_false(c.trunc[0]);
+        assert_string_equal(c.items[0], "{\"a\":1}");
+        assert_true(c.pos_ok);
+        collected_free(&c);
+    }
+}
+
 static void test_split_callback_value_stops_the_splitter(void **state) {
     struct collected c;
     collected_init(&c);
@@ -290,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_split_array_framing_errors),
         cmocka_unit_test(test_split_ndjson_blank_lines_crlf_and_last_line),
         cmocka_unit_test(test_split_oversized_elements_are_truncated_and_delimited_exactly),
+        cmocka_unit_test(test_split_ndjson_long_blank_line_is_skipped_whatever_the_pieces),
         cmocka_unit_test(test_split_callback_value_stops_the_splitter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
