@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,7 +331,17 @@ static bool phase_limits(struct svc_req *r) {
  * Content-Length counts as infinite. */
 static unsigned long long body_length(const struct svc_req *r) {
     const char *cl = svc_header(r, "Content-Length");
-    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    unsigned long long n = 0;
+    if (cl) {
+        if (!*cl) n = ULLONG_MAX;
+        for (const char *p = cl; *p; p++) {
+            if (*p < '0' || *p > '9' || n > (ULLONG_MAX - 9) / 10) {
+                n = ULLONG_MAX;
+                break;
+            }
+            n = n * 10 + (unsigned)(*p - '0');
+        }
+    }
     if (r->u->binary_body_length > n) n = r->u->binary_body_length;
     return n;
 }

@@ -185,6 +185,30 @@ static void test_content_length_beyond_any_integer_is_413(void **state) {
     done(&x);
 }
 
+/* Found by fuzz/fuzz_http.c: strtoull read "", "abc" and "2x" as 0 and 2, so a small body with
+ * an unparsable Content-Length went on to the handler (and no route answered 404 instead). */
+static void test_unparsable_content_length_is_413_whatever_the_body(void **state) {
+    (void)state;
+    const char *bad[] = {"", "abc", "2x", " 2", "+2", "0x10"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct exchange x;
+        run(&x, "POST", "/echo", "{}", 2, bad[i]);
+        dispatch(&x);
+        assert_int_equal(x.res.status, 413);
+        error_of(&x, "payload_too_large");
+        done(&x);
+        run(&x, "GET", "/no/such/route", NULL, 0, bad[i]);
+        dispatch(&x);
+        assert_int_equal(x.res.status, 413);
+        done(&x);
+    }
+    struct exchange x;
+    run(&x, "POST", "/echo", "{}", 2, "2");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 200);
+    done(&x);
+}
+
 static void test_malformed_json_details_always_carry_line_column_and_reason(void **state) {
     (void)state;
     /* jansson quotes the text near the error; here it ends inside a UTF-8 sequence */
@@ -336,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_bulk_route_over_its_limit_reports_the_bulk_limit),
         cmocka_unit_test(test_ordinary_route_and_unknown_route_report_the_ordinary_limit),
         cmocka_unit_test(test_content_length_beyond_any_integer_is_413),
+        cmocka_unit_test(test_unparsable_content_length_is_413_whatever_the_body),
         cmocka_unit_test(test_malformed_json_details_always_carry_line_column_and_reason),
         cmocka_unit_test(test_handler_that_answers_nothing_becomes_a_500_envelope),
         cmocka_unit_test(test_header_values_with_control_characters_are_never_sent),
