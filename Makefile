@@ -1,10 +1,21 @@
 # One build for the shared library, the three services, the tools and the tests.
 #   make            optimised build into build/
 #   make SAN=1      AddressSanitizer + UBSan build into build-san/
+#   make FUZZ=1     the libFuzzer harnesses of fuzz/ (clang) into build-fuzz/fuzz/
 #   make up / down  local stack (README);  make test  everything;  make bench  benchmarks
+#   make fuzz       builds the harnesses and runs each for FUZZ_SECONDS (scripts/fuzz)
 SHELL := /bin/bash
 SAN ?= 0
-ifeq ($(SAN),1)
+FUZZ ?= 0
+ifeq ($(FUZZ),1)
+# Every object is instrumented for coverage (fuzzer-no-link); only the harnesses link libFuzzer.
+B ?= build-fuzz
+FUZZ_CC ?= clang
+CC := $(FUZZ_CC)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=fuzzer,address,undefined
+.DEFAULT_GOAL := fuzz-build
+else ifeq ($(SAN),1)
 B ?= build-san
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDSAN := -fsanitize=address,undefined
@@ -34,7 +45,7 @@ TOOL_BINS := $(patsubst tools/%/src,$(B)/%,$(TOOL_DIRS))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync
+.PHONY: all clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync fuzz fuzz-build
 all: $(LIBSHARED) $(SERVICE_BINS) $(TOOL_BINS) $(UNIT_BINS)
 
 $(B)/obj/%.o: %.c
@@ -65,6 +76,20 @@ $(B)/tests/$(1): tests/unit/$(1).c $(LIBSHARED) $(call svc_objs,$(1))
 	$$(CC) $$(CFLAGS) $(foreach s,$(SERVICES),-I$(s)/src) $$(LDFLAGS) -o $$@ $$< $(call svc_objs,$(1)) $(LIBSHARED) $$(PKG_LIBS) -lcmocka
 endef
 $(foreach t,$(UNIT_SRC:tests/unit/%.c=%),$(eval $(call test_rule,$(t))))
+
+# Fuzz harnesses follow the same naming: fuzz/fuzz_<service>_*.c link that service's objects.
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(B)/fuzz/%)
+fuzz_svc_objs = $(foreach s,$(SERVICES),$(if $(findstring fuzz_$(subst -service,,$(s))_,$(1)),$(patsubst %.c,$(B)/obj/%.o,$(filter-out %/main.c,$(wildcard $(s)/src/*.c)))))
+
+define fuzz_rule
+$(B)/fuzz/$(1): fuzz/$(1).c fuzz/fuzz.h $(LIBSHARED) $(call fuzz_svc_objs,$(1))
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) -Ifuzz $(foreach s,$(SERVICES),-I$(s)/src) $$(LDFLAGS) -o $$@ $$< $(call fuzz_svc_objs,$(1)) $(LIBSHARED) $$(PKG_LIBS)
+endef
+$(foreach t,$(FUZZ_SRC:fuzz/%.c=%),$(eval $(call fuzz_rule,$(t))))
+
+fuzz-build: $(FUZZ_BINS)
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
@@ -100,5 +125,9 @@ bench-users:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all users bulk_upsert
 
+fuzz:
+	@scripts/install-deps
+	@scripts/fuzz
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
