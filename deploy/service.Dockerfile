@@ -18,7 +18,8 @@ WORKDIR /src
 COPY Makefile ./
 COPY shared/ shared/
 COPY ${SERVICE}-service/ ${SERVICE}-service/
-RUN test -n "$SERVICE" && make -j2 "build/${SERVICE}-service" && strip --strip-debug "build/${SERVICE}-service"
+RUN test -n "$SERVICE" && make -j2 "build/${SERVICE}-service" && strip --strip-debug "build/${SERVICE}-service" \
+ && mkdir -p "${SERVICE}-service/web"
 
 FROM debian:bookworm-slim
 ARG SERVICE
@@ -31,6 +32,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /src/build/${SERVICE}-service /app/service
 COPY db/${SERVICE}/ /app/db/${SERVICE}/
+# the operator dashboard's files (sync-service; an empty folder for the others)
+COPY --from=builder /src/${SERVICE}-service/web/ /app/${SERVICE}-service/web/
 ENV HTTP_PORT=8000 \
     MIGRATIONS_DIR=db/${SERVICE}
 USER app

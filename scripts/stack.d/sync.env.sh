@@ -4,3 +4,8 @@ stack_env SERVICE_CLIENT_SECRET_FILE "$(ensure_secret client_sync.secret)"
 stack_env CUSTOMERS_URL "http://127.0.0.1:$INTERNAL_PORT"
 stack_env LEGACY_API_URL "http://127.0.0.1:$LEGACY_PORT/users"
 stack_env SYNC_CRON "${SYNC_CRON:-off}"   # the local stack imports on demand (POST /api/sync) unless SYNC_CRON is exported
+# The operator dashboard is on for the local stack (off by default elsewhere): basic auth as
+# "operator" with a generated password (secrets/dashboard.password; `make up` prints where).
+stack_env ENABLE_QUEUE_DASHBOARD "${ENABLE_QUEUE_DASHBOARD:-true}"
+stack_env QUEUE_DASHBOARD_USER operator
+stack_env QUEUE_DASHBOARD_PASSWORD_FILE "$(ensure_secret dashboard.password)"

@@ -11,7 +11,9 @@
  * A job travels with all its data: stream entries and dead entries carry the fields
  *   j (job id)  a (attempts made before this delivery)  m (max attempts)  t (enqueue ms)
  *   p (payload) e (last error, optional)  f (dead only: when it failed, ms)
- * and a delayed job is one sorted-set member, cmsgpack.pack{j, a, m, t, e, p}. So a delivery is
+ * and a delayed job is one sorted-set member, cmsgpack.pack{j, a, m, t, e, p}. Completions and
+ * dead letters are also counted per minute in q:{name}:stats:m:<unix minute> (fields c, f; kept
+ * two hours), in the same script: the dashboard's chart (queue_admin.c reads them). So a delivery is
  * one XREADGROUP (no second read of a job hash) and nothing is left behind once a job is done.
  * Scripts are sent with EVALSHA (SHA1 computed here) and re-sent with EVAL after a NOSCRIPT. */
 #include "queue_internal.h"
@@ -36,7 +38,10 @@
     "local function fields(arr) local f = {} for i = 1, #arr, 2 do f[arr[i]] = arr[i + 1] end "   \
     "return f end\n"                                                                              \
     "local function job_fields(j, a, m, t, e, p) local x = {'j', j, 'a', a, 'm', m, 't', t, "     \
-    "'p', p} if e and e ~= '' then x[#x + 1] = 'e' x[#x + 1] = e end return x end\n"
+    "'p', p} if e and e ~= '' then x[#x + 1] = 'e' x[#x + 1] = e end return x end\n"               \
+    "local function tick(stats, field, now) local k = stats .. ':m:' .. string.format('%d', "     \
+    "math.floor(now / 60000)) redis.call('HINCRBY', k, field, 1) "                                \
+    "redis.call('PEXPIRE', k, " QUEUE_MINUTE_TTL_MS ") end\n"
 
 /* KEYS: stream, delayed[, marker]  ARGV: id, max, payload, delay_ms, dedupe_ttl_ms */
 static const char LUA_ENQUEUE[] = LUA_PRELUDE
@@ -72,7 +77,7 @@ static const char LUA_FINISH[] = LUA_PRELUDE
     "if ARGV[4] ~= 'ok' then e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
     "redis.call('XDEL', KEYS[1], ARGV[3])\n"
-    "if ARGV[4] == 'ok' then redis.call('HINCRBY', KEYS[4], 'completed', 1) return 'ok' end\n"
+    "if ARGV[4] == 'ok' then redis.call('HINCRBY', KEYS[4], 'completed', 1) tick(KEYS[4], 'c', now_ms()) return 'ok' end\n"
     "if #e == 0 then return 'lost' end\n"
     "local f = fields(e[1][2])\n"
     "local a = (tonumber(f.a) or 0) + 1\n"
@@ -87,6 +92,7 @@ static const char LUA_FINISH[] = LUA_PRELUDE
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'j', f.j or '', 'a', ms(a), 'm', ms(m),\n"
     "           't', f.t or '0', 'f', ms(now), 'e', ARGV[6], 'p', f.p or '')\n"
     "redis.call('HINCRBY', KEYS[4], 'failed', 1)\n"
+    "tick(KEYS[4], 'f', now)\n"
     "return 'dead'\n";
 
 /* KEYS: stream, dead, stats
@@ -109,6 +115,7 @@ static const char LUA_RECLAIM[] = LUA_PRELUDE
     "      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'j', f.j or '', 'a', ms(a), 'm', ms(m),\n"
     "                 't', f.t or '0', 'f', ms(now), 'e', ARGV[7], 'p', f.p or '')\n"
     "      redis.call('HINCRBY', KEYS[3], 'failed', 1)\n"
+    "      tick(KEYS[3], 'f', now)\n"
     "      dead = dead + 1\n"
     "    end\n"
     "    redis.call('XACK', KEYS[1], ARGV[1], ent[1])\n"
@@ -152,6 +159,17 @@ static const char LUA_REQUEUE[] = LUA_PRELUDE
     "redis.call('XDEL', KEYS[2], ARGV[1])\n"
     "return 1\n";
 
+/* KEYS: stream, dead  ARGV: max  → number moved back to the stream (oldest dead first), each
+ * with a fresh attempt budget, as LUA_REQUEUE does for one. */
+static const char LUA_REQUEUE_ALL[] = LUA_PRELUDE
+    "local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', tonumber(ARGV[1]))\n"
+    "for _, ent in ipairs(e) do\n"
+    "  local f = fields(ent[2])\n"
+    "  redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', '0', f.m or '1', f.t or '0', f.e, f.p or '')))\n"
+    "  redis.call('XDEL', KEYS[2], ent[1])\n"
+    "end\n"
+    "return #e\n";
+
 /* KEYS: stream  ARGV: group, min idle ms, consumer names... (none: every consumer)
  * Deletes consumers holding no pending entry (idle >= min idle), atomically with the check so a
  * consumer that just took a job is never deleted with it. → number deleted */
@@ -175,7 +193,7 @@ static const char LUA_FORGET[] =
 static const char *const queue_scripts[QS_COUNT] = {
     [QS_ENQUEUE] = LUA_ENQUEUE, [QS_PROMOTE] = LUA_PROMOTE,     [QS_FINISH] = LUA_FINISH,
     [QS_RECLAIM] = LUA_RECLAIM, [QS_HEARTBEAT] = LUA_HEARTBEAT, [QS_STATS] = LUA_STATS,
-    [QS_REQUEUE] = LUA_REQUEUE, [QS_FORGET] = LUA_FORGET,
+    [QS_REQUEUE] = LUA_REQUEUE, [QS_FORGET] = LUA_FORGET,       [QS_REQUEUE_ALL] = LUA_REQUEUE_ALL,
 };
 
 static int queue_sha1_hex(const char *text, char out[41]) {
@@ -594,7 +612,7 @@ static bool queue_entry_id_ok(const char *s) {
     return true;
 }
 
-static void queue_copy_field(char *dst, size_t cap, const redisReply *v) {
+void svcq_copy_field(char *dst, size_t cap, const redisReply *v) {
     if (v && v->type == REDIS_REPLY_STRING && v->str) {
         size_t n = v->len < cap - 1 ? v->len : cap - 1;
         memcpy(dst, v->str, n);
@@ -604,7 +622,7 @@ static void queue_copy_field(char *dst, size_t cap, const redisReply *v) {
     }
 }
 
-static long long queue_int_field(const redisReply *v) {
+long long svcq_int_field(const redisReply *v) {
     return v && v->type == REDIS_REPLY_STRING && v->str ? strtoll(v->str, NULL, 10) : 0;
 }
 
@@ -639,12 +657,12 @@ svc_status svc_queue_dead_list(struct svc_queue *q, const char *after, int count
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
         struct svc_dead_job *d = &list[i];
-        queue_copy_field(d->entry_id, sizeof(d->entry_id), e->element[0]);
+        svcq_copy_field(d->entry_id, sizeof(d->entry_id), e->element[0]);
         const redisReply *f = e->element[1];
-        queue_copy_field(d->id, sizeof(d->id), svcq_field(f, "j"));
-        queue_copy_field(d->error, sizeof(d->error), svcq_field(f, "e"));
-        d->attempts = (int)queue_int_field(svcq_field(f, "a"));
-        d->failed_ms = queue_int_field(svcq_field(f, "f"));
+        svcq_copy_field(d->id, sizeof(d->id), svcq_field(f, "j"));
+        svcq_copy_field(d->error, sizeof(d->error), svcq_field(f, "e"));
+        d->attempts = (int)svcq_int_field(svcq_field(f, "a"));
+        d->failed_ms = svcq_int_field(svcq_field(f, "f"));
         const redisReply *p = svcq_field(f, "p");
         d->payload_len = p && p->type == REDIS_REPLY_STRING ? p->len : 0;
     }
@@ -666,6 +684,36 @@ svc_status svc_queue_dead_requeue(struct svc_queue *q, const char *entry_id) {
     redisReply *r = queue_pool_eval(q, QS_REQUEUE, 2, keys, 1, args, &st);
     if (!r) return st;
     st = r->type != REDIS_REPLY_INTEGER ? SVC_INTERNAL : r->integer == 1 ? SVC_OK : SVC_NOT_FOUND;
+    freeReplyObject(r);
+    return st;
+}
+
+svc_status svc_queue_dead_requeue_all(struct svc_queue *q, int max, int *moved) {
+    if (max <= 0 || max > 10000) return SVC_INVALID;
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", max);
+    const char *keys[] = {q->k_stream, q->k_dead};
+    const char *args[] = {lim};
+    svc_status st;
+    redisReply *r = queue_pool_eval(q, QS_REQUEUE_ALL, 2, keys, 1, args, &st);
+    if (!r) return st;
+    st = r->type == REDIS_REPLY_INTEGER ? SVC_OK : SVC_INTERNAL;
+    if (st == SVC_OK && moved) *moved = (int)r->integer;
+    freeReplyObject(r);
+    return st;
+}
+
+svc_status svc_queue_dead_remove(struct svc_queue *q, const char *entry_id) {
+    if (!queue_entry_id_ok(entry_id)) return SVC_INVALID;
+    svc_status st;
+    redisContext *c = svc_redis_acquire(q->pool, -1, &st);
+    if (!c) return st;
+    errno = 0;
+    redisReply *r = redisCommand(c, "XDEL %s %s", q->k_dead, entry_id);
+    if (!r) st = svcq_io_status(c, errno);
+    svc_redis_release(q->pool, c);
+    if (!r) return st;
+    st = r->type != REDIS_REPLY_INTEGER ? svcq_reply_error_status(r) : r->integer == 1 ? SVC_OK : SVC_NOT_FOUND;
     freeReplyObject(r);
     return st;
 }

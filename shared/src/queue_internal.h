@@ -12,6 +12,8 @@
 #define QUEUE_GROUP "workers"
 #define QUEUE_REAPER "reaper"
 #define QUEUE_KEY_MAX 96
+#define QUEUE_MINUTE_TTL_MS "7200000"   /* per-minute counters live two hours */
+#define QUEUE_KNOWN_KEY "q:known"        /* set of queue names, kept by the workers */
 
 enum queue_script_id {
     QS_ENQUEUE = 0,
@@ -22,6 +24,7 @@ enum queue_script_id {
     QS_STATS,
     QS_REQUEUE,
     QS_FORGET,
+    QS_REQUEUE_ALL,
     QS_COUNT
 };
 
@@ -60,5 +63,10 @@ svc_status svcq_reply_error_status(const redisReply *r);
 const redisReply *svcq_field(const redisReply *arr, const char *name);
 
 int64_t svcq_mono_ms(void);
+
+/* Copies a string reply into dst (cap bytes, truncated, always terminated; "" for anything else). */
+void svcq_copy_field(char *dst, size_t cap, const redisReply *v);
+/* A string reply read as a decimal integer (0 for anything else). */
+long long svcq_int_field(const redisReply *v);
 
 #endif

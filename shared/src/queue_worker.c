@@ -362,6 +362,21 @@ static redisReply *maint_eval(struct svc_queue_worker *w, enum queue_script_id i
     return r;
 }
 
+/* Adds the queue's name to the set of known queues (QUEUE_KNOWN_KEY), so operators' tools find
+ * every queue in Redis without a list of their own. Repeated with the consumer clean-up. */
+static void maint_register(struct svc_queue_worker *w) {
+    if (!w->mc) return;
+    redisReply *r = redisCommand(w->mc, "SADD %s %s", QUEUE_KNOWN_KEY, w->q->name);
+    if (!r) {
+        atomic_fetch_add(&w->redis_errors, 1);
+        redisFree(w->mc);
+        w->mc = NULL;
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) atomic_fetch_add(&w->redis_errors, 1);
+    freeReplyObject(r);
+}
+
 static void maint_promote(struct svc_queue_worker *w) {
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", WORKER_PROMOTE_LIMIT);
@@ -479,6 +494,7 @@ static void *maint_main(void *arg) {
             next_maint = now + w->cfg.maintenance_ms;
         }
         if (now >= next_forget && !atomic_load(&w->stop)) {
+            maint_register(w);
             maint_forget(w, false);
             next_forget = now + WORKER_FORGET_EVERY_MS;
         }

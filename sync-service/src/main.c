@@ -56,6 +56,11 @@ static void load_settings(struct sync_ctx *cx) {
     cx->client_id = svc_config_str(c, "SERVICE_CLIENT_ID", NULL);
     cx->client_secret = svc_config_str(c, "SERVICE_CLIENT_SECRET", NULL);
     svc_auth_init(&cx->auth, &cx->app, false);
+    dash_auth_init(&cx->dash, c);
+    const char *assets_dir = svc_config_str(c, "QUEUE_DASHBOARD_ASSETS_DIR", "sync-service/web");
+    why = NULL;
+    if (cx->dash.enabled && assets_dir && dash_assets_load(&cx->assets, assets_dir, &why) != 0)
+        svc_config_error(c, "QUEUE_DASHBOARD_ASSETS_DIR", why);
 
     struct svc_metrics *m = &cx->app.metrics;
     struct sync_metrics *sm = &cx->m;
@@ -191,6 +196,7 @@ static int ready_hook(struct svc_app *app, json_t *checks) {
 static void metrics_hook(struct svc_app *app, struct svc_buf *out) { httpc_metrics_render(sync_ctx_of(app)->http, out); }
 
 static void cleanup(struct sync_ctx *cx) {
+    dash_assets_free(&cx->assets);
     svc_queue_free(cx->q_batches);
     svc_queue_free(cx->q_runs);
     httpc_free(cx->http);
@@ -233,6 +239,7 @@ int main(void) {
         return EXIT_FAILURE;
     }
     svc_app_routes(&cx.app, routes_sync, routes_sync_count);
+    if (cx.dash.enabled) svc_app_routes(&cx.app, routes_dashboard, routes_dashboard_count);
     int rc = svc_app_run(&cx.app);
     cleanup(&cx);
     return rc;

@@ -55,7 +55,15 @@ static void h_job_runs(struct svc_req *r) {
                                   svc_query(r, "run_id")));
 }
 
+/* GET /admin/queues: JSON for API clients; a browser asking for HTML (the previous system's
+ * Bull Board lived here) is sent to the dashboard when it is on. */
 static void h_queues(struct svc_req *r) {
+    const char *accept = svc_header(r, "Accept");
+    if (cx_of(r)->dash.enabled && accept && strstr(accept, "text/html")) {
+        svc_set_header(r, "Location", "/admin/dashboard");
+        svc_respond_json(r, 303, NULL);
+        return;
+    }
     AUTHENTICATED(r, who);
     answer(r, &who, sync_queues(cx_of(r), r->cid, &who));
 }

@@ -16,6 +16,8 @@
 #include "svc/httpc.h"
 #include "svc/queue.h"
 #include "svc/svctoken.h"
+#include "dash_assets.h"
+#include "dash_auth.h"
 #include "sync_cron.h"
 
 #define SYNC_QUEUE_RUNS "user-sync"
@@ -58,6 +60,8 @@ struct sync_ctx {
     struct svc_auth auth;
     struct sync_settings set;
     struct sync_metrics m;
+    struct dash_auth dash;           /* the operator dashboard (off unless ENABLE_QUEUE_DASHBOARD) */
+    struct dash_assets assets;       /* its files, loaded when it is on */
     char owner[160];                 /* lease owner: <instance>:<pid>:<random> */
     const char *customers_url;
     const char *client_id;

@@ -6,5 +6,8 @@
 
 extern const struct svc_route routes_sync[];
 extern const int routes_sync_count;
+/* The operator dashboard (routes_dashboard.c), registered only when it is on. */
+extern const struct svc_route routes_dashboard[];
+extern const int routes_dashboard_count;
 
 #endif

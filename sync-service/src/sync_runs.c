@@ -194,6 +194,21 @@ struct svc_result sync_queues(struct sync_ctx *cx, const char *cid, const struct
     if (!queues) return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
     add_queue_stats(queues, SYNC_QUEUE_RUNS, cx->q_runs);
     add_queue_stats(queues, SYNC_QUEUE_BATCHES, cx->q_batches);
+    /* and every other queue a worker of any instance runs on (discovered in Redis) */
+    char **names = NULL;
+    size_t n = 0;
+    if (svc_queue_known(cx->app.redis, &names, &n) == SVC_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (json_object_get(queues, names[i])) continue;
+            svc_status st;
+            struct svc_queue_options o = {.name = names[i]};
+            struct svc_queue *q = svc_queue_new(cx->app.redis, &o, &cx->app.log, &st);
+            if (!q) continue;
+            add_queue_stats(queues, names[i], q);
+            svc_queue_free(q);
+        }
+        svc_queue_names_free(names, n);
+    }
     if (json_is_null(json_object_get(queues, SYNC_QUEUE_RUNS))) {
         json_decref(queues);
         svc_logf(&cx->app.log, SVC_LOG_WARN, cid, "sync: queue stats unavailable", NULL);

@@ -36,7 +36,7 @@ struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct
 /* GET /api/job-runs, paged likewise, with &queue=&run_id= */
 struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
                                 const struct svc_page_params *paging, const char *queue, const char *run_id);
-/* GET /admin/queues: stats of this service's queues. */
+/* GET /admin/queues: stats of this service's queues and of every queue discovered in Redis. */
 struct svc_result sync_queues(struct sync_ctx *cx, const char *cid, const struct svc_principal *who);
 
 #endif

@@ -112,6 +112,7 @@ static void world_close(struct world *wd) {
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         freeReplyObject(redisCommand(c, "DEL %s", r->element[i]->str));
     freeReplyObject(r);
+    freeReplyObject(redisCommand(c, "SREM q:known %s", wd->name));
     redisFree(c);
     svc_queue_free(wd->q);
     svc_redis_pool_free(wd->pool);
@@ -940,6 +941,72 @@ static void test_worker_starts_and_stops_while_redis_is_unreachable(void **state
 }
 
 /* Not a limit, a figure: tiny jobs through two worker threads, printed for the report. */
+
+/* Operators' views: the queue is discovered in Redis once a worker ran on it, completions and
+ * dead letters are counted per minute, dead jobs can be removed or all retried at once, and the
+ * stream's jobs are listed without their payload. */
+static void test_operators_views_of_a_queue(void **state) {
+    struct world wd;
+    world_open(&wd, "ops", NULL);
+    struct rec r;
+    rec_init(&r);
+    r.always_fail = true;
+    struct svc_queue_worker *w = start_worker(&wd, &r, 1);
+    for (int i = 0; i < 3; i++) enqueue_text(&wd, "bad", NULL);
+    struct svc_queue_stats s = wait_finished(&wd, 3, 5000);
+    assert_int_equal(s.dead, 3);
+    svc_queue_worker_free(w);
+
+    char **names = NULL;
+    size_t n = 0;
+    assert_int_equal(svc_queue_known(wd.pool, &names, &n), SVC_OK);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) found |= !strcmp(names[i], wd.name);
+    svc_queue_names_free(names, n);
+    assert_true(found);
+
+    struct svc_queue_minute m[3];
+    assert_int_equal(svc_queue_minutes(wd.q, 3, m), SVC_OK);
+    assert_true(m[0].minute_ms + 120000 == m[2].minute_ms);
+    assert_int_equal(m[0].failed + m[1].failed + m[2].failed, 3);   /* a minute may have turned */
+    assert_int_equal(m[0].completed + m[1].completed + m[2].completed, 0);
+    assert_int_equal(svc_queue_minutes(wd.q, 0, m), SVC_INVALID);
+
+    struct svc_dead_job *list = NULL;
+    assert_int_equal(svc_queue_dead_list(wd.q, NULL, 10, &list, &n), SVC_OK);
+    assert_int_equal(n, 3);
+    char entry[48];
+    snprintf(entry, sizeof(entry), "%s", list[0].entry_id);
+    svc_queue_dead_list_free(list);
+    assert_int_equal(svc_queue_dead_remove(wd.q, entry), SVC_OK);
+    assert_int_equal(svc_queue_dead_remove(wd.q, entry), SVC_NOT_FOUND);
+    assert_int_equal(svc_queue_dead_remove(wd.q, "not-an-id"), SVC_INVALID);
+    int moved = -1;
+    assert_int_equal(svc_queue_dead_requeue_all(wd.q, 100, &moved), SVC_OK);
+    assert_int_equal(moved, 2);
+    s = stats_of(&wd);
+    assert_int_equal(s.dead, 0);
+    assert_int_equal(s.waiting, 2);
+
+    struct svc_queue_job_info *jobs = NULL;
+    assert_int_equal(svc_queue_recent(wd.q, 10, &jobs, &n), SVC_OK);
+    assert_int_equal(n, 2);
+    assert_false(jobs[0].running);
+    assert_int_equal(jobs[0].attempts, 0);
+    assert_true(jobs[0].enqueued_ms > 0);
+    assert_string_equal(jobs[0].error, "permanent 1");
+    free(jobs);
+
+    /* now they succeed: counted as completed in this minute */
+    r.always_fail = false;
+    w = start_worker(&wd, &r, 1);
+    wait_finished(&wd, 5, 5000);
+    svc_queue_worker_free(w);
+    assert_int_equal(svc_queue_minutes(wd.q, 3, m), SVC_OK);
+    assert_int_equal(m[0].completed + m[1].completed + m[2].completed, 2);
+    world_close(&wd);
+}
+
 static void test_throughput_of_tiny_jobs_with_two_workers(void **state) {
     enum { M = 5000 };
     struct world wd;
@@ -987,6 +1054,7 @@ int main(void) {
         cmocka_unit_test(test_graceful_stop_finishes_the_job_in_hand),
         cmocka_unit_test(test_workers_recover_when_their_connections_are_killed),
         cmocka_unit_test(test_worker_starts_and_stops_while_redis_is_unreachable),
+        cmocka_unit_test(test_operators_views_of_a_queue),
         cmocka_unit_test(test_throughput_of_tiny_jobs_with_two_workers),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);

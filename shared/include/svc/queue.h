@@ -214,5 +214,42 @@ void svc_queue_dead_list_free(struct svc_dead_job *list);
 /* Moves a dead job back to the stream with a fresh attempt budget (attempts = 0, same job id and
  * max attempts). SVC_NOT_FOUND when entry_id is not in the dead stream. */
 svc_status svc_queue_dead_requeue(struct svc_queue *q, const char *entry_id);
+/* Moves up to max (1..10000) of the oldest dead jobs back to the stream as svc_queue_dead_requeue
+ * does, in one script; *moved (may be NULL) gets how many. */
+svc_status svc_queue_dead_requeue_all(struct svc_queue *q, int max, int *moved);
+/* Deletes one dead job. SVC_NOT_FOUND when entry_id is not in the dead stream. */
+svc_status svc_queue_dead_remove(struct svc_queue *q, const char *entry_id);
+
+/* ---- operators' views (shared/src/queue_admin.c) ---- */
+
+/* Names of every queue a worker has run on (the set q:known, refreshed by each worker's
+ * maintenance thread), sorted. *names (caller frees with svc_queue_names_free) and *n are set on
+ * SVC_OK. pool is borrowed for one round trip. */
+svc_status svc_queue_known(struct svc_redis_pool *pool, char ***names, size_t *n);
+void svc_queue_names_free(char **names, size_t n);
+
+/* Jobs completed and dead-lettered in one minute (Redis clock). */
+struct svc_queue_minute {
+    int64_t minute_ms;      /* start of the minute, Unix ms */
+    long long completed;
+    long long failed;
+};
+/* The last n (1..120) minutes, oldest first, the current minute last; out has n slots. One
+ * pipelined round trip. */
+svc_status svc_queue_minutes(struct svc_queue *q, int n, struct svc_queue_minute *out);
+
+/* A job in the stream (waiting or running): no payload, it may hold PII. */
+struct svc_queue_job_info {
+    char entry_id[48];
+    char id[SVC_QUEUE_JOB_ID_MAX + 1];
+    int attempts;                      /* attempts made before this delivery */
+    int max_attempts;
+    int64_t enqueued_ms;               /* Unix ms of the first enqueue */
+    bool running;                      /* delivered to a worker and not finished */
+    char error[SVC_QUEUE_ERROR_MAX];   /* error of the previous attempt, "" on the first */
+};
+/* The newest count (1..1000) jobs of the stream, newest first. *out (caller frees with free())
+ * and *n are set on SVC_OK. */
+svc_status svc_queue_recent(struct svc_queue *q, int count, struct svc_queue_job_info **out, size_t *n);
 
 #endif
