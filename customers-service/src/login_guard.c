@@ -80,5 +80,6 @@ void login_guard_succeeded(struct customers_ctx *cx, const char *acct) {
 struct svc_result login_guard_refusal(long wait) {
     struct svc_result r = SVC_RESULT_ERR(SVC_RATE_LIMITED, "too_many_attempts", "too many failed password attempts; try again later");
     r.details = json_pack("{s:I}", "retry_after", (json_int_t)wait);
+    r.retry_after_s = (unsigned)wait;
     return r;
 }

@@ -23,8 +23,8 @@ void login_guard_account(const char *user_id, const char *login, char out[LOGIN_
 long login_guard_check(struct customers_ctx *cx, const char *cid, const char *account, const char *ip);
 void login_guard_failed(struct customers_ctx *cx, const char *account, const char *ip);
 void login_guard_succeeded(struct customers_ctx *cx, const char *account);
-/* The refusal while locked out: 429 too_many_attempts, details.retry_after = wait (the handler
- * copies it into Retry-After). */
+/* The refusal while locked out: 429 too_many_attempts with Retry-After (retry_after_s) and
+ * details.retry_after, both = wait. */
 struct svc_result login_guard_refusal(long wait);
 
 #endif

@@ -4,10 +4,6 @@
 
 #include "svc/http.h"
 
-/* Answers res (svc_respond_result; takes its body/details) and, for a 429 with
- * details.retry_after, sets Retry-After to that many seconds. */
-void routes_respond(struct svc_req *r, struct svc_result *res);
-
 extern const struct svc_route routes_auth[];
 extern const int routes_auth_count;
 extern const struct svc_route routes_users[];

@@ -15,12 +15,12 @@ static void h_login(struct svc_req *r) {
     char ip[64];
     svc_client_ip(r, ip, sizeof ip);
     struct svc_result res = auth_login(cx_of(r), r->cid, ip, r->body);
-    routes_respond(r, &res);
+    svc_respond_result(r, &res);
 }
 
 static void h_refresh(struct svc_req *r) {
     struct svc_result res = auth_refresh(cx_of(r), r->cid, r->body);
-    routes_respond(r, &res);
+    svc_respond_result(r, &res);
 }
 
 static void h_logout(struct svc_req *r) {
@@ -28,7 +28,7 @@ static void h_logout(struct svc_req *r) {
     if (!svc_authenticate(&cx_of(r)->auth, r, &who)) return;
     struct svc_result res = auth_logout(cx_of(r), r->cid, &who);
     svc_principal_clear(&who);
-    routes_respond(r, &res);
+    svc_respond_result(r, &res);
 }
 
 static void h_me(struct svc_req *r) {

@@ -8,8 +8,7 @@ static struct customers_ctx *cx_of(struct svc_req *r) { return customers_ctx_of(
 #define AUTHENTICATED(r, who) SVC_AUTHENTICATED(&cx_of(r)->auth, r, who)
 
 static void answer(struct svc_req *r, struct svc_principal *who, struct svc_result res) {
-    svc_principal_clear(who);
-    routes_respond(r, &res);
+    svc_respond_as(r, who, &res);
 }
 
 static void h_list(struct svc_req *r) {

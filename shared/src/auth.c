@@ -186,8 +186,9 @@ bool svc_authenticate(struct svc_auth *a, struct svc_req *r, struct svc_principa
             if (!rep || rep->type != REDIS_REPLY_INTEGER) {
                 if (rep) freeReplyObject(rep);
                 svc_principal_clear(p);
-                svc_set_header(r, "Retry-After", "1");
-                svc_respond_error(r, 503, "session_store_unavailable", "cannot check the session right now", NULL);
+                struct svc_result res = SVC_RESULT_ERR(SVC_UNAVAILABLE, "session_store_unavailable",
+                                                       "cannot check the session right now");
+                svc_respond_result(r, &res);
                 return false;
             }
             long long exists = rep->integer;

@@ -112,6 +112,8 @@ void svc_respond_status(struct svc_req *r, svc_status st, const char *message) {
 
 void svc_respond_result(struct svc_req *r, struct svc_result *res) {
     int http = svc_status_http(res->st);
+    for (int i = 0; i < SVC_RESULT_MAX_HEADERS; i++)
+        if (res->headers[i].name) svc_set_header(r, res->headers[i].name, res->headers[i].value);
     if (http < 300) {
         if (res->raw) {
             size_t len = strlen(res->raw);
@@ -122,7 +124,12 @@ void svc_respond_result(struct svc_req *r, struct svc_result *res) {
             res->body = NULL;
         }
     } else {
-        if (http == 503 && !u_map_get_case(r->res->map_header, "Retry-After")) svc_set_header(r, "Retry-After", "1");
+        unsigned after = res->retry_after_s ? res->retry_after_s : http == 503 ? 1 : 0;
+        if (after) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%u", after);
+            svc_set_header(r, "Retry-After", ra);
+        }
         svc_respond_error(r, http, res->code ? res->code : svc_status_code(res->st),
                           res->message ? res->message : "request failed", res->details);
         res->details = NULL;

@@ -12,6 +12,16 @@ void svc_result_clear(struct svc_result *r) {
     r->raw = NULL;
 }
 
+int svc_result_header(struct svc_result *r, const char *name, const char *value) {
+    for (int i = 0; i < SVC_RESULT_MAX_HEADERS; i++) {
+        if (r->headers[i].name) continue;
+        r->headers[i].name = name;
+        r->headers[i].value = value;
+        return 0;
+    }
+    return -1;
+}
+
 int svc_status_http(svc_status s) {
     switch (s) {
     case SVC_OK: return 200;

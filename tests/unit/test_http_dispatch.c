@@ -35,8 +35,26 @@ static void h_header(struct svc_req *r) {
 
 /* A use case reporting a dependency outage, with and without its own Retry-After. */
 static void h_unavailable(struct svc_req *r) {
-    if (svc_query(r, "after")) svc_set_header(r, "Retry-After", svc_query(r, "after"));
     struct svc_result res = SVC_RESULT_ERR(SVC_UNAVAILABLE, "dependency_down", "try later");
+    if (svc_query(r, "after")) res.retry_after_s = (unsigned)atoi(svc_query(r, "after"));
+    svc_respond_result(r, &res);
+}
+
+/* Results carrying their own headers: a replayed success, a 409 to retry in 2 s, a plain 404. */
+static void h_result_headers(struct svc_req *r) {
+    const char *kind = svc_query(r, "kind");
+    struct svc_result res;
+    if (!strcmp(kind, "replayed")) {
+        res = (struct svc_result){.st = SVC_CREATED, .body = json_pack("{s:s}", "id", "t1")};
+        assert_int_equal(svc_result_header(&res, "Idempotent-Replayed", "true"), 0);
+        assert_int_equal(svc_result_header(&res, "X-Second", "2"), 0);
+        assert_int_equal(svc_result_header(&res, "X-Third", "3"), -1);
+    } else if (!strcmp(kind, "busy")) {
+        res = SVC_RESULT_ERR(SVC_CONFLICT, "in_progress", "still running");
+        res.retry_after_s = 2;
+    } else {
+        res = SVC_RESULT_ERR(SVC_NOT_FOUND, "nothing", "no such thing");
+    }
     svc_respond_result(r, &res);
 }
 
@@ -46,6 +64,7 @@ static const struct svc_route routes[] = {
     {"GET", "/silent", h_silent, 0, 0},
     {"GET", "/header", h_header, 0, 0},
     {"GET", "/unavailable", h_unavailable, 0, 0},
+    {"GET", "/result", h_result_headers, 0, 0},
 };
 
 static int setup(void **state) {
@@ -269,7 +288,34 @@ static void test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope(v
     done(&x);
 }
 
-static void test_a_503_result_carries_retry_after_unless_the_handler_chose_one(void **state) {
+static void test_a_result_carries_its_own_headers(void **state) {
+    (void)state;
+    struct exchange x;
+    run(&x, "GET", "/result", NULL, 0, NULL);
+    u_map_put(x.req.map_url, "kind", "replayed");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 201);
+    assert_string_equal(u_map_get_case(x.res.map_header, "Idempotent-Replayed"), "true");
+    assert_string_equal(u_map_get_case(x.res.map_header, "X-Second"), "2");
+    assert_null(u_map_get_case(x.res.map_header, "X-Third"));
+    assert_null(u_map_get_case(x.res.map_header, "Retry-After"));
+    done(&x);
+    run(&x, "GET", "/result", NULL, 0, NULL);
+    u_map_put(x.req.map_url, "kind", "busy");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 409);
+    error_of(&x, "in_progress");
+    assert_string_equal(u_map_get_case(x.res.map_header, "Retry-After"), "2");
+    done(&x);
+    run(&x, "GET", "/result", NULL, 0, NULL);
+    u_map_put(x.req.map_url, "kind", "missing");
+    dispatch(&x);
+    assert_int_equal(x.res.status, 404);
+    assert_null(u_map_get_case(x.res.map_header, "Retry-After"));
+    done(&x);
+}
+
+static void test_a_503_result_carries_retry_after_unless_the_use_case_chose_one(void **state) {
     (void)state;
     struct exchange x;
     run(&x, "GET", "/unavailable", NULL, 0, NULL);
@@ -365,7 +411,8 @@ int main(void) {
         cmocka_unit_test(test_handler_that_answers_nothing_becomes_a_500_envelope),
         cmocka_unit_test(test_header_values_with_control_characters_are_never_sent),
         cmocka_unit_test(test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope),
-        cmocka_unit_test(test_a_503_result_carries_retry_after_unless_the_handler_chose_one),
+        cmocka_unit_test(test_a_503_result_carries_retry_after_unless_the_use_case_chose_one),
+        cmocka_unit_test(test_a_result_carries_its_own_headers),
         cmocka_unit_test(test_more_query_parameters_than_the_limit_is_a_414_envelope),
         cmocka_unit_test(test_more_headers_than_the_limit_is_a_431_envelope),
         cmocka_unit_test(test_a_path_over_the_limit_is_a_414_envelope_not_a_404),

@@ -4,7 +4,7 @@
 
 static void h_balance(struct svc_req *r) {
     TX_AUTHENTICATED(r, who);
-    tx_answer_send(r, &who, tx_balance(tx_cx(r), r->cid, &who));
+    tx_send(r, &who, tx_balance(tx_cx(r), r->cid, &who));
 }
 
 const struct svc_route routes_accounts[] = {

@@ -5,29 +5,29 @@
 
 static void h_create(struct svc_req *r) {
     TX_AUTHENTICATED(r, who);
-    tx_answer_send(r, &who, tx_create(tx_cx(r), r->cid, &who, svc_header(r, "Idempotency-Key"), r->body));
+    tx_send(r, &who, tx_create(tx_cx(r), r->cid, &who, svc_header(r, "Idempotency-Key"), r->body));
 }
 
 static void h_list(struct svc_req *r) {
     TX_AUTHENTICATED(r, who);
-    tx_answer_send(r, &who, tx_list(tx_cx(r), r->cid, &who, &SVC_PAGE_PARAMS(r), svc_query(r, "type"), svc_query(r, "status"), svc_query(r, "from"),
+    tx_send(r, &who, tx_list(tx_cx(r), r->cid, &who, &SVC_PAGE_PARAMS(r), svc_query(r, "type"), svc_query(r, "status"), svc_query(r, "from"),
                                     svc_query(r, "to"), svc_query(r, "user_id")));
 }
 
 static void h_summary(struct svc_req *r) {
     TX_AUTHENTICATED(r, who);
-    tx_answer_send(r, &who, tx_summary(tx_cx(r), r->cid, &who, svc_query(r, "group_by"), svc_query(r, "from"),
+    tx_send(r, &who, tx_summary(tx_cx(r), r->cid, &who, svc_query(r, "group_by"), svc_query(r, "from"),
                                        svc_query(r, "to"), svc_query(r, "user_id"), svc_query(r, "currency")));
 }
 
 static void h_get(struct svc_req *r) {
     TX_AUTHENTICATED(r, who);
-    tx_answer_send(r, &who, tx_get(tx_cx(r), r->cid, &who, svc_param(r, "id")));
+    tx_send(r, &who, tx_get(tx_cx(r), r->cid, &who, svc_param(r, "id")));
 }
 
 static void h_reverse(struct svc_req *r) {
     TX_AUTHENTICATED(r, who);
-    tx_answer_send(r, &who, tx_reverse(tx_cx(r), r->cid, &who, svc_header(r, "Idempotency-Key"), svc_param(r, "id")));
+    tx_send(r, &who, tx_reverse(tx_cx(r), r->cid, &who, svc_header(r, "Idempotency-Key"), svc_param(r, "id")));
 }
 
 /* /summary is listed before /{id}: the first matching template wins. */

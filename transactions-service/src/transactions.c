@@ -12,32 +12,32 @@
 #include "tx_request.h"
 #include "txcache.h"
 
-#define ERR(st, code, msg) ((struct tx_answer){.res = SVC_RESULT_ERR((st), (code), (msg))})
+#define ERR(st, code, msg) SVC_RESULT_ERR((st), (code), (msg))
 
-static struct tx_answer validation_failed(json_t *fields) {
-    struct tx_answer a = ERR(SVC_INVALID, "validation_failed", "some fields are invalid");
-    a.res.details = json_pack("{s:o}", "fields", fields);
+static struct svc_result validation_failed(json_t *fields) {
+    struct svc_result a = ERR(SVC_INVALID, "validation_failed", "some fields are invalid");
+    a.details = json_pack("{s:o}", "fields", fields);
     return a;
 }
 
-static struct tx_answer raw(svc_status st, char *json) {
-    return (struct tx_answer){.res = {.st = st, .raw = json}};
+static struct svc_result raw(svc_status st, char *json) {
+    return (struct svc_result){.st = st, .raw = json};
 }
 
-static struct tx_answer internal(struct tx_ctx *cx, const char *cid, const char *what, const char *sqlstate) {
+static struct svc_result internal(struct tx_ctx *cx, const char *cid, const char *what, const char *sqlstate) {
     svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "transaction operation failed", "{s:s,s:s}", "operation", what,
              "sqlstate", sqlstate && *sqlstate ? sqlstate : "-");
     return ERR(SVC_INTERNAL, "internal_error", "internal error");
 }
 
-static struct tx_answer db_unavailable(void) {
-    struct tx_answer a = ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
+static struct svc_result db_unavailable(void) {
+    struct svc_result a = ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
     a.retry_after_s = 1;
     return a;
 }
 
 /* Maps a repository failure (not SVC_OK / SVC_NOT_FOUND) to an answer. */
-static struct tx_answer repo_failure(struct tx_ctx *cx, const char *cid, const char *what, svc_status st,
+static struct svc_result repo_failure(struct tx_ctx *cx, const char *cid, const char *what, svc_status st,
                                      const struct tx_repo_err *err) {
     if (st == SVC_UNPROCESSABLE || st == SVC_CONFLICT) {
         if (!strcmp(err->rule, "insufficient_funds")) {
@@ -54,11 +54,11 @@ static struct tx_answer repo_failure(struct tx_ctx *cx, const char *cid, const c
 /* Users act on their own accounts; a service token names no account. */
 static bool is_user(const struct svc_principal *who) { return !who->is_service && svc_uuid_is_valid(who->sub); }
 
-static struct tx_answer not_a_user(void) {
+static struct svc_result not_a_user(void) {
     return ERR(SVC_FORBIDDEN, "user_token_required", "this endpoint needs a user's access token");
 }
 
-static bool check_key(const char *key, struct tx_answer *a) {
+static bool check_key(const char *key, struct svc_result *a) {
     switch (idem_key_check(key)) {
     case IDEM_KEY_OK: return true;
     case IDEM_KEY_MISSING:
@@ -70,21 +70,22 @@ static bool check_key(const char *key, struct tx_answer *a) {
     }
 }
 
-static struct tx_answer in_progress(struct tx_ctx *cx) {
+static struct svc_result in_progress(struct tx_ctx *cx) {
     atomic_fetch_add_explicit(cx->in_progress, 1, memory_order_relaxed);
-    struct tx_answer a = ERR(SVC_CONFLICT, "idempotency_request_in_progress",
+    struct svc_result a = ERR(SVC_CONFLICT, "idempotency_request_in_progress",
                              "a request with this Idempotency-Key is still being processed");
     a.retry_after_s = 1;
     return a;
 }
 
 /* Turns a posting function's verdict into the answer. Takes ownership of p->body. */
-static struct tx_answer from_posting(struct tx_ctx *cx, struct tx_posting *p, enum tx_type type) {
+static struct svc_result from_posting(struct tx_ctx *cx, struct tx_posting *p, enum tx_type type) {
     if (!strcmp(p->verdict, "created") || !strcmp(p->verdict, "replayed")) {
-        struct tx_answer a = raw(p->status == 201 ? SVC_CREATED : SVC_OK, p->body);
+        struct svc_result a = raw(p->status == 201 ? SVC_CREATED : SVC_OK, p->body);
         p->body = NULL;
-        a.replayed = p->verdict[0] == 'r';
-        atomic_fetch_add_explicit(a.replayed ? cx->replays : cx->created[type], 1, memory_order_relaxed);
+        bool replayed = p->verdict[0] == 'r';
+        if (replayed) svc_result_header(&a, "Idempotent-Replayed", "true");
+        atomic_fetch_add_explicit(replayed ? cx->replays : cx->created[type], 1, memory_order_relaxed);
         return a;
     }
     free(p->body);
@@ -100,7 +101,7 @@ static struct tx_answer from_posting(struct tx_ctx *cx, struct tx_posting *p, en
 
 /* A request refused before posting may still be one that succeeded earlier: replay it. */
 static bool stored_result(struct tx_ctx *cx, const char *user, const char *key, const char *hash,
-                          struct tx_answer *a) {
+                          struct svc_result *a) {
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return false;
@@ -116,7 +117,7 @@ static bool stored_result(struct tx_ctx *cx, const char *user, const char *key, 
 /* Fills states[] for ids[] from the cache or customers-service. Returns false with *a set when
  * customers-service could not answer. */
 static bool check_users(struct tx_ctx *cx, const char *cid, const char *const *ids, int n,
-                        enum user_state *states, struct tx_answer *a) {
+                        enum user_state *states, struct svc_result *a) {
     enum user_state fresh[TXCACHE_MAX_USERS] = {USER_UNKNOWN, USER_UNKNOWN};
     bool looked_up = false;
     for (int i = 0; i < n; i++) {
@@ -193,9 +194,9 @@ static svc_status post(struct tx_ctx *cx, const char *tx_id, const char *me, con
     return st;
 }
 
-struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                            const char *idem_key, const json_t *body) {
-    struct tx_answer a;
+    struct svc_result a;
     if (!is_user(who)) return not_a_user();
     if (!check_key(idem_key, &a)) return a;
     char me[SVC_UUID_LEN + 1];
@@ -228,18 +229,18 @@ struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_
 
 refused:
     {
-        struct tx_answer stored;
+        struct svc_result stored;
         if (stored_result(cx, me, idem_key, hash, &stored)) {
-            svc_result_clear(&a.res);
+            svc_result_clear(&a);
             a = stored;
         }
     }
     return a;
 }
 
-struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                             const char *idem_key, const char *tx_id) {
-    struct tx_answer a;
+    struct svc_result a;
     if (!is_user(who) || !who->is_admin) return ERR(SVC_FORBIDDEN, "forbidden", "only an admin may reverse a transaction");
     if (!check_key(idem_key, &a)) return a;
     char me[SVC_UUID_LEN + 1], id[SVC_UUID_LEN + 1];
@@ -267,7 +268,7 @@ struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc
 /* Read helpers: one pooled connection around one repository call. */
 typedef svc_status (*read_fn)(PGconn *c, const void *arg, char **json_out, struct tx_repo_err *err);
 
-static struct tx_answer read_one(struct tx_ctx *cx, const char *cid, const char *what, read_fn fn, const void *arg,
+static struct svc_result read_one(struct tx_ctx *cx, const char *cid, const char *what, read_fn fn, const void *arg,
                                  char **json_out) {
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
@@ -275,7 +276,7 @@ static struct tx_answer read_one(struct tx_ctx *cx, const char *cid, const char 
     struct tx_repo_err err;
     st = fn(c, arg, json_out, &err);
     svc_pg_release(cx->app.pg, c);
-    if (st == SVC_OK) return (struct tx_answer){.res = {.st = SVC_OK}};
+    if (st == SVC_OK) return (struct svc_result){.st = SVC_OK};
     if (st == SVC_NOT_FOUND) return ERR(SVC_NOT_FOUND, "transaction_not_found", "transaction not found");
     return repo_failure(cx, cid, what, st, &err);
 }
@@ -286,7 +287,7 @@ static svc_status get_fn(PGconn *c, const void *arg, char **out, struct tx_repo_
     return tx_repo_get(c, g->id, g->viewer, g->admin, out, err);
 }
 
-struct tx_answer tx_get(struct tx_ctx *cx, const char *cid, const struct svc_principal *who, const char *tx_id) {
+struct svc_result tx_get(struct tx_ctx *cx, const char *cid, const struct svc_principal *who, const char *tx_id) {
     char id[SVC_UUID_LEN + 1];
     if (!tx_uuid_lower(tx_id, id)) return ERR(SVC_NOT_FOUND, "transaction_not_found", "transaction not found");
     char me[SVC_UUID_LEN + 1] = "00000000-0000-0000-0000-000000000000";
@@ -294,14 +295,14 @@ struct tx_answer tx_get(struct tx_ctx *cx, const char *cid, const struct svc_pri
     else if (!who->is_admin) return not_a_user();
     struct get_args g = {id, me, who->is_admin};
     char *json = NULL;
-    struct tx_answer a = read_one(cx, cid, "get", get_fn, &g, &json);
-    if (a.res.st == SVC_OK) a.res.raw = json;
+    struct svc_result a = read_one(cx, cid, "get", get_fn, &g, &json);
+    if (a.st == SVC_OK) a.raw = json;
     return a;
 }
 
 /* Whose transactions a read covers: the caller, or user_id= for an admin. */
 static bool owner_of(const struct svc_principal *who, const char *user_id, char out[SVC_UUID_LEN + 1],
-                     struct tx_answer *a) {
+                     struct svc_result *a) {
     char me[SVC_UUID_LEN + 1] = "";
     if (is_user(who)) tx_uuid_lower(who->sub, me);
     if (user_id) {
@@ -324,20 +325,20 @@ static svc_status list_fn(PGconn *c, const void *arg, char **out, struct tx_repo
     return tx_repo_list(c, l->owner, l->q, out, err);
 }
 
-struct tx_answer tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                          const struct svc_page_params *paging, const char *type, const char *status,
                          const char *from, const char *to, const char *user_id) {
     struct tx_list_query q;
     json_t *fields = NULL;
     if (!tx_parse_list_query(paging, type, status, from, to, user_id, &q, &fields))
-        return (struct tx_answer){.res = svc_query_invalid(fields)};
-    struct tx_answer a;
+        return svc_query_invalid(fields);
+    struct svc_result a;
     char owner[SVC_UUID_LEN + 1];
     if (!owner_of(who, q.user_id, owner, &a)) return a;
     struct list_args l = {owner, &q};
     char *json = NULL;
     a = read_one(cx, cid, "list", list_fn, &l, &json);
-    if (a.res.st == SVC_OK) a.res.raw = json;
+    if (a.st == SVC_OK) a.raw = json;
     return a;
 }
 
@@ -347,20 +348,20 @@ static svc_status summary_fn(PGconn *c, const void *arg, char **out, struct tx_r
     return tx_repo_summary(c, s->owner, s->q, out, err);
 }
 
-struct tx_answer tx_summary(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_summary(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                             const char *group_by, const char *from, const char *to, const char *user_id,
                             const char *currency) {
     struct tx_summary_query q;
     json_t *fields = NULL;
     if (!tx_parse_summary_query(group_by, from, to, user_id, currency, &q, &fields))
-        return (struct tx_answer){.res = svc_query_invalid(fields)};
-    struct tx_answer a;
+        return svc_query_invalid(fields);
+    struct svc_result a;
     char owner[SVC_UUID_LEN + 1];
     if (!owner_of(who, q.user_id, owner, &a)) return a;
     struct summary_args s = {owner, &q};
     char *groups_text = NULL;
     a = read_one(cx, cid, "summary", summary_fn, &s, &groups_text);
-    if (a.res.st != SVC_OK) return a;
+    if (a.st != SVC_OK) return a;
     json_error_t jerr;
     json_t *groups = json_loads(groups_text, 0, &jerr);
     free(groups_text);
@@ -368,19 +369,19 @@ struct tx_answer tx_summary(struct tx_ctx *cx, const char *cid, const struct svc
     json_t *b = json_pack("{s:s,s:s?,s:s?,s:s,s:s,s:o}", "group_by", tx_group_by_name(q.group_by), "from",
                           q.from.raw, "to", q.to.raw, "currency", q.currency, "user_id", owner, "groups", groups);
     if (!b) return internal(cx, cid, "summary_json", NULL);
-    return (struct tx_answer){.res = {.st = SVC_OK, .body = b}};
+    return (struct svc_result){.st = SVC_OK, .body = b};
 }
 
 static svc_status balance_fn(PGconn *c, const void *arg, char **out, struct tx_repo_err *err) {
     return tx_repo_balance(c, arg, out, err);
 }
 
-struct tx_answer tx_balance(struct tx_ctx *cx, const char *cid, const struct svc_principal *who) {
+struct svc_result tx_balance(struct tx_ctx *cx, const char *cid, const struct svc_principal *who) {
     if (!is_user(who)) return not_a_user();
     char me[SVC_UUID_LEN + 1];
     tx_uuid_lower(who->sub, me);
     char *json = NULL;
-    struct tx_answer a = read_one(cx, cid, "balance", balance_fn, me, &json);
-    if (a.res.st == SVC_OK) a.res.raw = json;
+    struct svc_result a = read_one(cx, cid, "balance", balance_fn, me, &json);
+    if (a.st == SVC_OK) a.raw = json;
     return a;
 }

@@ -21,6 +21,7 @@
  * anything else is 404, so ids cannot be probed. Admins may read any and name user_id=.
  * Reversal is admin-only (403 otherwise).
  *
+ * Results carry their own headers (Retry-After, Idempotent-Replayed: true on a replay).
  * Ownership: results own their bodies (handed to svc_respond_result). Borrowed: everything else. */
 #ifndef TX_TRANSACTIONS_H
 #define TX_TRANSACTIONS_H
@@ -32,29 +33,23 @@
 #include "ctx.h"
 #include "svc/paging.h"
 
-struct tx_answer {
-    struct svc_result res;
-    bool replayed;              /* answer with Idempotent-Replayed: true */
-    uint32_t retry_after_s;     /* > 0: answer with Retry-After */
-};
-
 struct pb_item;
 
 /* The batcher's exec (post_batch.h) over struct tx_batch_item data: one pooled connection, one
  * tx_repo_post_batch. ctx is the struct tx_ctx. */
 void tx_run_batch(void *ctx, struct pb_item **items, int n);
 
-struct tx_answer tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                            const char *idem_key, const json_t *body);
-struct tx_answer tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                             const char *idem_key, const char *tx_id);
-struct tx_answer tx_get(struct tx_ctx *cx, const char *cid, const struct svc_principal *who, const char *tx_id);
-struct tx_answer tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_get(struct tx_ctx *cx, const char *cid, const struct svc_principal *who, const char *tx_id);
+struct svc_result tx_list(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                          const struct svc_page_params *paging, const char *type, const char *status,
                          const char *from, const char *to, const char *user_id);
-struct tx_answer tx_summary(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
+struct svc_result tx_summary(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                             const char *group_by, const char *from, const char *to, const char *user_id,
                             const char *currency);
-struct tx_answer tx_balance(struct tx_ctx *cx, const char *cid, const struct svc_principal *who);
+struct svc_result tx_balance(struct tx_ctx *cx, const char *cid, const struct svc_principal *who);
 
 #endif

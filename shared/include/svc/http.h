@@ -83,9 +83,9 @@ void svc_respond_error(struct svc_req *r, int status, const char *code, const ch
                        json_t *details);
 /* Error envelope from a domain status with the default code. */
 void svc_respond_status(struct svc_req *r, svc_status st, const char *message);
-/* Answer a use case's result: success statuses send body/raw, errors send the envelope; a 503
- * without a Retry-After header set by the caller gets "Retry-After: 1".
- * Takes ownership of everything in res. */
+/* Answer a use case's result: success statuses send body/raw, errors send the envelope with
+ * Retry-After from res->retry_after_s (every 503 gets at least "Retry-After: 1"); res->headers are
+ * sent either way. Takes ownership of everything in res. */
 void svc_respond_result(struct svc_req *r, struct svc_result *res);
 /* Answer with raw bytes (copied). */
 void svc_respond_raw(struct svc_req *r, int status, const char *content_type, const char *body,

@@ -23,10 +23,15 @@ typedef enum {
     SVC_INTERNAL        /* 500: a bug or an unexpected failure */
 } svc_status;
 
-/* What a use case returns: a status and either a body (success) or an error code/message.
+/* What a use case returns: a status and either a body (success) or an error code/message, plus
+ * the response headers that go with it. A result is the ONE way a use case asks for Retry-After
+ * (retry_after_s) or another header (svc_result_header): handlers never set them by hand.
  * Ownership: body and details are owned by the result until handed to svc_respond_result (or
- * released with svc_result_clear). code/message point to static strings. */
+ * released with svc_result_clear). code/message and header names/values point to static strings. */
 typedef struct json_t json_t;
+
+#define SVC_RESULT_MAX_HEADERS 2
+
 struct svc_result {
     svc_status st;
     const char *code;      /* NULL: the status's default code */
@@ -34,7 +39,14 @@ struct svc_result {
     json_t *body;          /* success body (NULL for 204) */
     json_t *details;       /* error details, may be NULL */
     char *raw;             /* alternatively a success body as JSON text (malloc'd) */
+    unsigned retry_after_s; /* errors only: Retry-After in seconds; 0 = none, except that every 503
+                             * gets "Retry-After: 1" */
+    struct { const char *name, *value; } headers[SVC_RESULT_MAX_HEADERS]; /* extra headers, static */
 };
+
+/* Adds a response header (static name and value, e.g. "Idempotent-Replayed", "true"). Returns 0,
+ * or -1 when the result already carries SVC_RESULT_MAX_HEADERS (a programming error). */
+int svc_result_header(struct svc_result *r, const char *name, const char *value);
 
 #define SVC_RESULT_ERR(s, c, m) ((struct svc_result){.st = (s), .code = (c), .message = (m)})
 void svc_result_clear(struct svc_result *r);
