@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "svc/cid.h"
+#include "svc/pg.h"
 
 #define COPY_CHUNK (256u * 1024u)
 
@@ -233,19 +234,12 @@ void bulk_repo_encode_new_users(struct svc_buf *b, const struct bulk_row *const 
 /* ---- transaction ---- */
 
 static svc_status fail(PGconn *c, PGresult *res, struct bulk_outcome *out, const char *step) {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    snprintf(out->sqlstate, sizeof out->sqlstate, "%s", state ? state : "");
+    struct svc_pg_error e;
+    svc_status st = svc_pg_status(c, res, &e);   /* SVC_CONFLICT: the caller retries under the lock */
+    memcpy(out->sqlstate, e.sqlstate, sizeof out->sqlstate);
     out->step = step;
-    PQclear(res); /* state pointed into res: only out->sqlstate from here on */
-    const char *ss = out->sqlstate;
-    svc_status st = SVC_INTERNAL;
-    if (PQstatus(c) != CONNECTION_OK) {
-        st = SVC_UNAVAILABLE;
-    } else if (!strcmp(ss, "23505") || !strcmp(ss, "40P01") || !strcmp(ss, "40001")) {
-        st = SVC_CONFLICT;
-    } else if (!strcmp(ss, "57014") || !strcmp(ss, "55P03")) {
-        st = SVC_TIMEOUT;
-    }
+    PQclear(res);
+    if (st == SVC_INVALID) st = SVC_INTERNAL;    /* rows were validated before: a bad value here is a bug */
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
         PGresult *rb = PQexec(c, "ROLLBACK");
         PQclear(rb); /* if even ROLLBACK fails, the pool rolls back or drops the connection on release */

@@ -322,8 +322,8 @@ static struct svc_result db_error(struct customers_ctx *cx, const char *cid, svc
     svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "bulk upsert failed", "{s:s,s:s,s:s,s:I}", "step",
              o->step ? o->step : "acquire", "sqlstate", o->sqlstate, "status", svc_status_code(st),
              "rows", (json_int_t)rows);
-    if (st == SVC_INTERNAL) return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
-    return SVC_RESULT_ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
+    /* a conflict left after the retry under the lock is as transient as an outage: 503, retry */
+    return svc_pg_result(st == SVC_CONFLICT ? SVC_UNAVAILABLE : st);
 }
 
 /* Applies a built plan and answers; frees the plan. */

@@ -99,13 +99,13 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
     }
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return SVC_RESULT_ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
+    if (!c) return svc_pg_result(st);
     struct user_auth_row row;
     st = users_repo_find_login(c, login, &row);
     if (st != SVC_OK && st != SVC_NOT_FOUND) {
         svc_pg_release(cx->app.pg, c);
-        svc_log(&cx->app.log, SVC_LOG_ERROR, cid, "login lookup failed", NULL);
-        return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
+        svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "login lookup failed", "{s:s}", "status", svc_status_code(st));
+        return svc_pg_result(st);
     }
     /* the lockout is checked before any password work, per account (user id when the login names
      * a user, so user name and email share one counter) and per client address */
@@ -195,10 +195,11 @@ struct svc_result auth_refresh(struct customers_ctx *cx, const char *cid, const 
     if (outcome != 1 || !uid[0]) return invalid;
 
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return SVC_RESULT_ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
+    if (!c) return svc_pg_result(st);
     struct user_auth_row row;
     st = users_repo_get_auth(c, uid, &row);
     svc_pg_release(cx->app.pg, c);
+    if (st == SVC_UNAVAILABLE || st == SVC_TIMEOUT) return svc_pg_result(st);
     if (st != SVC_OK) return invalid;
     if (row.deleted) {
         user_auth_row_free(&row);

@@ -133,14 +133,27 @@ static void check(json_t *fields, const char *key, const char *reason) {
     if (reason && !json_object_get(fields, key)) json_object_set_new(fields, key, json_string(reason));
 }
 
-static struct svc_result unavailable(svc_status st) {
-    return SVC_RESULT_ERR(st == SVC_TIMEOUT ? SVC_UNAVAILABLE : st, "database_unavailable",
-                          "the database is unavailable; retry later");
-}
-
 static struct svc_result internal(struct customers_ctx *cx, const char *cid, const char *what) {
     svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "user operation failed", "{s:s}", "operation", what);
     return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
+}
+
+/* A database call (or acquiring a connection) that failed with st: the shared answer for an
+ * outage or a timeout (503), else a bug (logged, 500). */
+static struct svc_result db_failed(struct customers_ctx *cx, const char *cid, const char *what, svc_status st) {
+    if (st != SVC_UNAVAILABLE && st != SVC_TIMEOUT) return internal(cx, cid, what);
+    svc_logf(&cx->app.log, SVC_LOG_WARN, cid, "user operation: database unavailable", "{s:s,s:s}", "operation",
+             what, "status", svc_status_code(st));
+    return svc_pg_result(st);
+}
+
+/* A unique violation on insert or update; conflict is NULL when a concurrent change (deadlock,
+ * serialization failure) rather than a taken name caused it. */
+static struct svc_result taken(const char *conflict) {
+    if (!conflict)
+        return SVC_RESULT_ERR(SVC_CONFLICT, "conflict", "a concurrent change conflicted with this request; retry");
+    return SVC_RESULT_ERR(SVC_CONFLICT, conflict,
+                          !strcmp(conflict, "email_taken") ? "email is already registered" : "user_name is already taken");
 }
 
 static struct svc_result ok_raw(svc_status st, char *json) {
@@ -192,16 +205,14 @@ static struct svc_result create_user(struct customers_ctx *cx, const char *cid, 
     struct user_new u = {user_name, email, name, password ? hash : NULL, role ? role : "user", perm_lit};
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) { free(perm_lit); return unavailable(st); }
+    if (!c) { free(perm_lit); return db_failed(cx, cid, "insert", st); }
     char *json = NULL;
     const char *conflict = NULL;
     st = users_repo_insert(c, &u, &json, &conflict);
     svc_pg_release(cx->app.pg, c);
     free(perm_lit);
-    if (st == SVC_CONFLICT)
-        return SVC_RESULT_ERR(SVC_CONFLICT, conflict,
-                              !strcmp(conflict, "email_taken") ? "email is already registered" : "user_name is already taken");
-    if (st != SVC_OK) return internal(cx, cid, "insert");
+    if (st == SVC_CONFLICT) return taken(conflict);
+    if (st != SVC_OK) return db_failed(cx, cid, "insert", st);
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "user created", "{s:b}", "by_admin", by_admin);
     return ok_raw(SVC_CREATED, json);
 }
@@ -226,11 +237,11 @@ struct svc_result users_get(struct customers_ctx *cx, const char *cid, const str
     if (json) return ok_raw(SVC_OK, json);
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return unavailable(st);
+    if (!c) return db_failed(cx, cid, "get", st);
     st = users_repo_get_json(c, id, false, &json);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_NOT_FOUND || st == SVC_INVALID) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
-    if (st != SVC_OK) return internal(cx, cid, "get");
+    if (st != SVC_OK) return db_failed(cx, cid, "get", st);
     user_cache_put(cx, json);
     return ok_raw(SVC_OK, json);
 }
@@ -242,11 +253,11 @@ struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
     if (!json) {
         svc_status st;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-        if (!c) return unavailable(st);
+        if (!c) return db_failed(cx, cid, "get_by_name", st);
         st = users_repo_get_json_by_name(c, user_name, &json);
         svc_pg_release(cx->app.pg, c);
         if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
-        if (st != SVC_OK) return internal(cx, cid, "get_by_name");
+        if (st != SVC_OK) return db_failed(cx, cid, "get_by_name", st);
         user_cache_put(cx, json);
     }
     if (!who->is_admin) {
@@ -280,11 +291,11 @@ struct svc_result users_list(struct customers_ctx *cx, const char *cid, const st
     json_decref(fields);
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return unavailable(st);
+    if (!c) return db_failed(cx, cid, "list", st);
     char *json = NULL;
     st = users_repo_list(c, &page, search, incl, &json);
     svc_pg_release(cx->app.pg, c);
-    if (st != SVC_OK) return internal(cx, cid, "list");
+    if (st != SVC_OK) return db_failed(cx, cid, "list", st);
     return ok_raw(SVC_OK, json);
 }
 
@@ -336,7 +347,7 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
 
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) { free(perm_lit); return unavailable(st); }
+    if (!c) { free(perm_lit); return db_failed(cx, cid, "update", st); }
     struct svc_result res;
     struct user_auth_row row;
     st = users_repo_get_auth(c, id, &row);
@@ -344,7 +355,7 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
         if (st == SVC_OK) user_auth_row_free(&row);
         res = st == SVC_OK || st == SVC_NOT_FOUND || st == SVC_INVALID
                   ? SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found")
-                  : internal(cx, cid, "update_lookup");
+                  : db_failed(cx, cid, "update_lookup", st);
         goto out;
     }
     char hash[PASSWORD_ENCODED_MAX];
@@ -377,11 +388,11 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
         if (password || role || perms) sessions_note_user_changed(cx, cid, id, password != NULL);
         res = ok_raw(SVC_OK, json);
     } else if (st == SVC_CONFLICT) {
-        res = SVC_RESULT_ERR(SVC_CONFLICT, conflict, "email is already registered");
+        res = taken(conflict);
     } else if (st == SVC_NOT_FOUND) {
         res = SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
     } else {
-        res = internal(cx, cid, "update");
+        res = db_failed(cx, cid, "update", st);
     }
 out:
     svc_pg_release(cx->app.pg, c);
@@ -401,12 +412,12 @@ struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const 
                               "the user's sessions cannot be revoked right now; nothing was changed");
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return unavailable(st);
+    if (!c) return db_failed(cx, cid, "delete", st);
     char *user_name = NULL;
     st = users_repo_soft_delete(c, id, &user_name);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
-    if (st != SVC_OK) return internal(cx, cid, "delete");
+    if (st != SVC_OK) return db_failed(cx, cid, "delete", st);
     user_cache_invalidate(cx, id, user_name);
     free(user_name);
     (void)sessions_revoke_user(cx, cid, id); /* logged on failure */
@@ -418,12 +429,12 @@ struct svc_result users_internal_status(struct customers_ctx *cx, const char *ci
     if (!svc_uuid_is_valid(id)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return unavailable(st);
+    if (!c) return db_failed(cx, cid, "internal_status", st);
     char *json = NULL;
     st = users_repo_get_status_json(c, id, &json);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
-    if (st != SVC_OK) return internal(cx, cid, "internal_status");
+    if (st != SVC_OK) return db_failed(cx, cid, "internal_status", st);
     return ok_raw(SVC_OK, json);
 }
 

@@ -3,21 +3,21 @@
  * Lookups by user_name/email use lower(...) so they hit the case-insensitive unique indexes. */
 #include "users_repo.h"
 
+#include "svc/pg.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define USER_COLS "customers.user_json(u)::text"
 
-static svc_status map_error(PGresult *res, const char **conflict) {
-    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (state && !strcmp(state, "23505")) {
-        const char *cons = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-        if (conflict) *conflict = (cons && strstr(cons, "email")) ? "email_taken" : "user_name_taken";
-        return SVC_CONFLICT;
-    }
-    if (state && (!strcmp(state, "22P02") || !strcmp(state, "23514"))) return SVC_INVALID;
-    return SVC_INTERNAL;
+/* The shared classification (svc/pg.h); a unique violation also names what was taken. */
+static svc_status failure(PGconn *c, PGresult *res, const char **conflict) {
+    struct svc_pg_error e;
+    svc_status st = svc_pg_status(c, res, &e);
+    if (st == SVC_CONFLICT && conflict && !strcmp(e.sqlstate, "23505"))
+        *conflict = strstr(e.constraint, "email") ? "email_taken" : "user_name_taken";
+    return st;
 }
 
 static svc_status one_text(PGconn *c, const char *sql, int n, const char *const *vals, char **out,
@@ -27,7 +27,7 @@ static svc_status one_text(PGconn *c, const char *sql, int n, const char *const 
     svc_status st;
     ExecStatusType es = PQresultStatus(res);
     if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
-        st = map_error(res, conflict);
+        st = failure(c, res, conflict);
     } else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
         st = SVC_NOT_FOUND;
     } else {
@@ -70,7 +70,7 @@ static svc_status auth_row(PGconn *c, const char *sql, const char *param, struct
     PGresult *res = PQexecParams(c, sql, 1, NULL, v, NULL, NULL, 0);
     svc_status st = SVC_OK;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        st = map_error(res, NULL);
+        st = failure(c, res, NULL);
     } else if (PQntuples(res) == 0) {
         st = SVC_NOT_FOUND;
     } else {
@@ -116,7 +116,7 @@ svc_status users_repo_insert_if_absent(PGconn *c, const struct user_new *u, bool
                                  "VALUES ($1, $2, $3, $4, $5, $6::text[]) ON CONFLICT DO NOTHING",
                                  6, NULL, v, NULL, NULL, 0);
     svc_status st = SVC_OK;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) st = map_error(res, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) st = failure(c, res, NULL);
     else *inserted = atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
     return st;
@@ -138,7 +138,7 @@ svc_status users_repo_set_password_hash(PGconn *c, const char *id, const char *h
     const char *v[2] = {id, hash};
     PGresult *res = PQexecParams(c, "UPDATE customers.users SET password_hash = $2 WHERE id = $1::uuid",
                                  2, NULL, v, NULL, NULL, 0);
-    svc_status st = PQresultStatus(res) == PGRES_COMMAND_OK ? SVC_OK : SVC_INTERNAL;
+    svc_status st = PQresultStatus(res) == PGRES_COMMAND_OK ? SVC_OK : failure(c, res, NULL);
     PQclear(res);
     return st;
 }
@@ -195,7 +195,7 @@ svc_status users_repo_list(PGconn *c, const struct svc_page *page, const char *s
                                      : LIST_SQL("DESC", "($6::uuid IS NULL OR u.id < $6::uuid)");
     PGresult *res = PQexecParams(c, sql, page->page > 0 ? 5 : 6, NULL, v, NULL, NULL, 0);
     svc_status st = PQresultStatus(res) == PGRES_TUPLES_OK ? svc_page_render_pg(&users_list_kind, page, res, json_out)
-                                                          : map_error(res, NULL);
+                                                          : failure(c, res, NULL);
     PQclear(res);
     free(pattern);
     return st;

@@ -3,9 +3,10 @@
  * Every function takes a borrowed PGconn (from the pool; the caller releases it) and uses
  * parameterised statements only. User rows leave the database already rendered as JSON by
  * customers.user_json() (never containing password_hash), as text the caller owns (free()).
- * Status results: SVC_OK, SVC_NOT_FOUND, SVC_CONFLICT (unique violation; *conflict is
- * "user_name_taken" or "email_taken"), SVC_INTERNAL (logged by the caller with its correlation id;
- * *dberr gets SQLSTATE when not NULL). */
+ * Failures are classified by svc_pg_status (svc/pg.h): SVC_UNAVAILABLE, SVC_TIMEOUT, SVC_INVALID,
+ * SVC_INTERNAL (logged by the caller with its correlation id), SVC_CONFLICT (a unique violation
+ * sets *conflict to "user_name_taken" or "email_taken"; a deadlock or serialization failure
+ * leaves it NULL). Successes: SVC_OK, or SVC_NOT_FOUND when no row matched. */
 #ifndef CUSTOMERS_USERS_REPO_H
 #define CUSTOMERS_USERS_REPO_H
 

@@ -15,7 +15,10 @@
  *    would look healthy. On acquire we poll the socket without waiting: an idle connection has
  *    nothing to say, so readable means EOF or a FATAL notice, and the connection is replaced.
  *  - libpq's default notice processor writes to stderr; services log JSON on stdout only, so pooled
- *    connections drop notices (the FATAL of a terminated backend arrives as one). */
+ *    connections drop notices (the FATAL of a terminated backend arrives as one).
+ *  - Failures are classified here by SQLSTATE class (PostgreSQL's appendix A), once for every
+ *    service (svc_pg_status, svc_pg_result): the services used to have four mappers that
+ *    disagreed (one never reported a lost connection or a timeout, answering 500). */
 #include "svc/pg.h"
 
 #include <errno.h>
@@ -256,4 +259,47 @@ int svc_pg_conninfo(char *out, size_t n, const char *host, int port, const char 
         return -1;
     }
     return 0;
+}
+
+/* ---- failures ---- */
+
+static bool pg_state_is(const char *state, const char *code) { return !strcmp(state, code); }
+static bool pg_class_is(const char *state, const char *cls) { return !strncmp(state, cls, 2); }
+
+svc_status svc_pg_status(const PGconn *c, const PGresult *res, struct svc_pg_error *err) {
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *cons = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (err) {
+        snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state ? state : "");
+        snprintf(err->constraint, sizeof err->constraint, "%s", cons ? cons : "");
+    }
+    if (!c || PQstatus(c) != CONNECTION_OK) return SVC_UNAVAILABLE;
+    if (!state) return SVC_INTERNAL;   /* connected, no server error: out of memory or a client-side fault */
+    if (pg_class_is(state, "08") || pg_class_is(state, "53") || pg_state_is(state, "57P01") ||
+        pg_state_is(state, "57P02") || pg_state_is(state, "57P03") || pg_state_is(state, "57P04") ||
+        pg_state_is(state, "25006"))
+        return SVC_UNAVAILABLE;
+    if (pg_state_is(state, "57014") || pg_state_is(state, "55P03") || pg_state_is(state, "25P03"))
+        return SVC_TIMEOUT;
+    if (pg_state_is(state, "23505") || pg_state_is(state, "23P01") || pg_state_is(state, "40001") ||
+        pg_state_is(state, "40P01"))
+        return SVC_CONFLICT;
+    if (pg_class_is(state, "22") || pg_class_is(state, "23")) return SVC_INVALID;
+    return SVC_INTERNAL;
+}
+
+struct svc_result svc_pg_result(svc_status st) {
+    if (st == SVC_UNAVAILABLE) {
+        struct svc_result r = SVC_RESULT_ERR(SVC_UNAVAILABLE, "database_unavailable",
+                                             "the database is unavailable; retry later");
+        r.retry_after_s = 1;
+        return r;
+    }
+    if (st == SVC_TIMEOUT) {
+        struct svc_result r = SVC_RESULT_ERR(SVC_TIMEOUT, "database_timeout",
+                                             "the database did not answer in time; retry later");
+        r.retry_after_s = 1;
+        return r;
+    }
+    return SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
 }

@@ -105,8 +105,8 @@ static void scheduled(struct sync_ctx *cx, int64_t slot) {
     char cid[SVC_UUID_LEN + 1];
     svc_uuid4(cid);
     char *json = NULL;
-    bool created = false;
-    st = sync_trigger_run(cx, "schedule", NULL, cid, &json, &created);
+    bool created = false, queue_failed;
+    st = sync_trigger_run(cx, "schedule", NULL, cid, &json, &created, &queue_failed);
     free(json);
     svc_logf(&cx->app.log, st == SVC_OK ? SVC_LOG_INFO : SVC_LOG_ERROR, cid,
              st != SVC_OK ? "sync: scheduled run could not be created"

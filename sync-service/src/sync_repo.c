@@ -3,20 +3,14 @@
  * strings. */
 #include "sync_repo.h"
 
+#include "svc/pg.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ helpers */
-
-static svc_status status_of(PGconn *c, const PGresult *r) {
-    if (PQstatus(c) != CONNECTION_OK) return SVC_UNAVAILABLE;
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (state && (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)) return SVC_TIMEOUT;
-    if (state && strncmp(state, "08", 2) == 0) return SVC_UNAVAILABLE;
-    return SVC_INTERNAL;
-}
 
 /* Runs sql; on a result of the expected kind returns SVC_OK with *out set (caller PQclears). */
 static svc_status run(PGconn *c, const char *sql, int n, const char *const *v, PGresult **out) {
@@ -26,7 +20,10 @@ static svc_status run(PGconn *c, const char *sql, int n, const char *const *v, P
         *out = r;
         return SVC_OK;
     }
-    svc_status s = status_of(c, r);
+    svc_status s = svc_pg_status(c, r, NULL);
+    /* SVC_CONFLICT means "the lease is gone" in this file's contract: a failed statement is an
+     * outage, a timeout or a bug */
+    if (s != SVC_UNAVAILABLE && s != SVC_TIMEOUT) s = SVC_INTERNAL;
     PQclear(r);
     *out = NULL;
     return s;

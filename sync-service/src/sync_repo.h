@@ -7,7 +7,8 @@
  * A guarded call that finds the lease gone returns SVC_CONFLICT.
  *
  * JSON answers are built in SQL (sync.run_json) and returned as malloc'd text (caller frees).
- * Errors: SVC_UNAVAILABLE (connection broken), SVC_TIMEOUT (statement timeout), SVC_INTERNAL.
+ * Errors: SVC_UNAVAILABLE / SVC_TIMEOUT as svc_pg_status (svc/pg.h) classifies them, else
+ * SVC_INTERNAL.
  * Ownership: the PGconn is borrowed (the caller acquires and releases it). Nothing here logs. */
 #ifndef SYNC_REPO_H
 #define SYNC_REPO_H

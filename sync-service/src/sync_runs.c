@@ -7,16 +7,21 @@
 #include <string.h>
 
 #include "svc/cid.h"
+#include "svc/pg.h"
 #include "sync_repo.h"
 
 #define FORBIDDEN SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden", "admin role required")
 
+/* A database call (or acquiring a connection) that failed with st: logged, then the shared
+ * answer (503 database_unavailable / database_timeout, else 500). */
 static struct svc_result db_error(struct sync_ctx *cx, const char *cid, const char *what, svc_status st) {
     svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "sync: database call failed", "{s:s,s:s}", "call", what, "status",
              svc_status_code(st));
-    if (st == SVC_UNAVAILABLE || st == SVC_TIMEOUT)
-        return SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "database unavailable, retry later");
-    return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
+    return svc_pg_result(st);
+}
+
+static struct svc_result queue_down(void) {
+    return SVC_RESULT_ERR(SVC_UNAVAILABLE, "queue_unavailable", "the job queue is unavailable; retry later");
 }
 
 static struct svc_result raw_ok(char *json) {
@@ -27,11 +32,12 @@ static struct svc_result raw_ok(char *json) {
 static PGconn *acquire(struct sync_ctx *cx, svc_status *st) { return svc_pg_acquire(cx->app.pg, -1, st); }
 
 svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char *requested_by, const char *cid,
-                            char **json, bool *created) {
+                            char **json, bool *created, bool *queue_failed) {
     svc_status st;
     *json = NULL;
+    *queue_failed = false;
     PGconn *c = acquire(cx, &st);
-    if (!c) return SVC_UNAVAILABLE;
+    if (!c) return st;
     char run_id[SVC_UUID_LEN + 1];
     st = repo_run_trigger(c, trigger, requested_by, cid, cx->set.lease_ttl_ms, run_id, json, created);
     svc_pg_release(cx->app.pg, c);
@@ -52,6 +58,7 @@ svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char
         }
         free(*json);
         *json = NULL;
+        *queue_failed = true;
         return SVC_UNAVAILABLE;
     }
     atomic_fetch_add_explicit(cx->m.runs_triggered, 1, memory_order_relaxed);
@@ -62,12 +69,10 @@ svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char
 struct svc_result sync_trigger(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, bool *created) {
     if (!who->is_admin) return FORBIDDEN;
     char *json;
-    svc_status st = sync_trigger_run(cx, "api", who->sub, cid, &json, created);
-    if (st != SVC_OK) {
-        if (st == SVC_UNAVAILABLE || st == SVC_TIMEOUT)
-            return SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "database or job queue unavailable, retry later");
-        return db_error(cx, cid, "trigger", st);
-    }
+    bool queue_failed;
+    svc_status st = sync_trigger_run(cx, "api", who->sub, cid, &json, created, &queue_failed);
+    if (queue_failed) return queue_down();
+    if (st != SVC_OK) return db_error(cx, cid, "trigger", st);
     return raw_ok(json);
 }
 
@@ -212,7 +217,7 @@ struct svc_result sync_queues(struct sync_ctx *cx, const char *cid, const struct
     if (json_is_null(json_object_get(queues, SYNC_QUEUE_RUNS))) {
         json_decref(queues);
         svc_logf(&cx->app.log, SVC_LOG_WARN, cid, "sync: queue stats unavailable", NULL);
-        return SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "job queue unavailable, retry later");
+        return queue_down();
     }
     struct svc_result r = {.st = SVC_OK, .body = json_pack("{s:o}", "queues", queues)};
     return r;

@@ -16,12 +16,14 @@
 
 /* Creates a run and enqueues its orchestrator job, or finds the active one (*created false).
  * trigger: "api" or "schedule"; requested_by may be NULL. On SVC_OK *json (caller frees) is
- * the run. SVC_UNAVAILABLE when the database or the queue is down (a run that could not be
- * enqueued is marked FAILED at once, so it never blocks the next trigger). */
+ * the run. A database failure returns its status (svc_pg_status); a queue that is down returns
+ * SVC_UNAVAILABLE with *queue_failed set (the run that could not be enqueued is marked FAILED at
+ * once, so it never blocks the next trigger). */
 svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char *requested_by, const char *cid,
-                            char **json, bool *created);
+                            char **json, bool *created, bool *queue_failed);
 
-/* POST /api/sync: *created tells 202 (new run) from 200 (the active run). */
+/* POST /api/sync: *created tells 202 (new run) from 200 (the active run); 503
+ * database_unavailable / database_timeout or queue_unavailable. */
 struct svc_result sync_trigger(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, bool *created);
 /* GET /api/sync/status: the newest run plus "progress" (live queue figures while it is active). */
 struct svc_result sync_status(struct sync_ctx *cx, const char *cid, const struct svc_principal *who);

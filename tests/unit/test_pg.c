@@ -509,6 +509,126 @@ static void test_pg_conninfo_quotes_every_value(void **state) {
     assert_string_equal(small, "");
 }
 
+/* ---- svc_pg_status / svc_pg_result: the one mapping from failures to answers ---- */
+
+/* Runs sql on c expecting a failure; returns its status (and fills e). */
+static svc_status failed_status(PGconn *c, const char *sql, struct svc_pg_error *e) {
+    PGresult *r = PQexec(c, sql);
+    assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_not_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    svc_status st = svc_pg_status(c, r, e);
+    PQclear(r);
+    return st;
+}
+
+static void exec_ok(PGconn *c, const char *sql) {
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void test_pg_status_statement_and_lock_timeouts_are_timeouts(void **state) {
+    struct svc_pg_config cfg = base_config(1);
+    cfg.statement_timeout_ms = 100;
+    struct svc_pg_pool *p = svc_pg_pool_new(&cfg);
+    svc_status st;
+    PGconn *c = svc_pg_acquire(p, -1, &st);
+    assert_non_null(c);
+    struct svc_pg_error e;
+    assert_int_equal(failed_status(c, "SELECT pg_sleep(2)", &e), SVC_TIMEOUT);
+    assert_string_equal(e.sqlstate, "57014");
+
+    /* a lock held by another session, waited for under lock_timeout */
+    PGconn *admin = admin_connect();
+    exec_ok(admin, "SELECT pg_advisory_lock(7, 4242)");
+    exec_ok(c, "SET lock_timeout = 50");
+    assert_int_equal(failed_status(c, "SELECT pg_advisory_lock(7, 4242)", &e), SVC_TIMEOUT);
+    assert_string_equal(e.sqlstate, "55P03");
+    PQfinish(admin);
+    exec_ok(c, "RESET lock_timeout");
+    svc_pg_release(p, c);
+    svc_pg_pool_free(p);
+}
+
+static void test_pg_status_connection_lost_during_a_query_is_unavailable(void **state) {
+    struct svc_pg_config cfg = base_config(1);
+    struct svc_pg_pool *p = svc_pg_pool_new(&cfg);
+    svc_status st;
+    PGconn *c = svc_pg_acquire(p, -1, &st);
+    assert_non_null(c);
+    assert_int_equal(PQsendQuery(c, "SELECT pg_sleep(5)"), 1);
+    usleep(100 * 1000);               /* the query is running */
+    terminate_backend(PQbackendPID(c));
+    PGresult *r = PQgetResult(c), *extra;
+    struct svc_pg_error e;
+    assert_int_equal(svc_pg_status(c, r, &e), SVC_UNAVAILABLE);
+    PQclear(r);
+    while ((extra = PQgetResult(c)) != NULL) PQclear(extra);
+    /* the same when no result came back at all */
+    assert_int_equal(svc_pg_status(c, NULL, &e), SVC_UNAVAILABLE);
+    assert_string_equal(e.sqlstate, "");
+    svc_pg_release(p, c);
+    svc_pg_pool_free(p);
+}
+
+static void test_pg_status_unique_violation_is_a_conflict_naming_its_constraint(void **state) {
+    struct svc_pg_config cfg = base_config(1);
+    struct svc_pg_pool *p = svc_pg_pool_new(&cfg);
+    svc_status st;
+    PGconn *c = svc_pg_acquire(p, -1, &st);
+    exec_ok(c, "CREATE TEMP TABLE pg_status_u (email text CONSTRAINT pg_status_u_email_key UNIQUE, n int CHECK (n > 0))");
+    exec_ok(c, "INSERT INTO pg_status_u VALUES ('a@example.com', 1)");
+    struct svc_pg_error e;
+    assert_int_equal(failed_status(c, "INSERT INTO pg_status_u VALUES ('a@example.com', 2)", &e), SVC_CONFLICT);
+    assert_string_equal(e.sqlstate, "23505");
+    assert_string_equal(e.constraint, "pg_status_u_email_key");
+    assert_int_equal(failed_status(c, "INSERT INTO pg_status_u VALUES ('b@example.com', 0)", &e), SVC_INVALID);
+    assert_string_equal(e.sqlstate, "23514");
+    exec_ok(c, "DISCARD TEMP");
+    svc_pg_release(p, c);
+    svc_pg_pool_free(p);
+}
+
+static void test_pg_status_bad_value_is_invalid_and_a_bug_is_internal(void **state) {
+    struct svc_pg_config cfg = base_config(1);
+    struct svc_pg_pool *p = svc_pg_pool_new(&cfg);
+    svc_status st;
+    PGconn *c = svc_pg_acquire(p, -1, &st);
+    struct svc_pg_error e;
+    assert_int_equal(failed_status(c, "SELECT 'not-a-uuid'::uuid", &e), SVC_INVALID);
+    assert_string_equal(e.sqlstate, "22P02");
+    assert_int_equal(failed_status(c, "SELEC 1", &e), SVC_INTERNAL);
+    assert_string_equal(e.sqlstate, "42601");
+    assert_int_equal(failed_status(c, "SELECT * FROM no_such_table_here", &e), SVC_INTERNAL);
+    /* a read-only session (what a standby answers after a failover) cannot work: unavailable */
+    exec_ok(c, "BEGIN READ ONLY");
+    assert_int_equal(failed_status(c, "CREATE TEMP TABLE pg_status_ro (x int)", &e), SVC_UNAVAILABLE);
+    assert_string_equal(e.sqlstate, "25006");
+    exec_ok(c, "ROLLBACK");
+    svc_pg_release(p, c);
+    svc_pg_pool_free(p);
+}
+
+static void test_pg_result_answers_outages_and_timeouts_the_same_everywhere(void **state) {
+    struct svc_result r = svc_pg_result(SVC_UNAVAILABLE);
+    assert_int_equal(svc_status_http(r.st), 503);
+    assert_string_equal(r.code, "database_unavailable");
+    assert_string_equal(r.message, "the database is unavailable; retry later");
+    assert_int_equal(r.retry_after_s, 1);
+    r = svc_pg_result(SVC_TIMEOUT);
+    assert_int_equal(svc_status_http(r.st), 503);
+    assert_string_equal(r.code, "database_timeout");
+    assert_string_equal(r.message, "the database did not answer in time; retry later");
+    assert_int_equal(r.retry_after_s, 1);
+    r = svc_pg_result(SVC_INTERNAL);
+    assert_int_equal(svc_status_http(r.st), 500);
+    assert_string_equal(r.code, "internal_error");
+    assert_int_equal(r.retry_after_s, 0);
+    r = svc_pg_result(SVC_CONFLICT);
+    assert_int_equal(svc_status_http(r.st), 500);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pg_acquire_release_reuses_one_connection),
@@ -524,6 +644,11 @@ int main(void) {
         cmocka_unit_test(test_pg_on_connect_runs_for_each_new_connection),
         cmocka_unit_test(test_pg_many_threads_never_exceed_pool_size),
         cmocka_unit_test(test_pg_conninfo_quotes_every_value),
+        cmocka_unit_test(test_pg_status_statement_and_lock_timeouts_are_timeouts),
+        cmocka_unit_test(test_pg_status_connection_lost_during_a_query_is_unavailable),
+        cmocka_unit_test(test_pg_status_unique_violation_is_a_conflict_naming_its_constraint),
+        cmocka_unit_test(test_pg_status_bad_value_is_invalid_and_a_bug_is_internal),
+        cmocka_unit_test(test_pg_result_answers_outages_and_timeouts_the_same_everywhere),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

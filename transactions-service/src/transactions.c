@@ -30,12 +30,6 @@ static struct svc_result internal(struct tx_ctx *cx, const char *cid, const char
     return ERR(SVC_INTERNAL, "internal_error", "internal error");
 }
 
-static struct svc_result db_unavailable(void) {
-    struct svc_result a = ERR(SVC_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later");
-    a.retry_after_s = 1;
-    return a;
-}
-
 /* Maps a repository failure (not SVC_OK / SVC_NOT_FOUND) to an answer. */
 static struct svc_result repo_failure(struct tx_ctx *cx, const char *cid, const char *what, svc_status st,
                                      const struct tx_repo_err *err) {
@@ -47,7 +41,7 @@ static struct svc_result repo_failure(struct tx_ctx *cx, const char *cid, const 
         if (!strcmp(err->rule, "already_reversed")) return ERR(st, err->rule, "the transaction was already reversed");
         return ERR(st, err->rule, "a reversal cannot itself be reversed");
     }
-    if (st == SVC_TIMEOUT || st == SVC_UNAVAILABLE) return db_unavailable();
+    if (st == SVC_TIMEOUT || st == SVC_UNAVAILABLE) return svc_pg_result(st);
     return internal(cx, cid, what, err->sqlstate);
 }
 
@@ -252,7 +246,7 @@ struct svc_result tx_reverse(struct tx_ctx *cx, const char *cid, const struct sv
 
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return db_unavailable();
+    if (!c) return svc_pg_result(st);
     struct tx_posting p;
     struct tx_repo_err err;
     char rev_id[SVC_UUID_LEN + 1];
@@ -272,7 +266,7 @@ static struct svc_result read_one(struct tx_ctx *cx, const char *cid, const char
                                  char **json_out) {
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) return db_unavailable();
+    if (!c) return svc_pg_result(st);
     struct tx_repo_err err;
     st = fn(c, arg, json_out, &err);
     svc_pg_release(cx->app.pg, c);

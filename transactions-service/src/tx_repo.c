@@ -19,6 +19,8 @@
  * 44-51: a gain within this machine's noise, kept because it does strictly less work. */
 #include "tx_repo.h"
 
+#include "svc/pg.h"
+
 #include "pg_array.h"
 #include "tx_json.h"
 
@@ -108,16 +110,16 @@ static const char BATCH_SQL[] =
     "         FROM c RETURNING x.id, x.created_at)"
     " SELECT t.id::text, extract(epoch FROM t.created_at)::text FROM t";
 
-static svc_status map_error(PGconn *c, PGresult *res, struct tx_repo_err *err) {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (!state) return PQstatus(c) == CONNECTION_OK ? SVC_INTERNAL : SVC_UNAVAILABLE;
-    if (!strcmp(state, "TX001")) { err->rule = "insufficient_funds"; return SVC_UNPROCESSABLE; }
-    if (!strcmp(state, "TX002")) { err->rule = "already_reversed"; return SVC_CONFLICT; }
-    if (!strcmp(state, "TX003")) { err->rule = "transaction_not_reversible"; return SVC_UNPROCESSABLE; }
-    if (!strcmp(state, "57014")) return SVC_TIMEOUT;                  /* statement timeout */
-    if (!strncmp(state, "08", 2) || !strcmp(state, "57P01")) return SVC_UNAVAILABLE;
-    snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
-    return SVC_INTERNAL;
+/* The ledger's own SQLSTATEs (raised by the posting functions) name a rule; everything else is
+ * the shared classification (svc/pg.h), where only an outage or a timeout is not a bug here. */
+static svc_status failure(PGconn *c, PGresult *res, struct tx_repo_err *err) {
+    struct svc_pg_error e;
+    svc_status st = svc_pg_status(c, res, &e);
+    memcpy(err->sqlstate, e.sqlstate, sizeof err->sqlstate);
+    if (!strcmp(e.sqlstate, "TX001")) { err->rule = "insufficient_funds"; return SVC_UNPROCESSABLE; }
+    if (!strcmp(e.sqlstate, "TX002")) { err->rule = "already_reversed"; return SVC_CONFLICT; }
+    if (!strcmp(e.sqlstate, "TX003")) { err->rule = "transaction_not_reversible"; return SVC_UNPROCESSABLE; }
+    return st == SVC_UNAVAILABLE || st == SVC_TIMEOUT ? st : SVC_INTERNAL;
 }
 
 static bool is_state(PGresult *res, const char *code) {
@@ -128,7 +130,7 @@ static bool is_state(PGresult *res, const char *code) {
 static svc_status posting_result(PGconn *c, PGresult *res, struct tx_posting *out, struct tx_repo_err *err) {
     svc_status st;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        st = map_error(c, res, err);
+        st = failure(c, res, err);
     } else if (PQntuples(res) != 1 || PQnfields(res) != 3 || PQgetisnull(res, 0, 0)) {
         snprintf(err->sqlstate, sizeof err->sqlstate, "XXSHP");
         st = SVC_INTERNAL;
@@ -197,7 +199,7 @@ static svc_status post_fast(PGconn *c, const char *const *v, const struct tx_cre
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1) {
         st = created(v[0], v[1], rq, PQgetvalue(res, 0, 0), out, err);
     } else if (PQresultStatus(res) != PGRES_TUPLES_OK && !is_state(res, "23505")) {
-        st = map_error(c, res, err);
+        st = failure(c, res, err);
     }
     PQclear(res);
     return st;
@@ -318,22 +320,18 @@ svc_status tx_repo_post_batch(PGconn *c, struct tx_batch_item *const *items, int
             }
         } else {
             /* A statement that failed with an SQLSTATE was rolled back, whatever the code.
-             * - Without one, or with a lost connection (08, 57P01), nobody knows whether it
-             *   committed: every item is SVC_UNAVAILABLE, as one posting would be.
-             * - A statement timeout (57014), a server out of resources (53) or not accepting
-             *   work (57P03): the items answer 503 too. Posting them one by one would multiply
-             *   the load on a database that is already overloaded.
+             * - Without one, or with a lost connection, nobody knows whether it committed:
+             *   every item is SVC_UNAVAILABLE, as one posting would be.
+             * - A timeout, a server out of resources or not accepting work (svc_pg_status's
+             *   SVC_TIMEOUT / SVC_UNAVAILABLE): the items answer 503 too. Posting them one by
+             *   one would multiply the load on a database that is already overloaded.
              * - Anything else (a key used by a racing commit, a deadlock, a bad value): the
              *   items stay SVC_NOT_FOUND and are each posted on their own, which reports its
              *   own outcome. */
-            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            st = map_error(c, res, err);
-            if (st == SVC_OK) st = SVC_INTERNAL;
-            if (state) snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
-            if (!state || !strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strncmp(state, "53", 2) ||
-                !strcmp(state, "57P03"))
+            st = failure(c, res, err);
+            if (!err->sqlstate[0] || st == SVC_UNAVAILABLE)
                 batch_settle(items, n, SVC_UNAVAILABLE, err);
-            else if (!strcmp(state, "57014"))
+            else if (st == SVC_TIMEOUT)
                 batch_settle(items, n, SVC_TIMEOUT, err);
         }
         PQclear(res);
@@ -379,7 +377,7 @@ static svc_status one_text(PGconn *c, const char *sql, int n, const char *const 
     memset(err, 0, sizeof *err);
     PGresult *res = PQexecParams(c, sql, n, NULL, v, NULL, NULL, 0);
     svc_status st;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) st = map_error(c, res, err);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) st = failure(c, res, err);
     else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) st = SVC_NOT_FOUND;
     else st = (*out = strdup(PQgetvalue(res, 0, 0))) ? SVC_OK : SVC_INTERNAL;
     PQclear(res);
@@ -440,7 +438,7 @@ svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_qu
                          pg.time, pg.id, pg.total};
     PGresult *res = PQexecParams(c, LIST_SQL, 11, NULL, v, NULL, NULL, 0);
     svc_status st = PQresultStatus(res) == PGRES_TUPLES_OK ? svc_page_render_pg(&tx_list_kind, &q->page, res, json_out)
-                                                          : map_error(c, res, err);
+                                                          : failure(c, res, err);
     PQclear(res);
     return st;
 }

@@ -10,8 +10,9 @@
  * Every function takes a borrowed PGconn (the caller acquires and releases it) and uses
  * parameters only. Status results: SVC_OK, SVC_NOT_FOUND, SVC_UNPROCESSABLE / SVC_CONFLICT (a
  * ledger rule; *rule names it: "insufficient_funds", "already_reversed",
- * "transaction_not_reversible"), SVC_TIMEOUT (statement timeout), SVC_UNAVAILABLE (connection
- * lost), SVC_INTERNAL (anything else; *sqlstate receives the code for the caller's log). */
+ * "transaction_not_reversible"), SVC_TIMEOUT / SVC_UNAVAILABLE (as svc_pg_status classifies
+ * them: a timeout; a lost connection or a server that cannot work), SVC_INTERNAL (anything else).
+ * err->sqlstate always receives the failure's SQLSTATE ("" when none) for the caller's log. */
 #ifndef TX_REPO_H
 #define TX_REPO_H
 
@@ -37,7 +38,7 @@ struct tx_posting {
 
 struct tx_repo_err {
     const char *rule;      /* static; set with SVC_UNPROCESSABLE / SVC_CONFLICT */
-    char sqlstate[6];      /* set with SVC_INTERNAL */
+    char sqlstate[6];      /* of any failure, "" when the server sent none */
 };
 
 /* tx_id / rev_id: the id a new transaction gets (svc_uuid7); unused when the key replays. */
