@@ -34,7 +34,7 @@ def _probes(ctx, session, fresh_user_id):
     """(label, instance, path) of one uncached read per service, each reading a locked table."""
     return [
         ("customers list", "customers-1", "/api/users?limit=1"),
-        ("customers get", "customers-1", "/api/users/" + fresh_user_id),
+        ("customers get", "customers-2", "/api/users/" + fresh_user_id),
         ("transactions list", "transactions-1", "/api/transactions?limit=1"),
         ("sync job runs", "sync-1", "/api/job-runs?limit=1"),
     ]
