@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import re
 import statistics
 import time
 import urllib.parse
@@ -291,6 +292,40 @@ def test_register_duplicates_are_409_case_insensitively(ctx):
              body={"user_name": uniq("dup"), "email": email, "name": "Dup", "password": "Dup-password-1"})
     # None of the refused attempts created anything: the other e-mail is still free.
     register(ctx, email=other_email)
+
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+
+def test_duplicate_registration_leaves_no_email_in_any_log(ctx):
+    """No personal data in any log, PostgreSQL's included: a unique violation on lower(email) used
+    to log `DETAIL: Key (lower(email))=(...) already exists.` (and a failing statement's text can
+    hold literals). The server logs the error without DETAIL or statement (docs/operations.md,
+    "PostgreSQL settings"), so after duplicates through every path the log holds no address."""
+    mark = "users_email_lower_key"
+    before = ctx.logs("postgres").count(mark)
+    s, t = new_session(ctx), register(ctx)
+    emails = [s["email"], t["email"]]
+    for email in (s["email"], s["email"].upper()):
+        call(ctx, "POST", "/api/auth/register", 409, "email_taken",
+             body={"user_name": uniq("pii"), "email": email, "name": "Dup", "password": "Dup-password-1"})
+    call(ctx, "PUT", "/api/users/{id}", 409, "email_taken", path="/api/users/" + s["id"], token=s["access"],
+         body={"email": t["email"]})
+    call(ctx, "POST", "/api/users", 409, "email_taken", token=admin_session(ctx)["access"],
+         body={"user_name": uniq("pii"), "email": t["email"], "name": "Dup", "password": "Dup-password-1"})
+    # the refusals reached PostgreSQL as unique violations (else this test would prove nothing)
+    log = ctx.wait_until(lambda: (lambda text: text if text.count(mark) >= before + 4 else None)(ctx.logs("postgres")),
+                         timeout=5, what="4 unique violations on %s in postgres.log" % mark)
+    for name in ctx.log_names():                     # the services' and Nginx's logs neither
+        text = log if name == "postgres" else ctx.logs(name)
+        for email in emails:
+            for form in (email, email.lower(), email.upper()):
+                assert form not in text, "%s.log holds the e-mail address %s" % (name, form)
+    # and nothing else written since the server last started (with its current settings) holds
+    # one: every earlier test's traffic and the unit tests' databases log there too
+    since_start = log[log.rfind("database system is ready to accept connections"):]
+    found = sorted(set(EMAIL_RE.findall(since_start)))
+    assert not found, "postgres.log holds e-mail addresses: %s" % found[:5]
 
 
 def _validation(ctx, body, field):
