@@ -21,6 +21,7 @@
 #include "bulk_repo.h"
 #include "bulk_upsert.h"
 #include "svc/buf.h"
+#include "svc/copy_text.h"
 
 #define MAX_ROWS 40
 
@@ -69,11 +70,11 @@ static void check_json_agrees(const struct bulk_row *r, const char *updated_at) 
 static void check_tsv_round_trip(const struct bulk_row *r) {
     struct svc_buf b;
     svc_buf_init(&b);
-    bulk_repo_copy_escape(&b, r->user_name);
+    svc_copy_text_append(&b, r->user_name);
     svc_buf_append(&b, "\t", 1);
-    bulk_repo_copy_escape(&b, r->email);
+    svc_copy_text_append(&b, r->email);
     svc_buf_append(&b, "\t", 1);
-    bulk_repo_copy_escape(&b, r->name);
+    svc_copy_text_append(&b, r->name);
     char ts[32];
     bulk_repo_format_timestamp(r->updated_us, ts);
     ts[10] = 'T';

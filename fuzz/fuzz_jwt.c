@@ -22,6 +22,7 @@
 #include <openssl/rsa.h>
 #include <unistd.h>
 
+#include "svc/b64url.h"
 #include "svc/jwt.h"
 
 #define ISS "https://auth.example"
@@ -52,21 +53,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 static char *b64url(const unsigned char *in, size_t n) {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char *out = malloc(n / 3 * 4 + 5), *o = out;
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *o++ = a[v >> 18 & 63], *o++ = a[v >> 12 & 63], *o++ = a[v >> 6 & 63], *o++ = a[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        *o++ = a[v >> 18 & 63], *o++ = a[v >> 12 & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        *o++ = a[v >> 18 & 63], *o++ = a[v >> 12 & 63], *o++ = a[v >> 6 & 63];
-    }
-    *o = '\0';
+    size_t cap = svc_b64url_len(n) + 1;
+    char *out = malloc(cap);
+    if (out) svc_b64url_encode(in, n, out, cap);
     return out;
 }
 

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "svc/cid.h"
+#include "svc/copy_text.h"
 #include "svc/pg.h"
 
 #define COPY_CHUNK (256u * 1024u)
@@ -112,29 +113,7 @@ void bulk_outcome_free(struct bulk_outcome *o) {
     o->n_touched = 0;
 }
 
-/* ---- COPY text encoding ---- */
-
-void bulk_repo_copy_escape(struct svc_buf *b, const char *s) {
-    if (!s) {
-        svc_buf_append(b, "\\N", 2);
-        return;
-    }
-    size_t n = strlen(s);
-    if (!svc_buf_reserve(b, 2 * n)) return;
-    char *w = b->data + b->len;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        switch (ch) {
-        case '\\': *w++ = '\\'; *w++ = '\\'; break;
-        case '\t': *w++ = '\\'; *w++ = 't'; break;
-        case '\n': *w++ = '\\'; *w++ = 'n'; break;
-        case '\r': *w++ = '\\'; *w++ = 'r'; break;
-        default: *w++ = ch; break;
-        }
-    }
-    b->len = (size_t)(w - b->data);
-    b->data[b->len] = '\0';
-}
+/* ---- COPY text encoding (fields escaped by svc/copy_text.h) ---- */
 
 /* Proleptic Gregorian date from days since 1970-01-01 (era-based, exact for any int64 day). */
 static void civil_from_days(int64_t z, int *y, int *m, int *d) {
@@ -187,11 +166,11 @@ void bulk_repo_encode_rows(struct svc_buf *b, const struct bulk_row *const *rows
         const struct bulk_row *r = rows[i];
         int k = snprintf(num, sizeof num, "%d\t", r->index);
         svc_buf_append(b, num, (size_t)k);
-        bulk_repo_copy_escape(b, r->user_name);
+        svc_copy_text_append(b, r->user_name);
         svc_buf_append(b, "\t", 1);
-        bulk_repo_copy_escape(b, r->email);
+        svc_copy_text_append(b, r->email);
         svc_buf_append(b, "\t", 1);
-        bulk_repo_copy_escape(b, r->name);
+        svc_copy_text_append(b, r->name);
         k = snprintf(num, sizeof num, "\t%lld\t%c\t", r->legacy_id, r->deleted ? 't' : 'f');
         svc_buf_append(b, num, (size_t)k);
         bulk_repo_format_timestamp(r->updated_us, ts);
@@ -214,11 +193,11 @@ void bulk_repo_encode_new_users(struct svc_buf *b, const struct bulk_row *const 
         svc_uuid7_from(rnd + slot * SVC_UUID7_RANDOM_BYTES, id);
         svc_buf_append(b, id, SVC_UUID_LEN);
         svc_buf_append(b, "\t", 1);
-        bulk_repo_copy_escape(b, r->user_name);
+        svc_copy_text_append(b, r->user_name);
         svc_buf_append(b, "\t", 1);
-        bulk_repo_copy_escape(b, r->email);
+        svc_copy_text_append(b, r->email);
         svc_buf_append(b, "\t", 1);
-        bulk_repo_copy_escape(b, r->name);
+        svc_copy_text_append(b, r->name);
         int k = snprintf(num, sizeof num, "\tlegacy\t%lld\t", r->legacy_id);
         svc_buf_append(b, num, (size_t)k);
         bulk_repo_format_timestamp(r->updated_us, ts);

@@ -66,9 +66,6 @@ struct bulk_outcome {
 
 void bulk_outcome_free(struct bulk_outcome *o);
 
-/* Appends s to b escaped for COPY text format: backslash, tab, newline and carriage return
- * become \\ \t \n \r; every other byte (UTF-8 included) passes as is. NULL appends \N. */
-void bulk_repo_copy_escape(struct svc_buf *b, const char *s);
 /* "YYYY-MM-DD HH:MM:SS.ffffff+00" (UTC) for us microseconds since the epoch; out >= 32 bytes.
  * Valid for years 0001..9999. */
 void bulk_repo_format_timestamp(int64_t us, char *out);

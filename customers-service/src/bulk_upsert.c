@@ -19,6 +19,7 @@
 #include "svc/utf8.h"
 
 #include "sessions.h"
+#include "user_cache.h"
 #include "users.h"
 
 /* ---- timestamps ---- */
@@ -274,21 +275,21 @@ json_t *bulk_result_json(const struct bulk_plan *plan, const struct bulk_outcome
 
 /* ---- after commit ---- */
 
-/* One DEL for every cached key of the rewritten users (see user_cache.h for the key names). */
+/* One DEL for every cached key of the rewritten users (keys built by user_cache.h). */
 static void invalidate_cache(struct customers_ctx *cx, const char *cid, const struct bulk_outcome *o) {
     if (!o->n_touched || !cx->app.redis) return;
     size_t argc = 1 + 2 * o->n_touched;
     const char **argv = malloc(argc * sizeof *argv);
     size_t *argvlen = malloc(argc * sizeof *argvlen);
-    char *keys = malloc(o->n_touched * 2 * 96);
+    char *keys = malloc(o->n_touched * 2 * USER_CACHE_KEY_MAX);
     bool done = false;
     if (argv && argvlen && keys) {
         argv[0] = "DEL";
         argvlen[0] = 3;
         for (size_t i = 0; i < o->n_touched; i++) {
-            char *k1 = keys + i * 192, *k2 = k1 + 96;
-            argvlen[1 + 2 * i] = (size_t)snprintf(k1, 96, "ucache:id:%s", o->touched[i].id);
-            argvlen[2 + 2 * i] = (size_t)snprintf(k2, 96, "ucache:name:%s", o->touched[i].user_name_lower);
+            char *k1 = keys + i * 2 * USER_CACHE_KEY_MAX, *k2 = k1 + USER_CACHE_KEY_MAX;
+            argvlen[1 + 2 * i] = user_cache_key_id(k1, o->touched[i].id);
+            argvlen[2 + 2 * i] = user_cache_key_name(k2, o->touched[i].user_name_lower);
             argv[1 + 2 * i] = k1;
             argv[2 + 2 * i] = k2;
         }

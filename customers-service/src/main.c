@@ -6,6 +6,7 @@
 #include "ctx.h"
 #include "routes.h"
 #include "svc/crypto.h"
+#include "user_cache.h"
 #include "users.h"
 
 /* SERVICE_CLIENTS=transactions,sync with SERVICE_CLIENT_<ID>_SECRET_FILE for each: the secrets
@@ -94,7 +95,7 @@ int main(void) {
         return EXIT_FAILURE;
     }
     if (cx.user_local_cache_ms > 0) {
-        cx.user_l1 = svc_tcache_new(&cx.app.redis_cfg, "ucache:", 4096, cx.user_local_cache_ms, &cx.app.log);
+        cx.user_l1 = svc_tcache_new(&cx.app.redis_cfg, USER_CACHE_PREFIX, 4096, cx.user_local_cache_ms, &cx.app.log);
         if (!cx.user_l1) svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "local user cache unavailable; Redis only", NULL);
     }
     int rc = svc_app_run(&cx.app);

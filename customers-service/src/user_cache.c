@@ -6,10 +6,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void lower_copy(char *dst, size_t n, const char *src) {
-    size_t i = 0;
-    for (; src[i] && i + 1 < n; i++) dst[i] = (char)tolower((unsigned char)src[i]);
-    dst[i] = '\0';
+#define KEY_ID USER_CACHE_PREFIX "id:"
+#define KEY_NAME USER_CACHE_PREFIX "name:"
+
+size_t user_cache_key_id(char out[USER_CACHE_KEY_MAX], const char *id) {
+    int n = snprintf(out, USER_CACHE_KEY_MAX, KEY_ID "%s", id);
+    if (n < 0 || n >= USER_CACHE_KEY_MAX) {
+        out[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}
+
+size_t user_cache_key_name(char out[USER_CACHE_KEY_MAX], const char *user_name) {
+    size_t p = sizeof KEY_NAME - 1, n = strlen(user_name);
+    if (p + n >= USER_CACHE_KEY_MAX) {
+        out[0] = '\0';
+        return 0;
+    }
+    memcpy(out, KEY_NAME, p);
+    for (size_t i = 0; i < n; i++) out[p + i] = (char)tolower((unsigned char)user_name[i]);
+    out[p + n] = '\0';
+    return p + n;
 }
 
 /* Local layer first (kept coherent by Redis invalidation pushes, see svc/tcache.h), then Redis.
@@ -33,18 +51,13 @@ static char *get_key(struct customers_ctx *cx, const char *key) {
 }
 
 char *user_cache_get_by_id(struct customers_ctx *cx, const char *id) {
-    char key[96];
-    snprintf(key, sizeof key, "ucache:id:%s", id);
-    return get_key(cx, key);
+    char key[USER_CACHE_KEY_MAX];
+    return user_cache_key_id(key, id) ? get_key(cx, key) : NULL;
 }
 
 char *user_cache_get_by_name(struct customers_ctx *cx, const char *user_name) {
-    char low[80];
-    if (strlen(user_name) >= sizeof low) return NULL;
-    lower_copy(low, sizeof low, user_name);
-    char key[96];
-    snprintf(key, sizeof key, "ucache:name:%s", low);
-    return get_key(cx, key);
+    char key[USER_CACHE_KEY_MAX];
+    return user_cache_key_name(key, user_name) ? get_key(cx, key) : NULL;
 }
 
 void user_cache_put(struct customers_ctx *cx, const char *json) {
@@ -52,17 +65,17 @@ void user_cache_put(struct customers_ctx *cx, const char *json) {
     json_t *u = json_loads(json, 0, &e);
     const char *id = json_string_value(json_object_get(u, "id"));
     const char *name = json_string_value(json_object_get(u, "user_name"));
-    if (!id || !name || json_is_true(json_object_get(u, "deleted"))) {
+    char kid[USER_CACHE_KEY_MAX], kname[USER_CACHE_KEY_MAX];
+    if (!id || !name || json_is_true(json_object_get(u, "deleted")) || !user_cache_key_id(kid, id) ||
+        !user_cache_key_name(kname, name)) {
         json_decref(u);
         return;
     }
-    char low[80];
-    lower_copy(low, sizeof low, name);
     svc_status st;
     redisContext *c = svc_redis_acquire(cx->app.redis, -1, &st);
     if (c) {
-        redisAppendCommand(c, "SET ucache:id:%s %s EX %ld", id, json, cx->user_cache_ttl_s);
-        redisAppendCommand(c, "SET ucache:name:%s %s EX %ld", low, json, cx->user_cache_ttl_s);
+        redisAppendCommand(c, "SET %s %s EX %ld", kid, json, cx->user_cache_ttl_s);
+        redisAppendCommand(c, "SET %s %s EX %ld", kname, json, cx->user_cache_ttl_s);
         for (int i = 0; i < 2; i++) {
             redisReply *r = NULL;
             if (redisGetReply(c, (void **)&r) != REDIS_OK) break;
@@ -74,19 +87,15 @@ void user_cache_put(struct customers_ctx *cx, const char *json) {
 }
 
 void user_cache_invalidate(struct customers_ctx *cx, const char *id, const char *user_name) {
-    char low[80] = "", key[96];
-    if (user_name) lower_copy(low, sizeof low, user_name);
+    char kid[USER_CACHE_KEY_MAX], kname[USER_CACHE_KEY_MAX] = "";
+    if (!user_cache_key_id(kid, id)) return;
+    if (user_name && *user_name) user_cache_key_name(kname, user_name);
     /* this instance forgets at once; the others on Redis's invalidation push */
-    snprintf(key, sizeof key, "ucache:id:%s", id);
-    svc_tcache_drop(cx->user_l1, key);
-    if (*low) {
-        snprintf(key, sizeof key, "ucache:name:%s", low);
-        svc_tcache_drop(cx->user_l1, key);
-    }
+    svc_tcache_drop(cx->user_l1, kid);
+    if (*kname) svc_tcache_drop(cx->user_l1, kname);
     svc_status st;
-    redisReply *r = user_name && *low
-                        ? svc_redis_command(cx->app.redis, &st, "DEL ucache:id:%s ucache:name:%s", id, low)
-                        : svc_redis_command(cx->app.redis, &st, "DEL ucache:id:%s", id);
+    redisReply *r = *kname ? svc_redis_command(cx->app.redis, &st, "DEL %s %s", kid, kname)
+                           : svc_redis_command(cx->app.redis, &st, "DEL %s", kid);
     if (r) freeReplyObject(r);
     else svc_logf(&cx->app.log, SVC_LOG_WARN, NULL, "user cache invalidation failed", "{s:s}", "user_id", id);
 }

@@ -13,6 +13,16 @@
 
 #include "ctx.h"
 
+/* The key space, owned here: the local layer watches USER_CACHE_PREFIX, and everything that
+ * builds a key (this file, bulk_upsert.c's invalidation) uses the two functions below. */
+#define USER_CACHE_PREFIX "ucache:"
+#define USER_CACHE_KEY_MAX 96
+/* "ucache:id:{id}" into out; returns its length, or 0 (out = "") when id does not fit. */
+size_t user_cache_key_id(char out[USER_CACHE_KEY_MAX], const char *id);
+/* "ucache:name:{lower(user_name)}" (ASCII lower case) into out; returns its length, or 0 when it
+ * does not fit. */
+size_t user_cache_key_name(char out[USER_CACHE_KEY_MAX], const char *user_name);
+
 char *user_cache_get_by_id(struct customers_ctx *cx, const char *id);
 char *user_cache_get_by_name(struct customers_ctx *cx, const char *user_name);
 /* Stores json under both keys (user_name read from the JSON). */

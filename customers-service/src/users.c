@@ -66,35 +66,21 @@ const char *users_check_role(const char *s) {
     return NULL;
 }
 
-const char *users_check_permissions(const json_t *perms, char **literal_out) {
-    *literal_out = NULL;
+const char *users_check_permissions(const json_t *perms) {
     if (!json_is_array(perms)) return "must be an array of strings";
     if (json_array_size(perms) > 32) return "at most 32 permissions";
-    size_t cap = 3 + json_array_size(perms) * 68;
-    char *lit = malloc(cap);
-    if (!lit) return "out of memory";
-    size_t o = 0;
-    lit[o++] = '{';
     size_t i;
     json_t *v;
     json_array_foreach(perms, i, v) {
         const char *p = json_string_value(v);
         size_t n = p ? strlen(p) : 0;
-        if (!p || n < 1 || n > 64) { free(lit); return "each permission must be a 1-64 character string"; }
+        if (!p || n < 1 || n > 64) return "each permission must be a 1-64 character string";
         for (size_t k = 0; k < n; k++) {
             unsigned char c = (unsigned char)p[k];
-            if (!(islower(c) || isdigit(c) || strchr(":._-", c))) {
-                free(lit);
+            if (!(islower(c) || isdigit(c) || strchr(":._-", c)))
                 return "permissions may contain only a-z, 0-9, ':', '.', '_' and '-'";
-            }
         }
-        if (i) lit[o++] = ',';
-        memcpy(lit + o, p, n);
-        o += n;
     }
-    lit[o++] = '}';
-    lit[o] = '\0';
-    *literal_out = lit;
     return NULL;
 }
 
@@ -188,29 +174,22 @@ static struct svc_result create_user(struct customers_ctx *cx, const char *cid, 
         check(fields, "password", reason);
     }
     if (role) check(fields, "role", users_check_role(role));
-    char *perm_lit = NULL;
     json_t *perms = by_admin ? json_object_get(body, "permissions") : NULL;
-    if (perms) check(fields, "permissions", users_check_permissions(perms, &perm_lit));
-    if (json_object_size(fields) > 0) {
-        free(perm_lit);
-        return validation_failed(fields);
-    }
+    if (perms) check(fields, "permissions", users_check_permissions(perms));
+    if (json_object_size(fields) > 0) return validation_failed(fields);
     json_decref(fields);
 
     char hash[PASSWORD_ENCODED_MAX] = "";
-    if (password && password_hash(&cx->pw_params, password, hash, sizeof hash) != 0) {
-        free(perm_lit);
+    if (password && password_hash(&cx->pw_params, password, hash, sizeof hash) != 0)
         return internal(cx, cid, "password_hash");
-    }
-    struct user_new u = {user_name, email, name, password ? hash : NULL, role ? role : "user", perm_lit};
+    struct user_new u = {user_name, email, name, password ? hash : NULL, role ? role : "user", perms};
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) { free(perm_lit); return db_failed(cx, cid, "insert", st); }
+    if (!c) return db_failed(cx, cid, "insert", st);
     char *json = NULL;
     const char *conflict = NULL;
     st = users_repo_insert(c, &u, &json, &conflict);
     svc_pg_release(cx->app.pg, c);
-    free(perm_lit);
     if (st == SVC_CONFLICT) return taken(conflict);
     if (st != SVC_OK) return db_failed(cx, cid, "insert", st);
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "user created", "{s:b}", "by_admin", by_admin);
@@ -321,16 +300,15 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
     if (name) check(fields, "name", users_check_name(name));
     if (email) check(fields, "email", users_check_email(email));
     if (role) check(fields, "role", users_check_role(role));
-    char *perm_lit = NULL;
     json_t *perms = json_object_get(body, "permissions");
-    if (perms) check(fields, "permissions", users_check_permissions(perms, &perm_lit));
+    if (perms) check(fields, "permissions", users_check_permissions(perms));
     bool self = !strcmp(who->sub, id);
     if (password) {
         const char *reason = NULL;
         if (!password_policy_check(password, NULL, email, &reason)) check(fields, "password", reason);
         if (self && !current) check(fields, "current_password", "required to change your own password");
     }
-    if (json_object_size(fields)) { free(perm_lit); return validation_failed(fields); }
+    if (json_object_size(fields)) return validation_failed(fields);
     json_decref(fields);
     /* current_password is a password guess: it shares the login guard's counters (this account,
      * this client address), so a stolen access token is no way around the login lockout */
@@ -339,15 +317,12 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
     if (guarded) {
         login_guard_account(id, NULL, account);
         long wait = login_guard_check(cx, cid, account, client_ip);
-        if (wait > 0) {
-            free(perm_lit);
-            return login_guard_refusal(wait);
-        }
+        if (wait > 0) return login_guard_refusal(wait);
     }
 
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
-    if (!c) { free(perm_lit); return db_failed(cx, cid, "update", st); }
+    if (!c) return db_failed(cx, cid, "update", st);
     struct svc_result res;
     struct user_auth_row row;
     st = users_repo_get_auth(c, id, &row);
@@ -377,7 +352,7 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
         }
     }
     user_auth_row_free(&row);
-    struct user_patch p = {name, email, password ? hash : NULL, role, perm_lit};
+    struct user_patch p = {name, email, password ? hash : NULL, role, perms};
     char *json = NULL;
     const char *conflict = NULL;
     st = users_repo_update(c, id, &p, &json, &conflict);
@@ -396,7 +371,6 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
     }
 out:
     svc_pg_release(cx->app.pg, c);
-    free(perm_lit);
     return res;
 }
 
@@ -445,7 +419,7 @@ int users_ensure_admin(struct customers_ctx *cx) {
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return -1;
-    struct user_new u = {cx->admin_user_name, NULL, "Administrator", hash, "admin", "{}"};
+    struct user_new u = {cx->admin_user_name, NULL, "Administrator", hash, "admin", NULL};
     bool inserted = false;
     st = users_repo_insert_if_absent(c, &u, &inserted);
     svc_pg_release(cx->app.pg, c);

@@ -18,9 +18,8 @@ const char *users_check_email(const char *s);
 /* A person's name: 1-200 characters of free text without any control character (svc/utf8.h). */
 const char *users_check_name(const char *s);
 const char *users_check_role(const char *s);
-/* Permissions: array of 1..64-char [a-z0-9:._-] strings, at most 32. On success *literal_out
- * receives a malloc'd Postgres text[] literal. */
-const char *users_check_permissions(const json_t *perms, char **literal_out);
+/* Permissions: array of 1..64-char [a-z0-9:._-] strings, at most 32. */
+const char *users_check_permissions(const json_t *perms);
 
 struct svc_result users_register(struct customers_ctx *cx, const char *cid, const json_t *body);
 struct svc_result users_create(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,

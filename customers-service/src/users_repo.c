@@ -4,6 +4,7 @@
 #include "users_repo.h"
 
 #include "svc/pg.h"
+#include "svc/pg_array.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,22 +100,46 @@ svc_status users_repo_get_auth(PGconn *c, const char *id, struct user_auth_row *
                        "FROM customers.users WHERE id = $1::uuid", id, out);
 }
 
+/* The text[] literal of a validated permissions array (NULL: none), malloc'd; NULL when out of
+ * memory. */
+static char *permissions_literal(const json_t *perms) {
+    struct svc_buf b;
+    svc_buf_init(&b);
+    svc_pg_array_open(&b);
+    size_t i;
+    json_t *v;
+    json_array_foreach(perms, i, v) svc_pg_array_text(&b, json_string_value(v));
+    svc_pg_array_close(&b);
+    svc_buf_append(&b, "", 1);
+    if (b.oom) {
+        svc_buf_free(&b);
+        return NULL;
+    }
+    return svc_buf_steal(&b);
+}
+
 svc_status users_repo_insert(PGconn *c, const struct user_new *u, char **json_out, const char **conflict) {
-    const char *v[6] = {u->user_name, u->email, u->name, u->password_hash, u->role,
-                        u->permissions ? u->permissions : "{}"};
-    return one_text(c,
-                    "INSERT INTO customers.users AS u (user_name, email, name, password_hash, role, permissions) "
-                    "VALUES ($1, $2, $3, $4, $5, $6::text[]) RETURNING " USER_COLS,
-                    6, v, json_out, conflict);
+    *json_out = NULL;
+    char *perms = permissions_literal(u->permissions);
+    if (!perms) return SVC_INTERNAL;
+    const char *v[6] = {u->user_name, u->email, u->name, u->password_hash, u->role, perms};
+    svc_status st = one_text(c,
+                             "INSERT INTO customers.users AS u (user_name, email, name, password_hash, role, permissions) "
+                             "VALUES ($1, $2, $3, $4, $5, $6::text[]) RETURNING " USER_COLS,
+                             6, v, json_out, conflict);
+    free(perms);
+    return st;
 }
 
 svc_status users_repo_insert_if_absent(PGconn *c, const struct user_new *u, bool *inserted) {
-    const char *v[6] = {u->user_name, u->email, u->name, u->password_hash, u->role,
-                        u->permissions ? u->permissions : "{}"};
+    char *perms = permissions_literal(u->permissions);
+    if (!perms) return SVC_INTERNAL;
+    const char *v[6] = {u->user_name, u->email, u->name, u->password_hash, u->role, perms};
     PGresult *res = PQexecParams(c,
                                  "INSERT INTO customers.users (user_name, email, name, password_hash, role, permissions) "
                                  "VALUES ($1, $2, $3, $4, $5, $6::text[]) ON CONFLICT DO NOTHING",
                                  6, NULL, v, NULL, NULL, 0);
+    free(perms);
     svc_status st = SVC_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) st = failure(c, res, NULL);
     else *inserted = atoi(PQcmdTuples(res)) == 1;
@@ -124,14 +149,19 @@ svc_status users_repo_insert_if_absent(PGconn *c, const struct user_new *u, bool
 
 svc_status users_repo_update(PGconn *c, const char *id, const struct user_patch *p, char **json_out,
                              const char **conflict) {
-    const char *v[6] = {id, p->name, p->email, p->password_hash, p->role, p->permissions};
-    return one_text(c,
-                    "UPDATE customers.users AS u SET "
-                    "name = COALESCE($2, u.name), email = COALESCE($3, u.email), "
-                    "password_hash = COALESCE($4, u.password_hash), role = COALESCE($5, u.role), "
-                    "permissions = COALESCE($6::text[], u.permissions), updated_at = now() "
-                    "WHERE u.id = $1::uuid AND NOT u.deleted RETURNING " USER_COLS,
-                    6, v, json_out, conflict);
+    *json_out = NULL;
+    char *perms = p->permissions ? permissions_literal(p->permissions) : NULL;
+    if (p->permissions && !perms) return SVC_INTERNAL;
+    const char *v[6] = {id, p->name, p->email, p->password_hash, p->role, perms};
+    svc_status st = one_text(c,
+                             "UPDATE customers.users AS u SET "
+                             "name = COALESCE($2, u.name), email = COALESCE($3, u.email), "
+                             "password_hash = COALESCE($4, u.password_hash), role = COALESCE($5, u.role), "
+                             "permissions = COALESCE($6::text[], u.permissions), updated_at = now() "
+                             "WHERE u.id = $1::uuid AND NOT u.deleted RETURNING " USER_COLS,
+                             6, v, json_out, conflict);
+    free(perms);
+    return st;
 }
 
 svc_status users_repo_set_password_hash(PGconn *c, const char *id, const char *hash) {

@@ -10,6 +10,7 @@
 #ifndef CUSTOMERS_USERS_REPO_H
 #define CUSTOMERS_USERS_REPO_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 
@@ -22,7 +23,7 @@ struct user_new {
     const char *name;
     const char *password_hash;  /* may be NULL */
     const char *role;           /* "user" | "admin" */
-    const char *permissions;    /* Postgres text[] literal, e.g. {a,b}; NULL = {} */
+    const json_t *permissions;  /* array of strings checked by users_check_permissions; NULL = none */
 };
 
 /* NULL fields are left unchanged. */
@@ -31,7 +32,7 @@ struct user_patch {
     const char *email;
     const char *password_hash;
     const char *role;
-    const char *permissions;    /* text[] literal */
+    const json_t *permissions;  /* as in user_new; NULL = unchanged */
 };
 
 /* What login needs. password_hash is owned (free()). */

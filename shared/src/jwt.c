@@ -17,6 +17,7 @@
  * has exactly one encoding), JSON with duplicate keys rejected (no "alg" given twice), and the
  * payload is parsed only after its signature has been checked. */
 #include "svc/jwt.h"
+#include "svc/b64url.h"
 #include "svc/crypto.h"
 
 #include <dirent.h>
@@ -91,51 +92,21 @@ const char *svc_jwt_err_message(svc_jwt_err e) {
     return "the token could not be checked";
 }
 
-/* ---------------------------------------------------------------- base64url */
-
-static const char b64url_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static size_t b64url_len(size_t n) {
-    return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
-}
-
-/* Writes b64url_len(len) characters and a NUL into out; returns the number of characters. */
-static size_t b64url_encode(const unsigned char *in, size_t len, char *out) {
-    size_t o = 0, i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_chars[v >> 18 & 63];
-        out[o++] = b64url_chars[v >> 12 & 63];
-        out[o++] = b64url_chars[v >> 6 & 63];
-        out[o++] = b64url_chars[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url_chars[v >> 18 & 63];
-        out[o++] = b64url_chars[v >> 12 & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url_chars[v >> 18 & 63];
-        out[o++] = b64url_chars[v >> 12 & 63];
-        out[o++] = b64url_chars[v >> 6 & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
+/* ---------------------------------------------------------------- JWK numbers */
 
 /* A new NUL-terminated base64url string of a big number's unsigned big-endian bytes. */
 static char *bn_to_b64url(const BIGNUM *bn) {
     int nb = BN_num_bytes(bn);
     if (nb <= 0) return NULL;
     unsigned char *buf = malloc((size_t)nb);
-    char *out = malloc(b64url_len((size_t)nb) + 1);
+    size_t outlen = svc_b64url_len((size_t)nb) + 1;
+    char *out = malloc(outlen);
     if (!buf || !out || BN_bn2bin(bn, buf) != nb) {
         free(buf);
         free(out);
         return NULL;
     }
-    b64url_encode(buf, (size_t)nb, out);
+    svc_b64url_encode(buf, (size_t)nb, out, outlen);
     free(buf);
     return out;
 }
@@ -213,7 +184,7 @@ static int key_describe(EVP_PKEY *pkey, struct jwt_key *k, const char *path, cha
         snprintf(err, errlen, "%s: cannot compute the key thumbprint", path);
         goto out;
     }
-    b64url_encode(md, mdlen, k->kid);
+    svc_b64url_encode(md, mdlen, k->kid, sizeof k->kid);
     int size = EVP_PKEY_get_size(pkey);
     if (size <= 0 || size > JWT_MAX_SIG_BYTES) {
         snprintf(err, errlen, "%s: unexpected RSA signature size", path);
@@ -408,7 +379,7 @@ char *svc_jwt_sign(const struct svc_jwt_keys *keys, const json_t *claims) {
     char *payload = json_dumps(claims, JSON_COMPACT);
     if (!payload) return NULL;
     size_t plen = strlen(payload);
-    size_t total = b64url_len((size_t)hlen) + 1 + b64url_len(plen) + 1 + b64url_len(k->sig_len);
+    size_t total = svc_b64url_len((size_t)hlen) + 1 + svc_b64url_len(plen) + 1 + svc_b64url_len(k->sig_len);
     if (total > SVC_JWT_MAX_TOKEN_LEN) { /* it would never verify */
         free(payload);
         return NULL;
@@ -421,16 +392,16 @@ char *svc_jwt_sign(const struct svc_jwt_keys *keys, const json_t *claims) {
     char *result = NULL;
     if (!out || !ctx) goto out;
 
-    size_t pos = b64url_encode((const unsigned char *)header, (size_t)hlen, out);
+    size_t pos = svc_b64url_encode((const unsigned char *)header, (size_t)hlen, out, total + 1);
     out[pos++] = '.';
-    pos += b64url_encode((const unsigned char *)payload, plen, out + pos);
+    pos += svc_b64url_encode((const unsigned char *)payload, plen, out + pos, total + 1 - pos);
     if (EVP_DigestSignInit_ex(ctx, &pctx, "SHA256", NULL, NULL, keys->signing, NULL) != 1 ||
         EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1 ||
         EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)out, pos) != 1 ||
         siglen != k->sig_len)
         goto out;
     out[pos++] = '.';
-    b64url_encode(sig, siglen, out + pos);
+    svc_b64url_encode(sig, siglen, out + pos, total + 1 - pos);
     result = out;
     out = NULL;
 out:
@@ -499,7 +470,7 @@ static svc_jwt_err signature_check(const struct jwt_key *k, const char *signed_p
                                    size_t signed_len, const char *sig_b64, size_t sig_b64_len) {
     unsigned char sig[JWT_MAX_SIG_BYTES];
     size_t siglen;
-    if (sig_b64_len > b64url_len(sizeof(sig))) return SVC_JWT_BAD_SIGNATURE; /* longer than any */
+    if (sig_b64_len > svc_b64url_len(sizeof(sig))) return SVC_JWT_BAD_SIGNATURE; /* longer than any */
     if (svc_b64url_decode(sig_b64, sig_b64_len, sig, sizeof(sig), &siglen) != 0)
         return SVC_JWT_MALFORMED;
     if (siglen != k->sig_len) return SVC_JWT_BAD_SIGNATURE;

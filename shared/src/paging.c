@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "svc/b64url.h"
 #include "svc/buf.h"
 #include "svc/cid.h"
 #include "svc/crypto.h"

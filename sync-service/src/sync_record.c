@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/copy_text.h"
 #include "svc/utf8.h"
 
 #define MAX_DEPTH 32
@@ -457,9 +458,10 @@ static int put_id(char *out, int64_t id) {
     return n;
 }
 
-/* Appends a decoded string token as one TSV field (COPY text escapes: backslash, TAB, LF, CR).
+/* Appends a decoded string token as one TSV field (COPY text escapes, svc/copy_text.h).
  * A token without a backslash decodes to itself and holds no control character (JSON forbids
- * them raw), so it is copied as is; only the rare escaped one is decoded first. */
+ * them raw), so it is copied as is; only the rare escaped one is decoded first, into the far end
+ * of the room reserved for its escaped form, and escaped in place from there. */
 static void append_tsv_field(struct svc_buf *b, const struct json_token *t) {
     if (!memchr(t->p, '\\', t->len)) {
         svc_buf_append(b, t->p, t->len);
@@ -469,16 +471,7 @@ static void append_tsv_field(struct svc_buf *b, const struct json_token *t) {
     if (!svc_buf_reserve(b, 3 * t->len)) return;
     char *dec = b->data + b->len + 2 * t->len;
     size_t n = unescape(t, dec);
-    char *w = b->data + b->len;
-    for (size_t i = 0; i < n; i++) {
-        char ch = dec[i];
-        if (ch == '\\') { *w++ = '\\'; *w++ = '\\'; }
-        else if (ch == '\t') { *w++ = '\\'; *w++ = 't'; }
-        else if (ch == '\n') { *w++ = '\\'; *w++ = 'n'; }
-        else if (ch == '\r') { *w++ = '\\'; *w++ = 'r'; }
-        else *w++ = ch;
-    }
-    b->len = (size_t)(w - b->data);
+    b->len += svc_copy_text_escape(b->data + b->len, dec, n);
     b->data[b->len] = '\0';
 }
 

@@ -1,9 +1,9 @@
 /* SQL for the sync schema (see sync_repo.h). Parameters always go through PQexecParams; the
- * only text built here is the array literals of repo_errors, made of numbers and fixed reason
- * strings. */
+ * only text built here is the array literals of repo_errors (svc/pg_array.h). */
 #include "sync_repo.h"
 
 #include "svc/pg.h"
+#include "svc/pg_array.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -70,8 +70,8 @@ void repo_errors_init(struct repo_errors *e) {
 void repo_errors_reset(struct repo_errors *e) {
     svc_buf_reset(&e->pos);
     svc_buf_reset(&e->why);
-    svc_buf_append(&e->pos, "{", 1);
-    svc_buf_append(&e->why, "{", 1);
+    svc_pg_array_open(&e->pos);
+    svc_pg_array_open(&e->why);
     e->n = 0;
 }
 
@@ -81,13 +81,8 @@ void repo_errors_free(struct repo_errors *e) {
 }
 
 void repo_errors_add(struct repo_errors *e, uint64_t position, const char *reason) {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%s%" PRIu64, e->n ? "," : "", position);
-    svc_buf_append(&e->pos, num, (size_t)n);
-    if (e->n) svc_buf_append(&e->why, ",", 1);
-    svc_buf_append(&e->why, "\"", 1);
-    svc_buf_puts(&e->why, reason);
-    svc_buf_append(&e->why, "\"", 1);
+    svc_pg_array_int(&e->pos, (int64_t)position);
+    svc_pg_array_text(&e->why, reason);
     e->n++;
 }
 
@@ -96,13 +91,13 @@ static bool errors_params(const struct repo_errors *e, struct svc_buf *pos, stru
     svc_buf_init(pos);
     svc_buf_init(why);
     if (!e || e->n == 0) {
-        svc_buf_puts(pos, "{}");
-        svc_buf_puts(why, "{}");
+        svc_pg_array_of(pos, NULL, 0);
+        svc_pg_array_of(why, NULL, 0);
     } else {
         svc_buf_append(pos, e->pos.data, e->pos.len);
-        svc_buf_append(pos, "}", 1);
+        svc_pg_array_close(pos);
         svc_buf_append(why, e->why.data, e->why.len);
-        svc_buf_append(why, "}", 1);
+        svc_pg_array_close(why);
     }
     bool ok = !pos->oom && !why->oom && (!e || (!e->pos.oom && !e->why.oom));
     if (!ok) {

@@ -34,7 +34,7 @@ struct repo_errors {
 void repo_errors_init(struct repo_errors *e);
 void repo_errors_reset(struct repo_errors *e);
 void repo_errors_free(struct repo_errors *e);
-/* reason: a static text without '"' or '\' (sync_record.h reasons, "rejected: …"). */
+/* reason: any text (sync_record.h reasons, "rejected: …"); quoted by svc/pg_array.h. */
 void repo_errors_add(struct repo_errors *e, uint64_t position, const char *reason);
 
 /* Counters of the current stream attempt. received_delta: records received since the last

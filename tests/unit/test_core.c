@@ -18,6 +18,7 @@
 #include "svc/buf.h"
 #include "svc/cid.h"
 #include "svc/config.h"
+#include "svc/b64url.h"
 #include "svc/crypto.h"
 #include "svc/log.h"
 #include "svc/metrics.h"

@@ -353,17 +353,6 @@ static void test_bulk_result_counts_every_record_once_and_merges_invalid_in_orde
     json_decref(body);
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* COPY text                                                                                   */
-
-static char *escaped(const char *s) {
-    struct svc_buf b;
-    svc_buf_init(&b);
-    bulk_repo_copy_escape(&b, s);
-    assert_false(b.oom);
-    return svc_buf_steal(&b);
-}
-
 /* ---- the TSV form ---- */
 
 /* Builds a plan from a TSV text (length given, so NUL bytes can be part of it). */
@@ -476,29 +465,6 @@ static void test_bulk_tsv_limit_empty_body_and_newest_record_wins(void **state) 
     assert_true(plan.winners[0]->deleted);
     assert_string_equal(plan.winners[0]->email, "a2@example.com");
     bulk_plan_free(&plan);
-}
-
-static void test_bulk_copy_escapes_tab_newline_cr_backslash_and_null(void **state) {
-    static const struct { const char *in, *out; } cases[] = {
-        {"plain", "plain"},
-        {"a\tb", "a\\tb"},
-        {"line1\nline2", "line1\\nline2"},
-        {"cr\r", "cr\\r"},
-        {"back\\slash", "back\\\\slash"},
-        {"\\N", "\\\\N"},                 /* the literal text \N is not a NULL */
-        {"\\.", "\\\\."},                 /* nor an end-of-data marker */
-        {"Jürgen Dvořák 日本 🎉", "Jürgen Dvořák 日本 🎉"}, /* UTF-8 passes byte for byte */
-        {"O'Brien \"quoted\"", "O'Brien \"quoted\""},
-        {"", ""},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *e = escaped(cases[i].in);
-        assert_string_equal(e, cases[i].out);
-        free(e);
-    }
-    char *e = escaped(NULL);
-    assert_string_equal(e, "\\N");
-    free(e);
 }
 
 static void test_bulk_copy_encodes_one_line_per_row_in_stage_column_order(void **state) {
@@ -1128,7 +1094,6 @@ int main(void) {
         cmocka_unit_test(test_bulk_tsv_reads_every_field_and_decodes_copy_escapes),
         cmocka_unit_test(test_bulk_tsv_reports_each_bad_line_with_the_json_reasons),
         cmocka_unit_test(test_bulk_tsv_limit_empty_body_and_newest_record_wins),
-        cmocka_unit_test(test_bulk_copy_escapes_tab_newline_cr_backslash_and_null),
         cmocka_unit_test(test_bulk_copy_encodes_one_line_per_row_in_stage_column_order),
         cmocka_unit_test(test_bulk_copy_of_new_users_has_fresh_v7_ids_and_deleted_at_only_when_deleted),
     };

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svc/b64url.h"
 #include "svc/crypto.h"
 #include "svc/paging.h"
 

@@ -1,6 +1,5 @@
 /* Specification of posting batches: the combiner (transactions-service/src/post_batch.h), the
- * array literals its statement takes (pg_array.h) and the batch statement itself
- * (tx_repo_post_batch in tx_repo.h).
+ * and the batch statement itself (tx_repo_post_batch in tx_repo.h).
  *
  * Group "combiner" needs nothing: callers on many threads, a fake exec that records what it was
  * given. Group "database" runs the SQL against a real PostgreSQL in a throwaway database with
@@ -18,34 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pg_array.h"
 #include "post_batch.h"
 #include "svc/cid.h"
 #include "testdb.h"
 #include "tx_repo.h"
 #include "tx_request.h"
-
-/* ------------------------------------------------------------------------------------------ */
-/* array literals                                                                              */
-
-static char *literal(const char *const *v, int n) {
-    struct svc_buf b;
-    svc_buf_init(&b);
-    pg_array_append(&b, v, n);
-    svc_buf_append(&b, "", 1);
-    assert_false(b.oom);
-    return svc_buf_steal(&b);
-}
-
-static void test_pg_array_quotes_every_element_and_escapes_quotes_and_backslashes(void **state) {
-    const char *v[] = {"a", "", "b,c", "{x}", "NULL", "q\"q", "b\\s", NULL, " sp "};
-    char *s = literal(v, 9);
-    assert_string_equal(s, "{\"a\",\"\",\"b,c\",\"{x}\",\"NULL\",\"q\\\"q\",\"b\\\\s\",NULL,\" sp \"}");
-    free(s);
-    s = literal(v, 0);
-    assert_string_equal(s, "{}");
-    free(s);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* combiner                                                                                    */
@@ -265,26 +241,6 @@ static void assert_created_as_stored(struct post *p) {
     p->it.out.body = NULL;
 }
 
-static void test_pg_array_round_trips_through_postgresql(void **state) {
-    const char *v[] = {"plain", "", "q\"uote", "back\\slash", "a,b", "{braces}", "NULL", NULL, "Ünïcødé ✓", " "};
-    char *lit = literal(v, 10);
-    const char *params[] = {lit};
-    PGresult *r = PQexecParams(g_tdb.db, "SELECT x FROM unnest($1::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n",
-                               1, NULL, params, NULL, NULL, 0);
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_int_equal(PQntuples(r), 10);
-    for (int i = 0; i < 10; i++) {
-        if (!v[i]) {
-            assert_true(PQgetisnull(r, i, 0));
-            continue;
-        }
-        assert_false(PQgetisnull(r, i, 0));
-        assert_string_equal(PQgetvalue(r, i, 0), v[i]);
-    }
-    PQclear(r);
-    free(lit);
-}
-
 static void test_batch_posts_deposits_and_withdrawals_in_one_transaction(void **state) {
     balance(U("0a"), "10.00");
     balance(U("0b"), "5.00");
@@ -488,7 +444,6 @@ static void test_batches_on_the_same_users_in_opposite_orders_never_deadlock(voi
 
 int main(void) {
     const struct CMUnitTest combiner[] = {
-        cmocka_unit_test(test_pg_array_quotes_every_element_and_escapes_quotes_and_backslashes),
         cmocka_unit_test(test_pb_new_rejects_limits_out_of_range),
         cmocka_unit_test(test_pb_a_lone_caller_runs_a_batch_of_itself_at_once),
         cmocka_unit_test(test_pb_concurrent_callers_share_batches_within_the_limits),
@@ -496,7 +451,6 @@ int main(void) {
         cmocka_unit_test(test_pb_one_group_never_shares_a_batch_and_nobody_is_stranded),
     };
     const struct CMUnitTest database[] = {
-        cmocka_unit_test(test_pg_array_round_trips_through_postgresql),
         cmocka_unit_test_setup(test_batch_posts_deposits_and_withdrawals_in_one_transaction, db_reset),
         cmocka_unit_test_setup(test_batch_leaves_what_it_cannot_post_and_the_function_decides, db_reset),
         cmocka_unit_test_setup(test_batch_that_fails_is_rolled_back_whole_and_left_to_the_function, db_reset),

@@ -20,8 +20,8 @@
 #include "tx_repo.h"
 
 #include "svc/pg.h"
+#include "svc/pg_array.h"
 
-#include "pg_array.h"
 #include "tx_json.h"
 
 #include <stdio.h>
@@ -268,7 +268,7 @@ static bool batch_params(struct tx_batch_item *const *items, int n, long ttl_s, 
     bool ok = true;
     for (int k = 0; k < 8; k++) {
         svc_buf_init(&bufs[k]);
-        pg_array_append(&bufs[k], col[k], n);
+        svc_pg_array_of(&bufs[k], col[k], n);
         svc_buf_append(&bufs[k], "", 1);
         ok = ok && !bufs[k].oom;
     }

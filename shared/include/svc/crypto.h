@@ -1,5 +1,5 @@
-/* Small crypto helpers on OpenSSL: SHA-256 hex digests, base64url, constant-time comparison and
- * random tokens. Pure functions; safe from any thread. */
+/* Small crypto helpers on OpenSSL: SHA-256 hex digests, constant-time comparison and random
+ * tokens (base64url text, svc/b64url.h). Pure functions; safe from any thread. */
 #ifndef SVC_CRYPTO_H
 #define SVC_CRYPTO_H
 
@@ -16,15 +16,9 @@
 const EVP_MD *svc_sha256_md(void);
 /* out receives 64 hex chars + NUL. */
 void svc_sha256_hex(const void *data, size_t len, char out[SVC_SHA256_HEX_LEN + 1]);
-/* base64url without padding; returns chars written (excluding NUL) or 0 if out is too small. */
-size_t svc_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outlen);
-/* Strict base64url decoder for len characters of in (no NUL needed): only the URL-safe alphabet,
- * no padding, unused trailing bits zero, so every byte string has exactly one accepted text.
- * Returns 0 and the decoded size in *outlen, or -1 (invalid, or more than cap bytes). */
-int svc_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *outlen);
 /* Equal-length strings compared in constant time (length difference returns false at once). */
 bool svc_const_eq(const char *a, const char *b);
-/* nbytes of CSPRNG output as base64url into out. Returns 0 or -1. */
+/* nbytes (at most 128) of CSPRNG output as base64url into out. Returns 0 or -1. */
 int svc_random_token(size_t nbytes, char *out, size_t outlen);
 
 #endif
