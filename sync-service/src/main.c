@@ -43,18 +43,14 @@ static void load_settings(struct sync_ctx *cx) {
     s->batch_backoff.base_ms = (uint32_t)svc_config_int(c, "SYNC_BATCH_RETRY_BASE_MS", 1000, 1, 600000);
     s->batch_backoff.cap_ms = (uint32_t)svc_config_int(c, "SYNC_BATCH_RETRY_CAP_MS", 60000, 1, 3600000);
     s->visibility_ms = svc_config_int(c, "SYNC_QUEUE_VISIBILITY_MS", 30000, 500, 3600000);
-    s->upsert_timeout_ms = svc_config_int(c, "CUSTOMERS_TIMEOUT_MS", 30000, 100, 600000);
+    s->upsert_timeout_ms = svc_config_int(c, "SYNC_UPSERT_TIMEOUT_MS", 30000, 100, 600000);
     s->cron_expr = svc_config_str(c, "SYNC_CRON", SYNC_CRON_DEFAULT);
     const char *why = NULL;
     if (s->cron_expr && sync_cron_parse(s->cron_expr, &s->cron, &why) != 0) svc_config_error(c, "SYNC_CRON", why);
     if (s->stream_backoff.cap_ms < s->stream_backoff.base_ms) s->stream_backoff.cap_ms = s->stream_backoff.base_ms;
     if (s->batch_backoff.cap_ms < s->batch_backoff.base_ms) s->batch_backoff.cap_ms = s->batch_backoff.base_ms;
 
-    cx->customers_url = svc_config_str(c, "CUSTOMERS_URL", NULL);
-    if (cx->customers_url && !is_http_url(cx->customers_url))
-        svc_config_error(c, "CUSTOMERS_URL", "must be an http:// or https:// URL");
-    cx->client_id = svc_config_str(c, "SERVICE_CLIENT_ID", NULL);
-    cx->client_secret = svc_config_str(c, "SERVICE_CLIENT_SECRET", NULL);
+    svc_customers_config(&cx->customers, c);
     svc_auth_init(&cx->auth, &cx->app, false);
     dash_auth_init(&cx->dash, c);
     const char *assets_dir = svc_config_str(c, "QUEUE_DASHBOARD_ASSETS_DIR", "sync-service/web");
@@ -81,41 +77,6 @@ static void load_settings(struct sync_ctx *cx) {
     sm->runs_completed = svc_metrics_counter(m, "sync_runs_total", "event=\"completed\"", runs);
     sm->runs_failed = svc_metrics_counter(m, "sync_runs_total", "event=\"failed\"", runs);
     sm->runs_resumed = svc_metrics_counter(m, "sync_runs_total", "event=\"resumed\"", runs);
-}
-
-/* The resilient client towards customers-service and the service token it presents. */
-static int setup_client(struct sync_ctx *cx) {
-    struct svc_config *c = &cx->app.cfg;
-    long connect_ms = svc_config_int(c, "CUSTOMERS_CONNECT_TIMEOUT_MS", 2000, 10, 60000);
-    long attempts = svc_config_int(c, "CUSTOMERS_RETRY_ATTEMPTS", 3, 1, 10);
-    long base_ms = svc_config_int(c, "CUSTOMERS_RETRY_BASE_MS", 200, 1, 60000);
-    long cap_ms = svc_config_int(c, "CUSTOMERS_RETRY_CAP_MS", 2000, 1, 600000);
-    long failures = svc_config_int(c, "CUSTOMERS_BREAKER_FAILURES", 5, 1, 1000);
-    long open_ms = svc_config_int(c, "CUSTOMERS_BREAKER_OPEN_MS", 10000, 100, 3600000);
-    if (svc_app_check_config(&cx->app) != 0) return -1;
-
-    cx->token = svctoken_new(&(struct svctoken_config){.upstream = SYNC_CUSTOMERS_UPSTREAM,
-                                                       .client_id = cx->client_id,
-                                                       .client_secret = cx->client_secret,
-                                                       .logger = &cx->app.log});
-    struct httpc_config hc = {
-        .service_name = "sync-service",
-        .connect_timeout_ms = connect_ms,
-        .timeout_ms = cx->set.upsert_timeout_ms,
-        .max_attempts = (int)attempts,
-        .backoff = {.base_ms = (uint32_t)base_ms, .cap_ms = (uint32_t)(cap_ms < base_ms ? base_ms : cap_ms)},
-        .token_fn = svctoken_get,
-        .token_arg = cx->token,
-        .logger = &cx->app.log,
-    };
-    cx->http = cx->token ? httpc_new(&hc) : NULL;
-    struct breaker_config bc = {.failure_threshold = (int)failures, .open_timeout_ms = (uint32_t)open_ms};
-    if (!cx->http || httpc_add_upstream(cx->http, SYNC_CUSTOMERS_UPSTREAM, cx->customers_url, &bc) != 0) {
-        fprintf(stderr, "sync-service: cannot set up the customers-service client (CUSTOMERS_URL?)\n");
-        return -1;
-    }
-    svctoken_attach(cx->token, cx->http);
-    return 0;
 }
 
 static int setup_queues(struct sync_ctx *cx) {
@@ -171,36 +132,19 @@ static void stop_hook(struct svc_app *app) {
     cx->w_runs = cx->w_batches = NULL;
 }
 
-struct ready_state {
-    json_t *checks;
-    int worst;
-};
-
-static void ready_upstream(void *arg, const char *name, breaker_state_t st) {
-    struct ready_state *rs = arg;
-    char key[96];
-    snprintf(key, sizeof key, "%s:circuitBreaker", name);
-    int s = st == BREAKER_CLOSED ? 0 : 1;   /* open or probing: degraded, still ready */
-    json_t *c = json_pack("{s:s,s:s,s:s}", "componentType", "component", "status", s ? "warn" : "pass",
-                          "observedValue", breaker_state_str(st));
-    if (c) json_object_set_new(rs->checks, key, json_pack("[o]", c));
-    if (s > rs->worst) rs->worst = s;
-}
-
 static int ready_hook(struct svc_app *app, json_t *checks) {
-    struct ready_state rs = {checks, 0};
-    httpc_each_upstream(sync_ctx_of(app)->http, ready_upstream, &rs);
-    return rs.worst;
+    return svc_customers_ready(&sync_ctx_of(app)->customers, checks);
 }
 
-static void metrics_hook(struct svc_app *app, struct svc_buf *out) { httpc_metrics_render(sync_ctx_of(app)->http, out); }
+static void metrics_hook(struct svc_app *app, struct svc_buf *out) {
+    svc_customers_metrics(&sync_ctx_of(app)->customers, out);
+}
 
 static void cleanup(struct sync_ctx *cx) {
     dash_assets_free(&cx->assets);
     svc_queue_free(cx->q_batches);
     svc_queue_free(cx->q_runs);
-    httpc_free(cx->http);
-    svctoken_free(cx->token);
+    svc_customers_close(&cx->customers);
     svc_auth_free(&cx->auth);
     pthread_cond_destroy(&cx->stop_cv);
     pthread_mutex_destroy(&cx->stop_mu);
@@ -216,7 +160,7 @@ int main(void) {
     pthread_cond_init(&cx.stop_cv, &ca);
     pthread_condattr_destroy(&ca);
     load_settings(&cx);
-    if (setup_client(&cx) != 0) {
+    if (svc_app_check_config(&cx.app) != 0 || svc_customers_open(&cx.customers, "sync-service", &cx.app.log) != 0) {
         svc_app_close(&cx.app);
         cleanup(&cx);
         return EXIT_FAILURE;

@@ -13,16 +13,14 @@
 #include "svc/app.h"
 #include "svc/auth.h"
 #include "svc/backoff.h"
-#include "svc/httpc.h"
+#include "svc/customers.h"
 #include "svc/queue.h"
-#include "svc/svctoken.h"
 #include "dash_assets.h"
 #include "dash_auth.h"
 #include "sync_cron.h"
 
 #define SYNC_QUEUE_RUNS "user-sync"
 #define SYNC_QUEUE_BATCHES "user-sync-batch"
-#define SYNC_CUSTOMERS_UPSTREAM "customers"
 #define SYNC_BULK_PATH "/internal/users/bulk-upsert"
 
 struct sync_settings {
@@ -43,7 +41,7 @@ struct sync_settings {
     long batch_max_attempts;         /* SYNC_BATCH_MAX_ATTEMPTS */
     struct backoff_policy batch_backoff;  /* SYNC_BATCH_RETRY_BASE_MS / _CAP_MS */
     long visibility_ms;              /* SYNC_QUEUE_VISIBILITY_MS */
-    long upsert_timeout_ms;          /* CUSTOMERS_TIMEOUT_MS */
+    long upsert_timeout_ms;          /* SYNC_UPSERT_TIMEOUT_MS: one bulk-upsert attempt */
     const char *cron_expr;           /* SYNC_CRON */
     struct sync_cron cron;
 };
@@ -63,11 +61,7 @@ struct sync_ctx {
     struct dash_auth dash;           /* the operator dashboard (off unless ENABLE_QUEUE_DASHBOARD) */
     struct dash_assets assets;       /* its files, loaded when it is on */
     char owner[160];                 /* lease owner: <instance>:<pid>:<random> */
-    const char *customers_url;
-    const char *client_id;
-    const char *client_secret;
-    struct svctoken *token;
-    struct httpc *http;
+    struct svc_customers customers;  /* the client of customers-service (owns its httpc and token) */
     struct svc_queue *q_runs;
     struct svc_queue *q_batches;
     struct svc_queue_worker *w_runs;

@@ -136,7 +136,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
     }
     long long started = unix_ms();
     long t0 = svc_now_ms();
-    struct httpc_request req = {.upstream = SYNC_CUSTOMERS_UPSTREAM,
+    struct httpc_request req = {.upstream = SVC_CUSTOMERS_UPSTREAM,
                                 .method = "POST",
                                 .path = SYNC_BULK_PATH,
                                 .body = v.body,
@@ -147,7 +147,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
                                 .accept = "application/json",
                                 .timeout_ms = cx->set.upsert_timeout_ms};
     struct httpc_response resp;
-    enum httpc_outcome out = httpc_request(cx->http, &req, &resp);
+    enum httpc_outcome out = httpc_request(cx->customers.http, &req, &resp);
     struct repo_audit audit = {.queue = SYNC_QUEUE_BATCHES, .job_id = job->id, .run_id = v.run_id,
                                .attempt = job->attempt, .instance = cx->app.instance, .started_unix_ms = started,
                                .duration_ms = svc_now_ms() - t0};

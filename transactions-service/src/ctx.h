@@ -9,26 +9,20 @@
 
 #include "svc/app.h"
 #include "svc/auth.h"
-#include "svc/httpc.h"
-#include "svc/svctoken.h"
+#include "svc/customers.h"
 #include "svc/tcache.h"
 
 struct post_batch;
 
-#define TX_CUSTOMERS_UPSTREAM "customers"
-
 struct tx_ctx {
     struct svc_app app;            /* must stay first: handlers get it from svc_req */
     struct svc_auth auth;
-    struct httpc *http;            /* owned; upstream "customers" */
-    struct svctoken *token;        /* owned */
+    struct svc_customers customers; /* the client of customers-service (owns its httpc and token) */
     struct svc_tcache *ucache_l1;  /* owned; NULL when USER_LOCAL_CACHE_MS=0 (Redis only) */
     struct post_batch *batcher;    /* owned; NULL when POST_BATCH_MAX=1 (every posting alone) */
     struct svc_pg_pool *batch_pg;  /* owned; the batcher's connections (POST_BATCH_LEADERS), or NULL */
 
     /* settings */
-    const char *customers_url;
-    long customers_open_ms;        /* breaker open timeout, also the Retry-After while open */
     long user_cache_s;             /* uexists:{id} TTL */
     long idem_ttl_s;               /* idempotency record lifetime */
     long user_local_cache_ms;      /* in-process layer in front of uexists:{id} (0 = off) */

@@ -12,13 +12,12 @@ enum user_state customers_user_state(struct tx_ctx *cx, const char *cid, const c
     char path[64];
     snprintf(path, sizeof path, "/internal/users/%s", id);
     struct httpc_request rq = {
-        .upstream = TX_CUSTOMERS_UPSTREAM, .method = "GET", .path = path, .correlation_id = cid,
+        .upstream = SVC_CUSTOMERS_UPSTREAM, .method = "GET", .path = path, .correlation_id = cid,
         .accept = "application/json",
     };
     struct httpc_response rs;
-    httpc_request(cx->http, &rq, &rs);
+    httpc_request(cx->customers.http, &rq, &rs);
     enum user_state st = USER_UNAVAILABLE;
-    *retry_after_s = 1;
     if (rs.outcome == HTTPC_OK && rs.status == 200 && rs.body) {
         json_error_t jerr;
         json_t *doc = json_loadb(rs.body, rs.len, 0, &jerr);
@@ -28,19 +27,13 @@ enum user_state customers_user_state(struct tx_ctx *cx, const char *cid, const c
         json_decref(doc);
     } else if (rs.outcome == HTTPC_OK && rs.status == 404) {
         st = USER_MISSING;
-    } else if (rs.outcome == HTTPC_BREAKER_OPEN) {
-        *retry_after_s = (uint32_t)((cx->customers_open_ms + 999) / 1000);
-    } else {
-        if (rs.outcome == HTTPC_OK && (rs.status == 401 || rs.status == 403))
-            svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "customers-service refused our service token", "{s:i}",
-                     "status", (int)rs.status);
-        else if (rs.outcome == HTTPC_NO_TOKEN)
-            svc_log(&cx->app.log, SVC_LOG_WARN, cid, "no service token for customers-service", NULL);
-        if (rs.has_retry_after) {
-            uint32_t s = (rs.retry_after_ms + 999) / 1000;
-            *retry_after_s = s < 1 ? 1 : s > 3600 ? 3600 : s;
-        }
+    } else if (rs.outcome == HTTPC_OK && (rs.status == 401 || rs.status == 403)) {
+        svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "customers-service refused our service token", "{s:i}",
+                 "status", (int)rs.status);
+    } else if (rs.outcome == HTTPC_NO_TOKEN) {
+        svc_log(&cx->app.log, SVC_LOG_WARN, cid, "no service token for customers-service", NULL);
     }
+    *retry_after_s = st == USER_UNAVAILABLE ? svc_customers_retry_after_s(&cx->customers, &rs) : 1;
     httpc_response_free(&rs);
     return st;
 }

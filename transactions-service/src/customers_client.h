@@ -18,7 +18,7 @@ enum user_state {
 };
 
 /* Looks id up. For USER_UNAVAILABLE, *retry_after_s receives the wait to suggest to the client
- * (the breaker's open period while it is open, the upstream's Retry-After, else 1). */
+ * (svc_customers_retry_after_s). */
 enum user_state customers_user_state(struct tx_ctx *cx, const char *cid, const char *id, uint32_t *retry_after_s);
 
 #endif

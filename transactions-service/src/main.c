@@ -2,8 +2,6 @@
  * shutdown). Settings are documented in docs/operations.md. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include "ctx.h"
 #include "money.h"
@@ -16,10 +14,7 @@
 
 static void load_settings(struct tx_ctx *cx) {
     struct svc_config *c = &cx->app.cfg;
-    cx->customers_url = svc_config_str(c, "CUSTOMERS_URL", NULL);
-    if (cx->customers_url && strncmp(cx->customers_url, "http://", 7) && strncmp(cx->customers_url, "https://", 8))
-        svc_config_error(c, "CUSTOMERS_URL", "must be an http:// or https:// URL");
-    cx->customers_open_ms = svc_config_int(c, "CUSTOMERS_BREAKER_OPEN_MS", 30000, 100, 3600000);
+    svc_customers_config(&cx->customers, c);
     cx->user_cache_s = svc_config_int(c, "USER_CHECK_CACHE_S", 30, 1, 3600);
     cx->idem_ttl_s = svc_config_int(c, "IDEMPOTENCY_TTL_S", 86400, 60, 7 * 86400);
     cx->user_local_cache_ms = svc_config_int(c, "USER_LOCAL_CACHE_MS", 1000, 0, 1000);
@@ -59,76 +54,15 @@ static void load_settings(struct tx_ctx *cx) {
                                           "User-existence cache lookups.");
 }
 
-/* The resilient client towards customers-service and the service token it presents. */
-static int setup_client(struct tx_ctx *cx) {
-    struct svc_config *c = &cx->app.cfg;
-    const char *client_id = svc_config_str(c, "SERVICE_CLIENT_ID", NULL);
-    const char *secret = svc_config_str(c, "SERVICE_CLIENT_SECRET", NULL);
-    long connect_ms = svc_config_int(c, "CUSTOMERS_CONNECT_TIMEOUT_MS", 1000, 10, 60000);
-    long timeout_ms = svc_config_int(c, "CUSTOMERS_TIMEOUT_MS", 2000, 10, 120000);
-    long attempts = svc_config_int(c, "CUSTOMERS_RETRY_ATTEMPTS", 3, 1, 10);
-    long base_ms = svc_config_int(c, "CUSTOMERS_RETRY_BASE_MS", BACKOFF_DEFAULT_BASE_MS, 0, 60000);
-    long cap_ms = svc_config_int(c, "CUSTOMERS_RETRY_CAP_MS", BACKOFF_DEFAULT_CAP_MS, 0, 600000);
-    long failures = svc_config_int(c, "CUSTOMERS_BREAKER_FAILURES", 5, 1, 1000);
-    if (svc_app_check_config(&cx->app) != 0) return -1;
-
-    cx->token = svctoken_new(&(struct svctoken_config){
-        .upstream = TX_CUSTOMERS_UPSTREAM, .client_id = client_id, .client_secret = secret, .logger = &cx->app.log});
-    struct httpc_config hc = {
-        .service_name = "transactions-service",
-        .connect_timeout_ms = connect_ms,
-        .timeout_ms = timeout_ms,
-        .max_attempts = (int)attempts,
-        .backoff = {.base_ms = (uint32_t)base_ms, .cap_ms = (uint32_t)(cap_ms < base_ms ? base_ms : cap_ms)},
-        .token_fn = svctoken_get,
-        .token_arg = cx->token,
-        .logger = &cx->app.log,
-    };
-    /* base 0 means "retry at once"; httpc reads all-zero as "defaults", so keep cap >= 1. */
-    if (hc.backoff.base_ms == 0 && hc.backoff.cap_ms == 0) hc.backoff.cap_ms = 1;
-    cx->http = cx->token ? httpc_new(&hc) : NULL;
-    struct breaker_config bc = {.failure_threshold = (int)failures, .open_timeout_ms = (uint32_t)cx->customers_open_ms};
-    if (!cx->http || httpc_add_upstream(cx->http, TX_CUSTOMERS_UPSTREAM, cx->customers_url, &bc) != 0) {
-        fprintf(stderr, "transactions-service: cannot set up the customers-service client (CUSTOMERS_URL?)\n");
-        return -1;
-    }
-    svctoken_attach(cx->token, cx->http);
-    return 0;
-}
-
-struct ready_state {
-    json_t *checks;
-    int worst;
-};
-
-static void ready_upstream(void *arg, const char *name, breaker_state_t st) {
-    struct ready_state *rs = arg;
-    char key[96], now[32];
-    snprintf(key, sizeof key, "%s:circuitBreaker", name);
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int s = st == BREAKER_CLOSED ? 0 : 1;   /* open or probing: degraded, still ready */
-    json_t *c = json_pack("{s:s,s:s,s:s,s:s}", "componentType", "component", "status", s ? "warn" : "pass",
-                          "observedValue", breaker_state_str(st), "time", now);
-    if (st == BREAKER_OPEN)
-        json_object_set_new(c, "output", json_string("circuit breaker open: calls fail fast"));
-    json_object_set_new(rs->checks, key, json_pack("[o]", c));
-    if (s > rs->worst) rs->worst = s;
-}
-
 static int ready_hook(struct svc_app *app, json_t *checks) {
-    struct ready_state rs = {checks, 0};
-    httpc_each_upstream(tx_ctx_of(app)->http, ready_upstream, &rs);
-    return rs.worst;
+    return svc_customers_ready(&tx_ctx_of(app)->customers, checks);
 }
 
 /* The resilient client's metrics, and the posting batcher's own connections (beside the main
  * pool's db_pool_connections). */
 static void metrics_hook(struct svc_app *app, struct svc_buf *out) {
     struct tx_ctx *cx = tx_ctx_of(app);
-    httpc_metrics_render(cx->http, out);
+    svc_customers_metrics(&cx->customers, out);
     if (!cx->batch_pg) return;
     struct svc_pg_stats ps;
     svc_pg_stats(cx->batch_pg, &ps);
@@ -149,8 +83,7 @@ static void cleanup(struct tx_ctx *cx) {
     if (cx->batch_pg) svc_pg_pool_free(cx->batch_pg);
     svc_tcache_free(cx->ucache_l1);
     svc_auth_free(&cx->auth);
-    httpc_free(cx->http);
-    svctoken_free(cx->token);
+    svc_customers_close(&cx->customers);
 }
 
 int main(void) {
@@ -158,7 +91,7 @@ int main(void) {
     svc_app_init(&cx.app, "transactions", "transactions");
     svc_app_prefer_thread_per_connection(&cx.app);   /* handlers wait on batches and PostgreSQL */
     load_settings(&cx);
-    if (setup_client(&cx) != 0) {
+    if (svc_app_check_config(&cx.app) != 0 || svc_customers_open(&cx.customers, "transactions-service", &cx.app.log) != 0) {
         svc_app_close(&cx.app);
         cleanup(&cx);
         return EXIT_FAILURE;
