@@ -25,7 +25,7 @@ OPT := -O2 -g
 LDSAN :=
 endif
 
-PKGS := libulfius jansson libjwt libpq hiredis libcurl openssl
+PKGS := libulfius jansson libpq hiredis libcurl openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmicrohttpd -largon2 -lpthread -lm
 CC ?= cc

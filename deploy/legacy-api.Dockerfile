@@ -7,7 +7,7 @@
 FROM debian:bookworm-slim AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      build-essential pkg-config libulfius-dev libmicrohttpd-dev libjansson-dev libjwt-dev \
+      build-essential pkg-config libulfius-dev libmicrohttpd-dev libjansson-dev \
       libpq-dev libhiredis-dev libssl-dev libcurl4-gnutls-dev libargon2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -19,7 +19,7 @@ RUN make -j2 build/legacy-api && strip --strip-debug build/legacy-api
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libulfius2.7 libmicrohttpd12 libjansson4 libjwt0 libpq5 libhiredis0.14 libcurl3-gnutls \
+      libulfius2.7 libmicrohttpd12 libjansson4 libpq5 libhiredis0.14 libcurl3-gnutls \
       libargon2-1 libssl3 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin app
