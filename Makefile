@@ -67,8 +67,12 @@ $(foreach s,$(SERVICES),$(eval $(call binary_rule,$(s),$(s))))
 $(foreach t,$(TOOL_DIRS),$(eval $(call binary_rule,$(patsubst %/src,%,$(t)),$(patsubst tools/%/src,%,$(t)))))
 
 # Unit tests link the shared library and, when named test_<service>_*.c, that service's
-# non-main objects (logic is testable without HTTP).
-svc_objs = $(foreach s,$(SERVICES),$(if $(findstring test_$(subst -service,,$(s))_,$(1)),$(patsubst %.c,$(B)/obj/%.o,$(filter-out %/main.c,$(wildcard $(s)/src/*.c)))))
+# non-main objects (logic is testable without HTTP). A test may define some of those objects'
+# functions itself instead (a link-time fake, e.g. an in-memory repository, so use-case rules run
+# without a database): fakes_<test> names the objects it leaves out.
+fakes_test_customers_users := users_repo
+fakes_test_transactions_rules := tx_repo customers_client txcache
+svc_objs = $(foreach s,$(SERVICES),$(if $(findstring test_$(subst -service,,$(s))_,$(1)),$(patsubst %.c,$(B)/obj/%.o,$(filter-out %/main.c $(foreach f,$(fakes_$(1)),%/$(f).c),$(wildcard $(s)/src/*.c)))))
 
 define test_rule
 $(B)/tests/$(1): tests/unit/$(1).c $(LIBSHARED) $(call svc_objs,$(1))

@@ -98,12 +98,12 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
         return r;
     }
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return svc_pg_result(st);
     struct user_auth_row row;
     st = users_repo_find_login(c, login, &row);
     if (st != SVC_OK && st != SVC_NOT_FOUND) {
-        svc_pg_release(cx->app.pg, c);
+        users_repo_close(cx->app.pg, c);
         svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "login lookup failed", "{s:s}", "status", svc_status_code(st));
         return svc_pg_result(st);
     }
@@ -113,7 +113,7 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
     login_guard_account(st == SVC_OK ? row.id : NULL, login, account);
     long wait = login_guard_check(cx, cid, account, client_ip);
     if (wait > 0) {
-        svc_pg_release(cx->app.pg, c);
+        users_repo_close(cx->app.pg, c);
         if (st == SVC_OK) user_auth_row_free(&row);
         atomic_fetch_add_explicit(cx->logins_locked, 1, memory_order_relaxed);
         return login_guard_refusal(wait);
@@ -125,7 +125,7 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
         password_verify_dummy(&cx->pw_params, password);
     }
     if (!ok) {
-        svc_pg_release(cx->app.pg, c);
+        users_repo_close(cx->app.pg, c);
         if (st == SVC_OK) user_auth_row_free(&row);
         login_guard_failed(cx, account, client_ip);
         atomic_fetch_add_explicit(cx->logins_failed, 1, memory_order_relaxed);
@@ -137,7 +137,7 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
         char nh[PASSWORD_ENCODED_MAX];
         if (password_hash(&cx->pw_params, password, nh, sizeof nh) == 0) users_repo_set_password_hash(c, row.id, nh);
     }
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     login_guard_succeeded(cx, account);
 
     char sid[SVC_UUID_LEN + 1], refresh[128], hash[SVC_SHA256_HEX_LEN + 1];
@@ -194,11 +194,11 @@ struct svc_result auth_refresh(struct customers_ctx *cx, const char *cid, const 
     }
     if (outcome != 1 || !uid[0]) return invalid;
 
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return svc_pg_result(st);
     struct user_auth_row row;
     st = users_repo_get_auth(c, uid, &row);
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     if (st == SVC_UNAVAILABLE || st == SVC_TIMEOUT) return svc_pg_result(st);
     if (st != SVC_OK) return invalid;
     if (row.deleted) {

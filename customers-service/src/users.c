@@ -184,12 +184,12 @@ static struct svc_result create_user(struct customers_ctx *cx, const char *cid, 
         return internal(cx, cid, "password_hash");
     struct user_new u = {user_name, email, name, password ? hash : NULL, role ? role : "user", perms};
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return db_failed(cx, cid, "insert", st);
     char *json = NULL;
     const char *conflict = NULL;
     st = users_repo_insert(c, &u, &json, &conflict);
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     if (st == SVC_CONFLICT) return taken(conflict);
     if (st != SVC_OK) return db_failed(cx, cid, "insert", st);
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "user created", "{s:b}", "by_admin", by_admin);
@@ -215,10 +215,10 @@ struct svc_result users_get(struct customers_ctx *cx, const char *cid, const str
     char *json = user_cache_get_by_id(cx, id);
     if (json) return ok_raw(SVC_OK, json);
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return db_failed(cx, cid, "get", st);
     st = users_repo_get_json(c, id, false, &json);
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     if (st == SVC_NOT_FOUND || st == SVC_INVALID) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
     if (st != SVC_OK) return db_failed(cx, cid, "get", st);
     user_cache_put(cx, json);
@@ -231,10 +231,10 @@ struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
     char *json = user_cache_get_by_name(cx, user_name);
     if (!json) {
         svc_status st;
-        PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+        PGconn *c = users_repo_open(cx->app.pg, &st);
         if (!c) return db_failed(cx, cid, "get_by_name", st);
         st = users_repo_get_json_by_name(c, user_name, &json);
-        svc_pg_release(cx->app.pg, c);
+        users_repo_close(cx->app.pg, c);
         if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
         if (st != SVC_OK) return db_failed(cx, cid, "get_by_name", st);
         user_cache_put(cx, json);
@@ -269,11 +269,11 @@ struct svc_result users_list(struct customers_ctx *cx, const char *cid, const st
     if (!ok) return svc_query_invalid(fields);
     json_decref(fields);
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return db_failed(cx, cid, "list", st);
     char *json = NULL;
     st = users_repo_list(c, &page, search, incl, &json);
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     if (st != SVC_OK) return db_failed(cx, cid, "list", st);
     return ok_raw(SVC_OK, json);
 }
@@ -321,7 +321,7 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
     }
 
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return db_failed(cx, cid, "update", st);
     struct svc_result res;
     struct user_auth_row row;
@@ -370,7 +370,7 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
         res = db_failed(cx, cid, "update", st);
     }
 out:
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     return res;
 }
 
@@ -385,11 +385,11 @@ struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const 
         return SVC_RESULT_ERR(SVC_UNAVAILABLE, "session_store_unavailable",
                               "the user's sessions cannot be revoked right now; nothing was changed");
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return db_failed(cx, cid, "delete", st);
     char *user_name = NULL;
     st = users_repo_soft_delete(c, id, &user_name);
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
     if (st != SVC_OK) return db_failed(cx, cid, "delete", st);
     user_cache_invalidate(cx, id, user_name);
@@ -402,11 +402,11 @@ struct svc_result users_delete(struct customers_ctx *cx, const char *cid, const 
 struct svc_result users_internal_status(struct customers_ctx *cx, const char *cid, const char *id) {
     if (!svc_uuid_is_valid(id)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return db_failed(cx, cid, "internal_status", st);
     char *json = NULL;
     st = users_repo_get_status_json(c, id, &json);
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "user_not_found", "user not found");
     if (st != SVC_OK) return db_failed(cx, cid, "internal_status", st);
     return ok_raw(SVC_OK, json);
@@ -417,12 +417,12 @@ int users_ensure_admin(struct customers_ctx *cx) {
     char hash[PASSWORD_ENCODED_MAX];
     if (password_hash(&cx->pw_params, cx->admin_password, hash, sizeof hash) != 0) return -1;
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = users_repo_open(cx->app.pg, &st);
     if (!c) return -1;
     struct user_new u = {cx->admin_user_name, NULL, "Administrator", hash, "admin", NULL};
     bool inserted = false;
     st = users_repo_insert_if_absent(c, &u, &inserted);
-    svc_pg_release(cx->app.pg, c);
+    users_repo_close(cx->app.pg, c);
     if (st != SVC_OK) {
         svc_log(&cx->app.log, SVC_LOG_ERROR, NULL, "cannot create the first admin", NULL);
         return -1;

@@ -12,6 +12,10 @@
 
 #define USER_COLS "customers.user_json(u)::text"
 
+PGconn *users_repo_open(struct svc_pg_pool *pool, svc_status *st) { return svc_pg_acquire(pool, -1, st); }
+
+void users_repo_close(struct svc_pg_pool *pool, PGconn *c) { svc_pg_release(pool, c); }
+
 /* The shared classification (svc/pg.h); a unique violation also names what was taken. */
 static svc_status failure(PGconn *c, PGresult *res, const char **conflict) {
     struct svc_pg_error e;

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "svc/paging.h"
+#include "svc/pg.h"
 #include "svc/status.h"
 
 struct user_new {
@@ -43,6 +44,14 @@ struct user_auth_row {
     char *permissions_json;     /* owned JSON array text */
     bool deleted;
 };
+
+/* The connection a use case works on: borrowed from the service's pool (svc_pg_acquire with its
+ * default wait; NULL with *st SVC_UNAVAILABLE or SVC_TIMEOUT) and given back with
+ * users_repo_close on every path. The use cases (users.c, sessions.c) reach the database only
+ * through this file, so their rules can be tested with an in-memory users_repo linked in its
+ * place (tests/unit/test_customers_users.c). */
+PGconn *users_repo_open(struct svc_pg_pool *pool, svc_status *st);
+void users_repo_close(struct svc_pg_pool *pool, PGconn *c);
 
 svc_status users_repo_get_json(PGconn *c, const char *id, bool include_deleted, char **json_out);
 svc_status users_repo_get_json_by_name(PGconn *c, const char *user_name, char **json_out);

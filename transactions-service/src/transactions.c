@@ -97,12 +97,12 @@ static struct svc_result from_posting(struct tx_ctx *cx, struct tx_posting *p, e
 static bool stored_result(struct tx_ctx *cx, const char *user, const char *key, const char *hash,
                           struct svc_result *a) {
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = tx_repo_open(cx->app.pg, &st);
     if (!c) return false;
     struct tx_posting p;
     struct tx_repo_err err;
     st = tx_repo_find_key(c, user, key, hash, &p, &err);
-    svc_pg_release(cx->app.pg, c);
+    tx_repo_close(cx->app.pg, c);
     if (st != SVC_OK) return false;
     *a = from_posting(cx, &p, TX_DEPOSIT);
     return true;
@@ -138,7 +138,7 @@ void tx_run_batch(void *ctx, struct pb_item **items, int n) {
     struct tx_batch_item *bi[PB_BATCH_CAP];
     for (int i = 0; i < n; i++) bi[i] = items[i]->data;
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->batch_pg, -1, &st);
+    PGconn *c = tx_repo_open(cx->batch_pg, &st);
     if (!c) {
         for (int i = 0; i < n; i++) {
             memset(&bi[i]->out, 0, sizeof bi[i]->out);
@@ -149,7 +149,7 @@ void tx_run_batch(void *ctx, struct pb_item **items, int n) {
     }
     struct tx_repo_err err;
     st = tx_repo_post_batch(c, bi, n, cx->idem_ttl_s, &err);
-    svc_pg_release(cx->batch_pg, c);
+    tx_repo_close(cx->batch_pg, c);
     atomic_fetch_add_explicit(cx->post_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(cx->post_batched, (unsigned long)n, memory_order_relaxed);
     if (st != SVC_OK && n > 1)
@@ -176,7 +176,7 @@ static svc_status post(struct tx_ctx *cx, const char *tx_id, const char *me, con
         alone = true;
     }
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = tx_repo_open(cx->app.pg, &st);
     if (!c) {
         memset(p, 0, sizeof *p);
         memset(err, 0, sizeof *err);
@@ -184,7 +184,7 @@ static svc_status post(struct tx_ctx *cx, const char *tx_id, const char *me, con
     }
     st = alone ? tx_repo_post_alone(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err)
                : tx_repo_post(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err);
-    svc_pg_release(cx->app.pg, c);
+    tx_repo_close(cx->app.pg, c);
     return st;
 }
 
@@ -245,14 +245,14 @@ struct svc_result tx_reverse(struct tx_ctx *cx, const char *cid, const struct sv
     if (idem_request_hash("POST", path, NULL, hash) != 0) return internal(cx, cid, "hash", NULL);
 
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = tx_repo_open(cx->app.pg, &st);
     if (!c) return svc_pg_result(st);
     struct tx_posting p;
     struct tx_repo_err err;
     char rev_id[SVC_UUID_LEN + 1];
     svc_uuid7(rev_id);
     st = tx_repo_reverse(c, rev_id, me, idem_key, hash, id, cx->idem_ttl_s, &p, &err);
-    svc_pg_release(cx->app.pg, c);
+    tx_repo_close(cx->app.pg, c);
     if (st == SVC_OK && !strcmp(p.verdict, "created"))
         svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "transaction reversed", "{s:s,s:s}", "transaction_id", id,
                  "admin_id", me);
@@ -265,11 +265,11 @@ typedef svc_status (*read_fn)(PGconn *c, const void *arg, char **json_out, struc
 static struct svc_result read_one(struct tx_ctx *cx, const char *cid, const char *what, read_fn fn, const void *arg,
                                  char **json_out) {
     svc_status st;
-    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    PGconn *c = tx_repo_open(cx->app.pg, &st);
     if (!c) return svc_pg_result(st);
     struct tx_repo_err err;
     st = fn(c, arg, json_out, &err);
-    svc_pg_release(cx->app.pg, c);
+    tx_repo_close(cx->app.pg, c);
     if (st == SVC_OK) return (struct svc_result){.st = SVC_OK};
     if (st == SVC_NOT_FOUND) return ERR(SVC_NOT_FOUND, "transaction_not_found", "transaction not found");
     return repo_failure(cx, cid, what, st, &err);

@@ -110,6 +110,10 @@ static const char BATCH_SQL[] =
     "         FROM c RETURNING x.id, x.created_at)"
     " SELECT t.id::text, extract(epoch FROM t.created_at)::text FROM t";
 
+PGconn *tx_repo_open(struct svc_pg_pool *pool, svc_status *st) { return svc_pg_acquire(pool, -1, st); }
+
+void tx_repo_close(struct svc_pg_pool *pool, PGconn *c) { svc_pg_release(pool, c); }
+
 /* The ledger's own SQLSTATEs (raised by the posting functions) name a rule; everything else is
  * the shared classification (svc/pg.h), where only an outage or a timeout is not a bug here. */
 static svc_status failure(PGconn *c, PGresult *res, struct tx_repo_err *err) {

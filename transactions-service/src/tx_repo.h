@@ -19,8 +19,16 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "svc/pg.h"
 #include "svc/status.h"
 #include "tx_request.h"
+
+/* The connection a use case works on: borrowed from pool (svc_pg_acquire with its default
+ * wait; NULL with *st SVC_UNAVAILABLE or SVC_TIMEOUT) and given back with tx_repo_close on every
+ * path. transactions.c reaches the database only through this file, so its rules can be tested
+ * with an in-memory tx_repo linked in its place (tests/unit/test_transactions_rules.c). */
+PGconn *tx_repo_open(struct svc_pg_pool *pool, svc_status *st);
+void tx_repo_close(struct svc_pg_pool *pool, PGconn *c);
 
 /* Pool connect hook (svc_pg_on_connect): prepares the POST statement on a new connection. Always
  * returns 0: on a database whose migrations have not run yet the function does not exist, and
