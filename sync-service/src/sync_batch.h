@@ -7,9 +7,9 @@
  *                text/tab-separated-values form, so the worker neither parses nor re-encodes
  *                2000 records: it slices the body out and POSTs it. TSV rather than JSON because
  *                customers-service reads it with a split and a copy instead of a JSON parser
- *                building a tree (measured: the JSON parse was a quarter of the import's CPU
- *                outside PostgreSQL). Payloads written as "SB1" (a JSON body) by an earlier
- *                version still decode and are sent as JSON.
+ *                building a tree (the JSON parse was a large share of the import's CPU
+ *                outside PostgreSQL, bench/README.md). Payloads written as "SB1" (a JSON
+ *                body) by an earlier version still decode and are sent as JSON.
  *   <positions>  stream positions of the records, as runs "start+len,start+len,…" (consecutive
  *                positions collapse into one run; only invalid records break a run)
  * The header is written last into room reserved in front of the body, so finishing a batch moves

@@ -2,9 +2,9 @@
  * the service, "leader/follower").
  *
  * Why: a posting costs PostgreSQL far more in per-statement and per-commit work (executor
- * start-up, snapshot, commit record, WAL flush) than in the rows it writes. Measured with pgbench
- * on 2 cores: the one-posting statement ran ~6,700 postings/s; the same work for 8 postings in one
- * statement, 2 sessions, ~15,000 postings/s (db/transactions and tx_repo.c say how).
+ * start-up, snapshot, commit record, WAL flush) than in the rows it writes: the same postings
+ * ran about twice as fast 8 to a statement as one by one (bench/README.md, *Measurements behind
+ * the code*; db/transactions and tx_repo.c say how).
  *
  * How: a caller submits its item and waits. At most max_leaders batches run at once. A caller
  * that finds a free slot becomes a leader at once and runs a batch of just its own item, so an

@@ -5,18 +5,16 @@
  * may fail there; executing an unknown prepared statement fails with SQLSTATE 26000 and changes
  * nothing (autocommit), so tx_repo_post then prepares and executes again.
  *
- * Deposits and withdrawals first try ONE plain statement (below), without the plpgsql function:
- * measured, the function's own interpretation (expressions, statement set-up inside SPI) was
- * about a tenth of the machine at full POST load. The statement does the common case exactly as
- * the function does — the key's advisory lock, the row with its legs and key, the balance — and
- * returns the new row's timestamp, from which tx_json.c writes the 201 body. Anything else (a key
- * in flight, a used or expired key, insufficient funds) does nothing in it and is then decided
- * by transactions.post_transaction, which knows every case. Measured (bench/tx.sh, 2 cores, same
- * machine and day): dropping ON CONFLICT's speculative insertion, the lock CTE and the JSON built
- * in SQL took tx_post from 2,560-2,970 to 3,180-3,210 requests/s. The deposit's credit as a plain
- * UPDATE instead of INSERT … ON CONFLICT DO UPDATE (no speculative insertion on the balance
- * either): 3,320 / 3,430 / 4,200 requests/s against 2,850-3,740 just before, p99 44-48 ms against
- * 44-51: a gain within this machine's noise, kept because it does strictly less work. */
+ * Deposits and withdrawals first try ONE plain statement (below), without the plpgsql function,
+ * whose own interpretation (expressions, statement set-up inside SPI) was a large share of the
+ * machine at full POST load. The statement does the common case exactly as the function does —
+ * the key's advisory lock, the row with its legs and key, the balance — and returns the new row's
+ * timestamp, from which tx_json.c writes the 201 body. Anything else (a key in flight, a used or
+ * expired key, insufficient funds) does nothing in it and is then decided by
+ * transactions.post_transaction, which knows every case. No speculative insertion (ON CONFLICT),
+ * no lock CTE, no JSON built in SQL, and the deposit's credit is a plain UPDATE: each does less
+ * work per posting. The measurements behind these choices are in bench/README.md (*Measurements
+ * behind the code*). */
 #include "tx_repo.h"
 
 #include "svc/pg.h"

@@ -57,8 +57,8 @@ svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const
 /* Pool connect hook of the batcher's own connections: sets plan_cache_mode=force_generic_plan
  * for the session, then prepares as tx_repo_prepare. Why: the batch statement's custom plan
  * (estimated from each batch's array lengths) always looks cheaper than its generic one, so
- * PostgreSQL kept re-planning it on every execution (37 % of its CPU at full POST load); the
- * generic plan is the same nested loops. Other statements keep the default on the main pool
+ * PostgreSQL kept re-planning it on every execution (a third of its CPU at full POST load,
+ * bench/README.md); the generic plan is the same nested loops. Other statements keep the default on the main pool
  * (the list and summary filters profit from custom plans). Returns -1 when the SET fails. */
 int tx_repo_prepare_batch(PGconn *c, void *unused);
 

@@ -90,10 +90,9 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema);
 
 /* For a service whose handlers mostly wait (on PostgreSQL, a batch, another service): makes
  * HTTP_THREAD_MODE default to "connection" (a thread per connection) instead of "pool". Call
- * right after svc_app_init. Measured on transactions-service at 64 connections through Nginx:
- * with a pool of 8 threads a waiting handler held up the other connections its thread had
- * accepted, p99 52-72 ms; a thread per connection, p99 30-33 ms and +25 % requests/s. Handlers
- * that are quick CPU work do better in the pool (health: 21,000 vs 14,800 requests/s). */
+ * right after svc_app_init. In the pool a waiting handler holds up the other connections its
+ * thread has accepted; handlers that are quick CPU work do better in the pool (the figures of
+ * both: bench/README.md, *Measurements behind the code*). */
 void svc_app_prefer_thread_per_connection(struct svc_app *app);
 /* Prints one line and returns -1 when any setting is bad. */
 int svc_app_check_config(struct svc_app *app);

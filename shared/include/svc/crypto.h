@@ -11,8 +11,8 @@
 
 /* SHA-256 fetched from the default provider once per process (never freed). OpenSSL 3 looks the
  * algorithm up again for every EVP_sha256() digest (an "implicit fetch": a locked table walk),
- * which on the request path showed up as ~1-2 % of the machine. Use it wherever EVP_sha256()
- * would go. */
+ * which showed up in profiles of the request path (bench/README.md). Use it wherever
+ * EVP_sha256() would go. */
 const EVP_MD *svc_sha256_md(void);
 /* out receives 64 hex chars + NUL. */
 void svc_sha256_hex(const void *data, size_t len, char out[SVC_SHA256_HEX_LEN + 1]);

@@ -10,8 +10,8 @@
  * A running service buffers (svc_log_buffer_start, LOG_FLUSH_MS): debug and info lines collect
  * in memory and are written together at least every flush_ms, warn and error lines write
  * everything collected and then themselves at once, so the order of lines is kept and a problem
- * is on disk when it is logged. Measured: one write(2) per request line was 3 % of the machine at
- * full POST load. What a SIGKILL can lose is at most flush_ms of debug/info lines.
+ * is on disk when it is logged (one write(2) per request line showed up in profiles at full POST
+ * load, bench/README.md). What a SIGKILL can lose is at most flush_ms of debug/info lines.
  * Never pass PII (emails, passwords, tokens) as a field: callers log ids and counts only. */
 #ifndef SVC_LOG_H
 #define SVC_LOG_H
