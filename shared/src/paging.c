@@ -232,6 +232,9 @@ char *svc_page_render(const struct svc_list *l, const struct svc_page *p, const 
     int shown = more ? p->limit : nrows;
     struct svc_buf b;
     svc_buf_init(&b);
+    size_t need = 160;
+    for (int i = 0; i < shown; i++) need += strlen(rows[i]) + 1;
+    svc_buf_reserve(&b, need);
     svc_buf_puts(&b, "{\"data\":[");
     for (int i = 0; i < shown; i++) {
         if (i) svc_buf_puts(&b, ",");

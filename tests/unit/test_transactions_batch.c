@@ -178,7 +178,7 @@ static PGconn *g_c;              /* the service's session: batch statement setti
 static int db_setup(void **state) {
     if (testdb_create(&g_tdb, "txbatch_test", "transactions") != 0) return -1;
     g_c = testdb_connect(&g_tdb);
-    return g_c && tx_repo_prepare_batch(g_c, NULL) == 0 ? 0 : -1;
+    return g_c && tx_repo_prepare(g_c, NULL) == 0 ? 0 : -1;
 }
 
 static int db_teardown(void **state) {
@@ -429,7 +429,7 @@ static void test_batches_on_the_same_users_in_opposite_orders_never_deadlock(voi
     struct crosser x[2] = {{.c = testdb_connect(&g_tdb)}, {.c = testdb_connect(&g_tdb), .reverse = true}};
     for (int i = 0; i < 2; i++) {
         assert_non_null(x[i].c);
-        assert_int_equal(tx_repo_prepare_batch(x[i].c, NULL), 0);
+        assert_int_equal(tx_repo_prepare(x[i].c, NULL), 0);
     }
     pthread_t th[2];
     for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, crosser_main, &x[i]), 0);

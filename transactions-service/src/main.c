@@ -113,7 +113,7 @@ int main(void) {
     if (cx.post_batch_max > 1) {
         struct svc_pg_config bc = cx.app.pg_cfg;
         bc.size = (int)cx.post_batch_leaders;
-        bc.on_connect = tx_repo_prepare_batch;
+        bc.on_connect = tx_repo_prepare;
         cx.batch_pg = svc_pg_pool_new(&bc);
         cx.batcher = cx.batch_pg ? pb_new((int)cx.post_batch_leaders, (int)cx.post_batch_max, tx_run_batch, &cx) : NULL;
         if (!cx.batcher) {

@@ -30,9 +30,18 @@
 PGconn *tx_repo_open(struct svc_pg_pool *pool, svc_status *st);
 void tx_repo_close(struct svc_pg_pool *pool, PGconn *c);
 
-/* Pool connect hook (svc_pg_on_connect): prepares the POST statement on a new connection. Always
- * returns 0: on a database whose migrations have not run yet the function does not exist, and
- * tx_repo_post prepares lazily instead. */
+/* Pool connect hook (svc_pg_on_connect) of both pools, the main one and the batcher's: sets
+ * plan_cache_mode=force_generic_plan for the session, then prepares the posting and list
+ * statements. Generic plans only, because PostgreSQL's own choice kept custom plans where the
+ * generic one is as good and planning cost more than running: the batch statement's custom plan
+ * (estimated from each batch's array lengths) always looked cheaper, so it was re-planned on
+ * every execution (37 % of PostgreSQL's CPU at full POST load); the list's generic plan is costed
+ * from an average user (a transfer recipient column with few distinct values looks like half
+ * the table), so it was never chosen and each page was planned at bind (0.7 ms against 0.1 ms
+ * to run). Every statement on these connections is written to plan well without its values
+ * (key lookups; index ranges, with absent bounds as ±infinity, never "$n IS NULL OR …" on an
+ * indexed column). Returns -1 when the SET fails; a statement that cannot be prepared yet (before
+ * the migrations) is prepared again on first use. */
 int tx_repo_prepare(PGconn *c, void *unused);
 
 /* What a posting function answered. verdict: "created", "replayed", "idempotency_key_reused",
@@ -53,14 +62,6 @@ struct tx_repo_err {
 svc_status tx_repo_post(PGconn *c, const char *tx_id, const char *user_id, const char *key, const char *hash,
                         const struct tx_create_req *rq, long ttl_s, struct tx_posting *out,
                         struct tx_repo_err *err);
-
-/* Pool connect hook of the batcher's own connections: sets plan_cache_mode=force_generic_plan
- * for the session, then prepares as tx_repo_prepare. Why: the batch statement's custom plan
- * (estimated from each batch's array lengths) always looks cheaper than its generic one, so
- * PostgreSQL kept re-planning it on every execution (a third of its CPU at full POST load,
- * bench/README.md); the generic plan is the same nested loops. Other statements keep the default on the main pool
- * (the list and summary filters profit from custom plans). Returns -1 when the SET fails. */
-int tx_repo_prepare_batch(PGconn *c, void *unused);
 
 /* The posting function alone (transactions.post_transaction), which decides every case: for a
  * posting a batch left to be posted on its own. Same contract as tx_repo_post. */
