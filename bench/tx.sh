@@ -9,14 +9,18 @@
 #            inserting one row into a scratch table (schema bench_tx, created and dropped here as
 #            the superuser): the floor cost of one durable write. ratio = tx_post rps / the mean
 #            of the two pgbench tps.
-#   tx_list  GET /api/transactions?limit=20 per second through Nginx, same users (each holds the
-#            transactions the tx_post run made).
+#   tx_list  GET /api/transactions?limit=20 (the newest page, by cursor) per second through
+#            Nginx, same users, each first brought to BENCH_TX_LIST_POSTINGS (5000) postings:
+#            the tx_post run's, plus deposits written straight into the ledger as the service
+#            writes them (dated over the preceding days, balances credited to match). Measured
+#            between two users_get runs (GET /api/users/{own id}, the same users' tokens) of the
+#            same stack: ratio = tx_list rps / the mean of the two users_get rps.
 # Users (BENCH_TX_USERS, 128) are registered and logged in straight at customers-1 (Nginx
 # rate-limits /api/auth per address); requests rotate over them so 64 connections do not all
 # queue on one balance row.
 # Lines:
 #   bench tx_post rps=… pgbench_tps=… ratio=… p99_ms=…
-#   bench tx_list rps=… p99_ms=…
+#   bench tx_list rps=… users_get_rps=… ratio=… p99_ms=… postings_per_user=…
 # Needs the stack's facts in the environment (bench/run-all exports them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,10 +34,12 @@ RUN_DIR=${RUN_DIR:?}
 PG_SOCKET_DIR=${PG_SOCKET_DIR:?}
 PG_PORT=${PG_PORT:?}
 USERS=${BENCH_TX_USERS:-128}
+LIST_POSTINGS=${BENCH_TX_LIST_POSTINGS:-5000}
 KIND=${BENCH_TX_KIND:-deposit}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 DURATION=${BENCH_DURATION:-10s}
 [[ $KIND == deposit || $KIND == transfer ]] || bench_die "BENCH_TX_KIND must be deposit or transfer"
+[[ $LIST_POSTINGS =~ ^[0-9]+$ ]] || bench_die "BENCH_TX_LIST_POSTINGS must be a number"
 ((USERS >= 2 && USERS % 2 == 0)) || bench_die "BENCH_TX_USERS must be an even number >= 2"
 command -v pgbench >/dev/null 2>&1 || bench_die "pgbench not installed (postgresql)"
 
@@ -146,22 +152,27 @@ function done(summary, latency, requests)
         latency:percentile(99.9) / 1000, latency.max / 1000))
 end
 LUA
-cat >"$TMP/list.lua" <<'LUA'
-local tokens, n, counter = {}, 0, 0
+# The reads: TX_GET=list asks for the newest page of the user's transactions, TX_GET=user for the
+# user itself (GET /api/users/{own id}); each request by its own user's token, rotating.
+cat >"$TMP/get.lua" <<'LUA'
+local users, n, counter = {}, 0, 0
+local what = os.getenv("TX_GET")
 function setup(thread)
     nthreads = (nthreads or 0) + 1
     thread:set("tid", nthreads)
 end
 function init(args)
     for line in io.lines(os.getenv("TX_USERS_FILE")) do
+        local token, uid = line:match("^(%S+) (%S+)")
         n = n + 1
-        tokens[n] = line:match("^(%S+)")
+        users[n] = { token = token, uid = uid }
     end
 end
 function request()
     counter = counter + 1
-    return wrk.format("GET", "/api/transactions?limit=20",
-        { ["Authorization"] = "Bearer " .. tokens[((counter * 7 + tid * 13) % n) + 1] })
+    local u = users[((counter * 7 + tid * 13) % n) + 1]
+    local path = what == "user" and ("/api/users/" .. u.uid) or "/api/transactions?limit=20"
+    return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. u.token })
 end
 LUA
 export TX_USERS_FILE=$TMP/users TX_KIND=$KIND
@@ -230,9 +241,48 @@ rows=$("${PSQL[@]}" -tAc 'SELECT count(*) FROM bench_tx.one_row')
 echo "  pgbench mean: $pg_tps tx/s ($rows rows in both runs)"
 
 # --- tx_list -----------------------------------------------------------------------------------------
-wrk_measure tx_list "$NGINX_URL/api/transactions?limit=20" -s "$TMP/list.lua"
+# Every user up to LIST_POSTINGS postings: deposits of 0.01 as the posting paths write them (a
+# row with both legs, the external account debited), created one a minute back from two days ago
+# so they sort behind the live ones, and the user's balance credited with their sum.
+cut -d' ' -f2 "$TMP/users" | paste -sd, >"$TMP/uids"
+t0=$(date +%s.%N)
+"${PSQL[@]}" -v uids="{$(cat "$TMP/uids")}" -v target="$LIST_POSTINGS" >/dev/null <<'SQL'
+CREATE TEMP TABLE seed AS
+SELECT u.uid, greatest(:target - (SELECT count(*) FROM transactions.transactions t WHERE t.user_id = u.uid)
+                              - (SELECT count(*) FROM transactions.transactions t WHERE t.to_user_id = u.uid), 0) AS n
+  FROM unnest(:'uids'::uuid[]) AS u(uid);
+INSERT INTO transactions.transactions (id, type, status, amount, currency, description, user_id, created_by,
+                                       created_at, updated_at, debit_account, credit_account)
+SELECT gen_random_uuid(), 'deposit', 'completed', 0.01, 'BRL', 'bench seed', s.uid, s.uid, c.at, c.at,
+       '00000000-0000-0000-0000-000000000000', s.uid
+  FROM seed s, generate_series(1, s.n) g, LATERAL (SELECT now() - interval '2 days' - g * interval '1 minute' AS at) c;
+INSERT INTO transactions.balances AS b (user_id, currency, balance)
+SELECT uid, 'BRL', n * 0.01 FROM seed WHERE n > 0
+    ON CONFLICT (user_id, currency) DO UPDATE SET balance = b.balance + EXCLUDED.balance, updated_at = now();
+VACUUM (ANALYZE) transactions.transactions;
+SQL
+postings_per_user=$("${PSQL[@]}" -tA -v uids="{$(cat "$TMP/uids")}" <<'SQL'
+SELECT min((SELECT count(*) FROM transactions.transactions t WHERE t.user_id = u.uid)
+         + (SELECT count(*) FROM transactions.transactions t WHERE t.to_user_id = u.uid))
+  FROM unnest(:'uids'::uuid[]) AS u(uid);
+SQL
+)
+[[ $postings_per_user =~ ^[0-9]+$ ]] || bench_die "cannot count the users' postings: $postings_per_user"
+awk -v t0="$t0" -v t1="$(date +%s.%N)" -v n="$postings_per_user" -v u="$USERS" \
+    'BEGIN { printf "bench tx: every one of %d users holds >= %d postings (seeded in %.1f s)\n", u, n, t1 - t0 }'
+
+# users_get right before and right after tx_list, averaged, as pgbench around tx_post.
+TX_GET=user wrk_measure users_get_before "$NGINX_URL/api/users/_own_id_" -s "$TMP/get.lua"
+ticks0=$(cpu_ticks)
+TX_GET=list wrk_measure tx_list "$NGINX_URL/api/transactions?limit=20" -s "$TMP/get.lua"
+echo "  CPU taken by the host (steal) during tx_list: $(steal_pct "$ticks0" "$(cpu_ticks)") %"
+TX_GET=user wrk_measure users_get_after "$NGINX_URL/api/users/_own_id_" -s "$TMP/get.lua"
+users_get_rps=$(awk -v a="${RPS[users_get_before]}" -v b="${RPS[users_get_after]}" 'BEGIN { printf "%.1f", (a + b) / 2 }')
 
 r=$(ratio "${RPS[tx_post]}" "$pg_tps")
 echo "  ratio tx_post/pgbench: $r (bar: >= 0.25, p99 < 50 ms)"
+lr=$(ratio "${RPS[tx_list]}" "$users_get_rps")
+echo "  ratio tx_list/users_get: $lr (bar: >= 0.5, p99 < 20 ms)"
 printf 'bench tx_post rps=%.0f pgbench_tps=%.0f ratio=%s p99_ms=%.3f\n' "${RPS[tx_post]}" "$pg_tps" "$r" "${P99[tx_post]}"
-printf 'bench tx_list rps=%.0f p99_ms=%.3f\n' "${RPS[tx_list]}" "${P99[tx_list]}"
+printf 'bench tx_list rps=%.0f users_get_rps=%.0f ratio=%s p99_ms=%.3f postings_per_user=%d\n' \
+    "${RPS[tx_list]}" "$users_get_rps" "$lr" "${P99[tx_list]}" "$postings_per_user"
