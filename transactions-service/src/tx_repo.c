@@ -420,12 +420,11 @@ svc_status tx_repo_get(PGconn *c, const char *tx_id, const char *viewer_id, bool
  * transfers to oneself), so nothing is counted twice.
  *
  * Keyset pages are two prepared statements, the first page and a page after a cursor, each with
- * one generic plan (tx_repo_prepare), the cursor an index condition: planning was half of a
- * page's cost. The rows come back in binary and are rendered in C (tx_json_append): PostgreSQL's
- * to_char, json_build_object and output functions were most of the rest. Measured with pgbench
- * on one user's newest page, same machine and minute: 770 pages/s planned each time with the
- * JSON built in SQL, 1,900 prepared, 3,100 prepared with raw columns. The deprecated page= (an
- * offset) is planned per request as before. */
+ * one generic plan (tx_repo_prepare), the cursor an index condition: planning a page cost more
+ * than running it. The rows come back in binary and are rendered in C (tx_json_append):
+ * PostgreSQL's to_char, json_build_object and output functions were most of the rest (figures:
+ * bench/README.md, "the transactions list"). The deprecated page= (an offset) is an unnamed
+ * statement, as before. */
 #define LIST_FILTER                                                                                \
     "($2::text IS NULL OR t.type = $2) AND ($3::text IS NULL OR t.status = $3) AND "               \
     TIME_FILTER("t.created_at", "$4", "$5", "$6")

@@ -33,12 +33,12 @@ void tx_repo_close(struct svc_pg_pool *pool, PGconn *c);
 /* Pool connect hook (svc_pg_on_connect) of both pools, the main one and the batcher's: sets
  * plan_cache_mode=force_generic_plan for the session, then prepares the posting and list
  * statements. Generic plans only, because PostgreSQL's own choice kept custom plans where the
- * generic one is as good and planning cost more than running: the batch statement's custom plan
- * (estimated from each batch's array lengths) always looked cheaper, so it was re-planned on
- * every execution (37 % of PostgreSQL's CPU at full POST load); the list's generic plan is costed
- * from an average user (a transfer recipient column with few distinct values looks like half
- * the table), so it was never chosen and each page was planned at bind (0.7 ms against 0.1 ms
- * to run). Every statement on these connections is written to plan well without its values
+ * generic one is as good and planning cost more than running (bench/README.md): the batch
+ * statement's custom plan (estimated from each batch's array lengths) always looked cheaper, so
+ * it was re-planned on every execution; the list's generic plan is costed from an average user
+ * (a transfer recipient column with few distinct values looks like half the table), so it was
+ * never chosen and every page was planned at bind. Every statement on these connections is
+ * written to plan well without its values
  * (key lookups; index ranges, with absent bounds as ±infinity, never "$n IS NULL OR …" on an
  * indexed column). Returns -1 when the SET fails; a statement that cannot be prepared yet (before
  * the migrations) is prepared again on first use. */

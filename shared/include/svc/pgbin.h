@@ -1,13 +1,12 @@
 /* Values of a libpq result fetched in binary format (PQexecPrepared/PQexecParams with
  * resultFormat = 1), as text or C numbers.
  *
- * Why: PostgreSQL's text output functions are a large share of what a read costs it. Measured
- * with pgbench on the transactions list (21 rows of 12 columns, prepared): the same rows with
- * created_at as extract(epoch …) numeric text ran at 2,825 statements/s, as plain text columns
- * at 4,209, the ids alone at 5,790; binary output skips the output functions (uuid_out,
- * timestamptz_out with its time-zone conversion, numeric_out) and hands over the stored bytes,
- * which this module turns into what the API shows. It also needs no session setting: a binary
- * timestamptz is UTC microseconds whatever TimeZone or DateStyle the session has.
+ * Why: PostgreSQL's text output functions (uuid_out, timestamptz_out with its time-zone
+ * conversion, numeric_out, and more so to_char and JSON built in SQL) are a large share of what a
+ * read of many rows costs it (figures: bench/README.md, "the transactions list"); binary output
+ * hands over the stored bytes, which this module turns into what the API shows. It also needs
+ * no session setting: a binary timestamptz is UTC microseconds whatever TimeZone or DateStyle
+ * the session has. Tested against PostgreSQL's own text in tests/unit/test_transactions_list.c.
  *
  * Formats (PostgreSQL's send functions, stable since integer datetimes became the only kind in
  * 10): uuid 16 bytes; int8 8 bytes big-endian; timestamptz int8 µs since 2000-01-01 UTC;
