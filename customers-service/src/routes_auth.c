@@ -14,19 +14,19 @@ static void h_register(struct svc_req *r) {
 static void h_login(struct svc_req *r) {
     char ip[64];
     svc_client_ip(r, ip, sizeof ip);
-    struct svc_result res = auth_login(cx_of(r), r->cid, ip, r->body);
+    struct svc_result res = sessions_login(cx_of(r), r->cid, ip, r->body);
     svc_respond_result(r, &res);
 }
 
 static void h_refresh(struct svc_req *r) {
-    struct svc_result res = auth_refresh(cx_of(r), r->cid, r->body);
+    struct svc_result res = sessions_refresh(cx_of(r), r->cid, r->body);
     svc_respond_result(r, &res);
 }
 
 static void h_logout(struct svc_req *r) {
     struct svc_principal who;
     if (!svc_authenticate(&cx_of(r)->auth, r, &who)) return;
-    struct svc_result res = auth_logout(cx_of(r), r->cid, &who);
+    struct svc_result res = sessions_logout(cx_of(r), r->cid, &who);
     svc_principal_clear(&who);
     svc_respond_result(r, &res);
 }
@@ -40,7 +40,7 @@ static void h_me(struct svc_req *r) {
 }
 
 static void h_token(struct svc_req *r) {
-    struct svc_result res = auth_client_token(cx_of(r), r->cid, r->body);
+    struct svc_result res = sessions_client_token(cx_of(r), r->cid, r->body);
     svc_respond_result(r, &res);
 }
 

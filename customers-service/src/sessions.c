@@ -88,7 +88,7 @@ static int create_session(struct customers_ctx *cx, const char *uid, const char 
     return rc;
 }
 
-struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const char *client_ip, const json_t *body) {
+struct svc_result sessions_login(struct customers_ctx *cx, const char *cid, const char *client_ip, const json_t *body) {
     const char *login = json_string_value(json_object_get(body, "login"));
     const char *password = json_string_value(json_object_get(body, "password"));
     if (!login || !password || !*login || strlen(login) > 254 || strlen(password) > PASSWORD_MAX_BYTES) {
@@ -158,7 +158,7 @@ struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const ch
     return res;
 }
 
-struct svc_result auth_refresh(struct customers_ctx *cx, const char *cid, const json_t *body) {
+struct svc_result sessions_refresh(struct customers_ctx *cx, const char *cid, const json_t *body) {
     const char *token = json_string_value(json_object_get(body, "refresh_token"));
     struct svc_result invalid = SVC_RESULT_ERR(SVC_UNAUTHORIZED, "invalid_refresh_token", "the refresh token is not valid");
     if (!token || strlen(token) > 120) return invalid;
@@ -237,7 +237,7 @@ static int delete_sessions(struct customers_ctx *cx, const char *uid, const char
     return rc;
 }
 
-struct svc_result auth_logout(struct customers_ctx *cx, const char *cid, const struct svc_principal *who) {
+struct svc_result sessions_logout(struct customers_ctx *cx, const char *cid, const struct svc_principal *who) {
     if (!who->sid[0]) return SVC_RESULT_ERR(SVC_INVALID, "no_session", "this token has no session");
     const char *sids[1] = {who->sid};
     if (delete_sessions(cx, who->sub, sids, 1) != 0) {
@@ -276,7 +276,7 @@ void sessions_note_user_changed(struct customers_ctx *cx, const char *cid, const
     (void)sessions_revoke_user(cx, cid, user_id); /* logged; the change itself stands */
 }
 
-struct svc_result auth_client_token(struct customers_ctx *cx, const char *cid, const json_t *body) {
+struct svc_result sessions_client_token(struct customers_ctx *cx, const char *cid, const json_t *body) {
     const char *id = json_string_value(json_object_get(body, "client_id"));
     const char *secret = json_string_value(json_object_get(body, "client_secret"));
     struct svc_result bad = SVC_RESULT_ERR(SVC_UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");

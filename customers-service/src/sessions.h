@@ -15,10 +15,10 @@
 
 #include "ctx.h"
 
-struct svc_result auth_login(struct customers_ctx *cx, const char *cid, const char *client_ip, const json_t *body);
-struct svc_result auth_refresh(struct customers_ctx *cx, const char *cid, const json_t *body);
-struct svc_result auth_logout(struct customers_ctx *cx, const char *cid, const struct svc_principal *who);
-struct svc_result auth_client_token(struct customers_ctx *cx, const char *cid, const json_t *body);
+struct svc_result sessions_login(struct customers_ctx *cx, const char *cid, const char *client_ip, const json_t *body);
+struct svc_result sessions_refresh(struct customers_ctx *cx, const char *cid, const json_t *body);
+struct svc_result sessions_logout(struct customers_ctx *cx, const char *cid, const struct svc_principal *who);
+struct svc_result sessions_client_token(struct customers_ctx *cx, const char *cid, const json_t *body);
 /* Revokes every session of the user. Returns 0, or -1 when Redis could not be reached (logged). */
 int sessions_revoke_user(struct customers_ctx *cx, const char *cid, const char *user_id);
 /* A user's password, role or permissions changed: their sessions end so new tokens carry the

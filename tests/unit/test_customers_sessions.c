@@ -89,7 +89,7 @@ static int teardown(void **state) {
 static struct svc_result issue(const char *id, const char *secret) {
     json_t *body = json_pack("{s:s,s:s}", "client_id", id, "client_secret", secret);
     assert_non_null(body);
-    struct svc_result r = auth_client_token(&cx, "test-cid", body);
+    struct svc_result r = sessions_client_token(&cx, "test-cid", body);
     json_decref(body);
     return r;
 }
@@ -156,7 +156,7 @@ static void test_logout_while_the_session_store_is_down_is_503_not_204(void **st
     memset(&who, 0, sizeof who);
     snprintf(who.sub, sizeof who.sub, "5aa69828-b9bd-4ad4-9a5e-07b5dd40db45");
     snprintf(who.sid, sizeof who.sid, "0d56f973-5da6-4394-92aa-634f7f918059");
-    struct svc_result r = auth_logout(&cx, "test-cid", &who);
+    struct svc_result r = sessions_logout(&cx, "test-cid", &who);
     assert_int_equal(r.st, SVC_UNAVAILABLE);
     assert_string_equal(r.code, "session_store_unavailable");
     svc_result_clear(&r);
