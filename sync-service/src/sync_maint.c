@@ -33,9 +33,9 @@ bool sync_sleep(struct sync_ctx *cx, long ms) {
     return atomic_load(&cx->stopping);
 }
 
-static void resume(struct sync_ctx *cx, PGconn *c, const struct repo_expired *e) {
+static void resume(struct sync_ctx *cx, PGconn *c, const struct sync_repo_expired *e) {
     int resumes = 0;
-    svc_status st = repo_run_resume(c, e->id, cx->set.lease_ttl_ms, (int)cx->set.max_resumes, &resumes);
+    svc_status st = sync_repo_run_resume(c, e->id, cx->set.lease_ttl_ms, (int)cx->set.max_resumes, &resumes);
     if (st == SVC_UNPROCESSABLE) {
         atomic_fetch_add_explicit(cx->m.runs_failed, 1, memory_order_relaxed);
         svc_logf(&cx->app.log, SVC_LOG_ERROR, e->cid, "sync: run failed: its lease expired too often", "{s:s,s:i}",
@@ -53,22 +53,22 @@ static void resume(struct sync_ctx *cx, PGconn *c, const struct repo_expired *e)
              "{s:s,s:s,s:i}", "run_id", e->id, "status", e->status, "resume", resumes);
 }
 
-static void check_processing(struct sync_ctx *cx, PGconn *c, const struct repo_expired *e) {
+static void check_processing(struct sync_ctx *cx, PGconn *c, const struct sync_repo_expired *e) {
     char status[SYNC_STATUS_MAX];
     if (e->queued_batches == 0) {
-        if (repo_run_settle(c, e->id, status) == SVC_OK)
+        if (sync_repo_run_settle(c, e->id, status) == SVC_OK)
             svc_logf(&cx->app.log, SVC_LOG_INFO, e->cid, "sync: run settled", "{s:s,s:s}", "run_id", e->id, "status",
                      status);
         return;
     }
     struct svc_queue_stats qs;
     if (svc_queue_stats(cx->q_batches, &qs) != SVC_OK || qs.waiting + qs.active + qs.delayed > 0) {
-        repo_lease_extend(c, e->id, cx->set.lease_ttl_ms);   /* still working (or cannot tell) */
+        sync_repo_lease_extend(c, e->id, cx->set.lease_ttl_ms);   /* still working (or cannot tell) */
         return;
     }
     char reason[160];
     snprintf(reason, sizeof reason, "%lld batches were lost from the queue", e->queued_batches);
-    if (repo_run_fail(c, e->id, NULL, reason) == SVC_OK) {
+    if (sync_repo_run_fail(c, e->id, NULL, reason) == SVC_OK) {
         atomic_fetch_add_explicit(cx->m.runs_failed, 1, memory_order_relaxed);
         svc_logf(&cx->app.log, SVC_LOG_ERROR, e->cid, "sync: run failed", "{s:s,s:s}", "run_id", e->id, "reason",
                  reason);
@@ -79,9 +79,9 @@ void sync_reap(struct sync_ctx *cx) {
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return;
-    struct repo_expired list[REAP_MAX];
+    struct sync_repo_expired list[REAP_MAX];
     int n = 0;
-    if (repo_expired_runs(c, list, REAP_MAX, &n) == SVC_OK) {
+    if (sync_repo_expired_runs(c, list, REAP_MAX, &n) == SVC_OK) {
         for (int i = 0; i < n; i++) {
             if (strcmp(list[i].status, "PROCESSING") == 0) check_processing(cx, c, &list[i]);
             else resume(cx, c, &list[i]);

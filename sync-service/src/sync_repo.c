@@ -1,5 +1,5 @@
 /* SQL for the sync schema (see sync_repo.h). Parameters always go through PQexecParams; the
- * only text built here is the array literals of repo_errors (svc/pg_array.h). */
+ * only text built here is the array literals of sync_repo_errors (svc/pg_array.h). */
 #include "sync_repo.h"
 
 #include "svc/pg.h"
@@ -59,15 +59,15 @@ static svc_status one_json(PGconn *c, const char *sql, int n, const char *const 
 
 #define INTERVAL_MS(p) "(" p "::bigint * interval '1 millisecond')"
 
-/* ------------------------------------------------------------------ repo_errors */
+/* ------------------------------------------------------------------ sync_repo_errors */
 
-void repo_errors_init(struct repo_errors *e) {
+void sync_repo_errors_init(struct sync_repo_errors *e) {
     svc_buf_init(&e->pos);
     svc_buf_init(&e->why);
-    repo_errors_reset(e);
+    sync_repo_errors_reset(e);
 }
 
-void repo_errors_reset(struct repo_errors *e) {
+void sync_repo_errors_reset(struct sync_repo_errors *e) {
     svc_buf_reset(&e->pos);
     svc_buf_reset(&e->why);
     svc_pg_array_open(&e->pos);
@@ -75,19 +75,19 @@ void repo_errors_reset(struct repo_errors *e) {
     e->n = 0;
 }
 
-void repo_errors_free(struct repo_errors *e) {
+void sync_repo_errors_free(struct sync_repo_errors *e) {
     svc_buf_free(&e->pos);
     svc_buf_free(&e->why);
 }
 
-void repo_errors_add(struct repo_errors *e, uint64_t position, const char *reason) {
+void sync_repo_errors_add(struct sync_repo_errors *e, uint64_t position, const char *reason) {
     svc_pg_array_int(&e->pos, (int64_t)position);
     svc_pg_array_text(&e->why, reason);
     e->n++;
 }
 
 /* The two array literals, closed (into the caller's scratch buffers). NULL on OOM. */
-static bool errors_params(const struct repo_errors *e, struct svc_buf *pos, struct svc_buf *why) {
+static bool errors_params(const struct sync_repo_errors *e, struct svc_buf *pos, struct svc_buf *why) {
     svc_buf_init(pos);
     svc_buf_init(why);
     if (!e || e->n == 0) {
@@ -129,7 +129,7 @@ static svc_status take_run(PGresult *r, char *run_id, char **json, bool *created
     return *json ? SVC_OK : SVC_INTERNAL;
 }
 
-svc_status repo_run_trigger(PGconn *c, const char *trigger, const char *requested_by, const char *cid,
+svc_status sync_repo_run_trigger(PGconn *c, const char *trigger, const char *requested_by, const char *cid,
                             long lease_ttl_ms, char run_id[SVC_UUID_LEN + 1], char **json, bool *created) {
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", lease_ttl_ms);
@@ -151,12 +151,12 @@ svc_status repo_run_trigger(PGconn *c, const char *trigger, const char *requeste
     return SVC_CONFLICT;
 }
 
-svc_status repo_run_get(PGconn *c, const char *run_id, char **json) {
+svc_status sync_repo_run_get(PGconn *c, const char *run_id, char **json) {
     const char *v[] = {run_id};
     return one_json(c, "SELECT sync.run_json(r) FROM sync.sync_runs r WHERE r.id = $1", 1, v, json);
 }
 
-svc_status repo_run_latest(PGconn *c, char **json, char status[SYNC_STATUS_MAX]) {
+svc_status sync_repo_run_latest(PGconn *c, char **json, char status[SYNC_STATUS_MAX]) {
     PGresult *r;
     svc_status s = run(c, "SELECT sync.run_json(r), r.status FROM sync.sync_runs r ORDER BY r.created_at DESC, r.id DESC LIMIT 1",
                        0, NULL, &r);
@@ -171,9 +171,9 @@ svc_status repo_run_latest(PGconn *c, char **json, char status[SYNC_STATUS_MAX])
     return *json ? SVC_OK : SVC_INTERNAL;
 }
 
-const struct svc_list repo_history_kind = {.kind = 'R', .timed = true, .id = SVC_CURSOR_UUID, .legacy_page = true};
-const struct svc_list repo_errors_kind = {.kind = 'E', .timed = false, .id = SVC_CURSOR_INT, .legacy_page = true};
-const struct svc_list repo_job_runs_kind = {.kind = 'J', .timed = true, .id = SVC_CURSOR_INT, .legacy_page = true};
+const struct svc_list sync_repo_history_kind = {.kind = 'R', .timed = true, .id = SVC_CURSOR_UUID, .legacy_page = true};
+const struct svc_list sync_repo_errors_kind = {.kind = 'E', .timed = false, .id = SVC_CURSOR_INT, .legacy_page = true};
+const struct svc_list sync_repo_job_runs_kind = {.kind = 'J', .timed = true, .id = SVC_CURSOR_INT, .legacy_page = true};
 
 /* Runs a page statement (rows of json, key time µs, key id, total; see svc_page_render_pg).
  * no_rows_is_missing: a statement that returns no row at all says its parent does not exist. */
@@ -193,11 +193,11 @@ static svc_status page_rows(PGconn *c, const struct svc_list *l, const struct sv
  * then. The page's rows are LEFT JOINed to it so that an empty page still returns the total. */
 #define TOTAL(flag, count_sql) "n AS (SELECT CASE WHEN " flag "::bool THEN (" count_sql ") END AS total)"
 
-svc_status repo_run_history(PGconn *c, const struct svc_page *page, char **json) {
+svc_status sync_repo_run_history(PGconn *c, const struct svc_page *page, char **json) {
     struct svc_page_sql p;
     svc_page_sql(page, &p);
     const char *v[] = {p.fetch, p.offset, p.total, p.time, p.id};
-    return page_rows(c, &repo_history_kind, page,
+    return page_rows(c, &sync_repo_history_kind, page,
                      "WITH " TOTAL("$3", "SELECT count(*) FROM sync.sync_runs") ","
                      " p AS (SELECT r FROM sync.sync_runs r"
                      "        WHERE ($4::timestamptz IS NULL OR (r.created_at, r.id) < ($4::timestamptz, $5::uuid))"
@@ -208,11 +208,11 @@ svc_status repo_run_history(PGconn *c, const struct svc_page *page, char **json)
                      5, v, false, json);
 }
 
-svc_status repo_run_errors(PGconn *c, const char *run_id, const struct svc_page *page, char **json) {
+svc_status sync_repo_run_errors(PGconn *c, const char *run_id, const struct svc_page *page, char **json) {
     struct svc_page_sql p;
     svc_page_sql(page, &p);
     const char *v[] = {run_id, p.fetch, p.offset, p.total, p.id};
-    return page_rows(c, &repo_errors_kind, page,
+    return page_rows(c, &sync_repo_errors_kind, page,
                      "WITH r AS (SELECT id FROM sync.sync_runs WHERE id = $1::uuid),"
                      " " TOTAL("$4", "SELECT count(*) FROM sync.sync_errors WHERE run_id = $1::uuid") ","
                      " p AS (SELECT e.* FROM sync.sync_errors e"
@@ -225,12 +225,12 @@ svc_status repo_run_errors(PGconn *c, const char *run_id, const struct svc_page 
                      5, v, true, json);
 }
 
-svc_status repo_job_runs(PGconn *c, const char *queue, const char *run_id, const struct svc_page *page, char **json) {
+svc_status sync_repo_job_runs(PGconn *c, const char *queue, const char *run_id, const struct svc_page *page, char **json) {
     struct svc_page_sql p;
     svc_page_sql(page, &p);
     const char *v[] = {queue, run_id, p.fetch, p.offset, p.total, p.time, p.id};
 #define JOB_FILTER "($1::text IS NULL OR j.queue = $1) AND ($2::uuid IS NULL OR j.run_id = $2::uuid)"
-    return page_rows(c, &repo_job_runs_kind, page,
+    return page_rows(c, &sync_repo_job_runs_kind, page,
                      "WITH " TOTAL("$5", "SELECT count(*) FROM sync.job_runs j WHERE " JOB_FILTER) ","
                      " p AS (SELECT j.* FROM sync.job_runs j WHERE " JOB_FILTER
                      "        AND ($6::timestamptz IS NULL OR (j.started_at, j.id) < ($6::timestamptz, $7::bigint))"
@@ -261,7 +261,7 @@ static const char SQL_CLAIM[] =
     "  WHERE run_id = $1 AND outcome = 'streaming' AND EXISTS (SELECT 1 FROM r)) "
     "SELECT correlation_id, status, attempts FROM r";
 
-svc_status repo_run_claim(PGconn *c, const char *run_id, const char *owner, long ttl_ms, char cid[SVC_CID_MAX + 1],
+svc_status sync_repo_run_claim(PGconn *c, const char *run_id, const char *owner, long ttl_ms, char cid[SVC_CID_MAX + 1],
                           char status[SYNC_STATUS_MAX], int *attempts) {
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
@@ -284,7 +284,7 @@ svc_status repo_run_claim(PGconn *c, const char *run_id, const char *owner, long
     return SVC_NOT_FOUND;
 }
 
-svc_status repo_attempt_begin(PGconn *c, const char *run_id, const char *owner, long ttl_ms, int *attempt) {
+svc_status sync_repo_attempt_begin(PGconn *c, const char *run_id, const char *owner, long ttl_ms, int *attempt) {
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
     const char *v[] = {run_id, owner, ttl};
@@ -320,23 +320,23 @@ static const char SQL_PROGRESS[] =
     "FROM r WHERE s.id = r.id "
     "RETURNING s.status, s.batches_total, s.batches_done, s.batches_failed, (SELECT count(*) FROM b)";
 
-static void counts_params(const struct repo_counts *n, char b[4][24]) {
+static void counts_params(const struct sync_repo_counts *n, char b[4][24]) {
     snprintf(b[0], 24, "%lld", n->received_delta);
     snprintf(b[1], 24, "%lld", n->valid);
     snprintf(b[2], 24, "%lld", n->invalid);
     snprintf(b[3], 24, "%lld", n->duplicates);
 }
 
-static void state_of(const PGresult *r, struct repo_run_state *st) {
+static void state_of(const PGresult *r, struct sync_repo_run_state *st) {
     copy_text(st->status, sizeof st->status, PQgetvalue(r, 0, 0));
     st->batches_total = ll_of(r, 0, 1);
     st->batches_done = ll_of(r, 0, 2);
     st->batches_failed = ll_of(r, 0, 3);
 }
 
-svc_status repo_progress(PGconn *c, const char *run_id, const char *owner, int attempt, long ttl_ms,
-                         const struct repo_counts *n, const struct repo_errors *errors,
-                         const struct repo_batch_row *batch, struct repo_run_state *state) {
+svc_status sync_repo_progress(PGconn *c, const char *run_id, const char *owner, int attempt, long ttl_ms,
+                         const struct sync_repo_counts *n, const struct sync_repo_errors *errors,
+                         const struct sync_repo_batch_row *batch, struct sync_repo_run_state *state) {
     char att[16], ttl[24], cnt[4][24], seq[16], recs[16], first[24];
     snprintf(att, sizeof att, "%d", attempt);
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
@@ -387,9 +387,9 @@ static const char SQL_ATTEMPT_END[] =
     "  lease_expires_at = now() + " INTERVAL_MS("$13") " "
     "FROM r WHERE s.id = r.id RETURNING s.status";
 
-svc_status repo_attempt_end(PGconn *c, const char *run_id, const char *owner, int attempt, long ttl_ms,
-                            const char *outcome, long http_status, const char *error, const struct repo_counts *n,
-                            const struct repo_errors *errors, char status[SYNC_STATUS_MAX]) {
+svc_status sync_repo_attempt_end(PGconn *c, const char *run_id, const char *owner, int attempt, long ttl_ms,
+                            const char *outcome, long http_status, const char *error, const struct sync_repo_counts *n,
+                            const struct sync_repo_errors *errors, char status[SYNC_STATUS_MAX]) {
     char att[16], hs[16], cnt[4][24], ttl[24];
     snprintf(att, sizeof att, "%d", attempt);
     snprintf(hs, sizeof hs, "%ld", http_status);
@@ -413,7 +413,7 @@ svc_status repo_attempt_end(PGconn *c, const char *run_id, const char *owner, in
     return SVC_OK;
 }
 
-svc_status repo_lease_renew(PGconn *c, const char *run_id, const char *owner, long ttl_ms, struct repo_run_state *state) {
+svc_status sync_repo_lease_renew(PGconn *c, const char *run_id, const char *owner, long ttl_ms, struct sync_repo_run_state *state) {
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
     const char *v[] = {run_id, owner, ttl};
@@ -434,7 +434,7 @@ svc_status repo_lease_renew(PGconn *c, const char *run_id, const char *owner, lo
     return SVC_OK;
 }
 
-svc_status repo_lease_release(PGconn *c, const char *run_id, const char *owner) {
+svc_status sync_repo_lease_release(PGconn *c, const char *run_id, const char *owner) {
     const char *v[] = {run_id, owner};
     PGresult *r;
     svc_status s = run(c,
@@ -445,7 +445,7 @@ svc_status repo_lease_release(PGconn *c, const char *run_id, const char *owner) 
     return s;
 }
 
-svc_status repo_run_fail(PGconn *c, const char *run_id, const char *owner, const char *reason) {
+svc_status sync_repo_run_fail(PGconn *c, const char *run_id, const char *owner, const char *reason) {
     const char *v[] = {run_id, owner, reason};
     PGresult *r;
     svc_status s = run(c,
@@ -506,9 +506,9 @@ static const char SQL_BATCH_FAILED[] =
     "                THEN NULL ELSE s.lease_owner END "
     "FROM b WHERE s.id = b.run_id RETURNING s.status";
 
-svc_status repo_batch_done(PGconn *c, const char *run_id, uint32_t seq, const char *digest,
-                           const struct repo_batch_result *res, const struct repo_errors *rejected,
-                           const struct repo_audit *a, long ttl_ms, bool *counted, char status[SYNC_STATUS_MAX]) {
+svc_status sync_repo_batch_done(PGconn *c, const char *run_id, uint32_t seq, const char *digest,
+                           const struct sync_repo_batch_result *res, const struct sync_repo_errors *rejected,
+                           const struct sync_repo_audit *a, long ttl_ms, bool *counted, char status[SYNC_STATUS_MAX]) {
     char sq[16], n[5][24], ttl[24], att[16], started[24], dur[24];
     snprintf(sq, sizeof sq, "%" PRIu32, seq);
     snprintf(n[0], 24, "%lld", res->inserted);
@@ -535,8 +535,8 @@ svc_status repo_batch_done(PGconn *c, const char *run_id, uint32_t seq, const ch
     return SVC_OK;
 }
 
-svc_status repo_batch_failed(PGconn *c, const char *run_id, uint32_t seq, const char *digest,
-                             const struct repo_audit *a, bool *counted, char status[SYNC_STATUS_MAX]) {
+svc_status sync_repo_batch_failed(PGconn *c, const char *run_id, uint32_t seq, const char *digest,
+                             const struct sync_repo_audit *a, bool *counted, char status[SYNC_STATUS_MAX]) {
     char sq[16], att[16], started[24], dur[24];
     snprintf(sq, sizeof sq, "%" PRIu32, seq);
     snprintf(att, sizeof att, "%d", a->attempt);
@@ -553,7 +553,7 @@ svc_status repo_batch_failed(PGconn *c, const char *run_id, uint32_t seq, const 
     return SVC_OK;
 }
 
-svc_status repo_audit_add(PGconn *c, const struct repo_audit *a, const char *status) {
+svc_status sync_repo_audit_add(PGconn *c, const struct sync_repo_audit *a, const char *status) {
     char att[16], started[24], dur[24];
     snprintf(att, sizeof att, "%d", a->attempt);
     snprintf(started, sizeof started, "%lld", a->started_unix_ms);
@@ -569,7 +569,7 @@ svc_status repo_audit_add(PGconn *c, const struct repo_audit *a, const char *sta
     return s;
 }
 
-svc_status repo_audit_start(PGconn *c, const struct repo_audit *a, long long *id) {
+svc_status sync_repo_audit_start(PGconn *c, const struct sync_repo_audit *a, long long *id) {
     char att[16];
     snprintf(att, sizeof att, "%d", a->attempt);
     const char *v[] = {a->queue, a->job_id, a->run_id, att, a->instance};
@@ -584,7 +584,7 @@ svc_status repo_audit_start(PGconn *c, const struct repo_audit *a, long long *id
     return SVC_OK;
 }
 
-svc_status repo_audit_finish(PGconn *c, long long id, const char *status, const char *error) {
+svc_status sync_repo_audit_finish(PGconn *c, long long id, const char *status, const char *error) {
     char ids[24];
     snprintf(ids, sizeof ids, "%lld", id);
     const char *v[] = {ids, status, error};
@@ -599,7 +599,7 @@ svc_status repo_audit_finish(PGconn *c, long long id, const char *status, const 
 
 /* ------------------------------------------------------------------ the reaper */
 
-svc_status repo_expired_runs(PGconn *c, struct repo_expired *out, int max, int *n) {
+svc_status sync_repo_expired_runs(PGconn *c, struct sync_repo_expired *out, int max, int *n) {
     char m[16];
     snprintf(m, sizeof m, "%d", max);
     const char *v[] = {m};
@@ -622,7 +622,7 @@ svc_status repo_expired_runs(PGconn *c, struct repo_expired *out, int max, int *
     return SVC_OK;
 }
 
-svc_status repo_run_resume(PGconn *c, const char *run_id, long ttl_ms, int max_resumes, int *resumes) {
+svc_status sync_repo_run_resume(PGconn *c, const char *run_id, long ttl_ms, int max_resumes, int *resumes) {
     char ttl[24], mx[16];
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
     snprintf(mx, sizeof mx, "%d", max_resumes);
@@ -661,7 +661,7 @@ svc_status repo_run_resume(PGconn *c, const char *run_id, long ttl_ms, int max_r
     return s;
 }
 
-svc_status repo_lease_extend(PGconn *c, const char *run_id, long ttl_ms) {
+svc_status sync_repo_lease_extend(PGconn *c, const char *run_id, long ttl_ms) {
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
     const char *v[] = {run_id, ttl};
@@ -674,7 +674,7 @@ svc_status repo_lease_extend(PGconn *c, const char *run_id, long ttl_ms) {
     return s;
 }
 
-svc_status repo_run_settle(PGconn *c, const char *run_id, char status[SYNC_STATUS_MAX]) {
+svc_status sync_repo_run_settle(PGconn *c, const char *run_id, char status[SYNC_STATUS_MAX]) {
     const char *v[] = {run_id};
     PGresult *r;
     svc_status s = run(c,

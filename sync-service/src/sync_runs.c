@@ -39,7 +39,7 @@ svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char
     PGconn *c = acquire(cx, &st);
     if (!c) return st;
     char run_id[SVC_UUID_LEN + 1];
-    st = repo_run_trigger(c, trigger, requested_by, cid, cx->set.lease_ttl_ms, run_id, json, created);
+    st = sync_repo_run_trigger(c, trigger, requested_by, cid, cx->set.lease_ttl_ms, run_id, json, created);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return st == SVC_CONFLICT ? SVC_UNAVAILABLE : st;
     if (!*created) return SVC_OK;
@@ -53,7 +53,7 @@ svc_status sync_trigger_run(struct sync_ctx *cx, const char *trigger, const char
                  "status", svc_status_code(qs));
         c = acquire(cx, &st);
         if (c) {
-            repo_run_fail(c, run_id, NULL, "job queue unavailable when the run was triggered");
+            sync_repo_run_fail(c, run_id, NULL, "job queue unavailable when the run was triggered");
             svc_pg_release(cx->app.pg, c);
         }
         free(*json);
@@ -95,7 +95,7 @@ struct svc_result sync_status(struct sync_ctx *cx, const char *cid, const struct
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL, status[SYNC_STATUS_MAX];
-    st = repo_run_latest(c, &json, status);
+    st = sync_repo_run_latest(c, &json, status);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "no_sync_run", "no sync run yet");
     if (st != SVC_OK) return db_error(cx, cid, "latest run", st);
@@ -121,13 +121,13 @@ struct svc_result sync_history(struct sync_ctx *cx, const char *cid, const struc
     if (!who->is_admin) return FORBIDDEN;
     struct svc_page page;
     json_t *fields = json_object();
-    if (!svc_page_parse(&repo_history_kind, paging, &page, fields)) return svc_query_invalid(fields);
+    if (!svc_page_parse(&sync_repo_history_kind, paging, &page, fields)) return svc_query_invalid(fields);
     json_decref(fields);
     svc_status st;
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = repo_run_history(c, &page, &json);
+    st = sync_repo_run_history(c, &page, &json);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return db_error(cx, cid, "history", st);
     return raw_ok(json);
@@ -140,7 +140,7 @@ struct svc_result sync_get(struct sync_ctx *cx, const char *cid, const struct sv
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = repo_run_get(c, id, &json);
+    st = sync_repo_run_get(c, id, &json);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
     if (st != SVC_OK) return db_error(cx, cid, "get run", st);
@@ -153,13 +153,13 @@ struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct
     if (!id || !svc_uuid_is_valid(id)) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
     struct svc_page page;
     json_t *fields = json_object();
-    if (!svc_page_parse(&repo_errors_kind, paging, &page, fields)) return svc_query_invalid(fields);
+    if (!svc_page_parse(&sync_repo_errors_kind, paging, &page, fields)) return svc_query_invalid(fields);
     json_decref(fields);
     svc_status st;
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = repo_run_errors(c, id, &page, &json);
+    st = sync_repo_run_errors(c, id, &page, &json);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_NOT_FOUND) return SVC_RESULT_ERR(SVC_NOT_FOUND, "sync_run_not_found", "no such sync run");
     if (st != SVC_OK) return db_error(cx, cid, "run errors", st);
@@ -171,7 +171,7 @@ struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const stru
     if (!who->is_admin) return FORBIDDEN;
     struct svc_page page;
     json_t *fields = json_object();
-    bool ok = svc_page_parse(&repo_job_runs_kind, paging, &page, fields);
+    bool ok = svc_page_parse(&sync_repo_job_runs_kind, paging, &page, fields);
     if (run_id && !svc_uuid_is_valid(run_id)) {
         svc_query_reason(fields, "run_id", "must be a run id (UUID)");
         ok = false;
@@ -187,7 +187,7 @@ struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const stru
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = repo_job_runs(c, queue, run_id, &page, &json);
+    st = sync_repo_job_runs(c, queue, run_id, &page, &json);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return db_error(cx, cid, "job runs", st);
     return raw_ok(json);

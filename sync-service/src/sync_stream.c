@@ -34,7 +34,7 @@ struct reader {
     struct sync_split split;
     bool split_ready;
     struct sync_batch batch;
-    struct repo_errors errors;
+    struct sync_repo_errors errors;
     struct sync_idset *ids;
     uint64_t rng;
     /* the run */
@@ -51,7 +51,7 @@ struct reader {
     char why[256];
     long last_flush_ms;
     long renew_every_ms;
-    struct repo_run_state state;
+    struct sync_repo_run_state state;
 };
 
 void *sync_stream_thread_init(void *arg, int index) {
@@ -62,7 +62,7 @@ void *sync_stream_thread_init(void *arg, int index) {
     rd->curl = curl_easy_init();
     rd->ids = idset_new();
     sync_batch_init(&rd->batch);
-    repo_errors_init(&rd->errors);
+    sync_repo_errors_init(&rd->errors);
     if (svc_random_bytes(&rd->rng, sizeof rd->rng) != 0) rd->rng = (uint64_t)time(NULL) ^ (uint64_t)index;
     rd->renew_every_ms = cx->set.lease_ttl_ms / 3 < RENEW_EVERY_MS ? cx->set.lease_ttl_ms / 3 : RENEW_EVERY_MS;
     if (!rd->curl || !rd->ids) {
@@ -78,7 +78,7 @@ void sync_stream_thread_fini(void *thread_ctx, void *arg) {
     if (rd->curl) curl_easy_cleanup(rd->curl);
     if (rd->split_ready) split_free(&rd->split);
     sync_batch_free(&rd->batch);
-    repo_errors_free(&rd->errors);
+    sync_repo_errors_free(&rd->errors);
     idset_free(rd->ids);
     free(rd);
 }
@@ -91,8 +91,8 @@ static void set_abort(struct reader *rd, enum abort_kind k, const char *why) {
 
 static bool stopping(const struct reader *rd) { return atomic_load(&rd->cx->stopping); }
 
-static struct repo_counts counts_of(const struct reader *rd) {
-    struct repo_counts n = {rd->received - rd->received_flushed, rd->valid, rd->invalid, rd->duplicates};
+static struct sync_repo_counts counts_of(const struct reader *rd) {
+    struct sync_repo_counts n = {rd->received - rd->received_flushed, rd->valid, rd->invalid, rd->duplicates};
     return n;
 }
 
@@ -109,17 +109,17 @@ static int store_failed(struct reader *rd, svc_status st, const char *what) {
 }
 
 /* Writes progress (and optionally the batch just finished). */
-static int write_progress(struct reader *rd, const struct repo_batch_row *batch) {
+static int write_progress(struct reader *rd, const struct sync_repo_batch_row *batch) {
     struct sync_ctx *cx = rd->cx;
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return store_failed(rd, st, "database");
-    struct repo_counts n = counts_of(rd);
-    st = repo_progress(c, rd->run_id, cx->owner, rd->attempt, cx->set.lease_ttl_ms, &n, &rd->errors, batch, &rd->state);
+    struct sync_repo_counts n = counts_of(rd);
+    st = sync_repo_progress(c, rd->run_id, cx->owner, rd->attempt, cx->set.lease_ttl_ms, &n, &rd->errors, batch, &rd->state);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return store_failed(rd, st, "progress write");
     rd->received_flushed = rd->received;
-    repo_errors_reset(&rd->errors);
+    sync_repo_errors_reset(&rd->errors);
     rd->last_flush_ms = svc_now_ms();
     return 0;
 }
@@ -137,7 +137,7 @@ static int backpressure(struct reader *rd) {
         svc_status st;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (!c) return store_failed(rd, st, "database");
-        st = repo_lease_renew(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, &rd->state);
+        st = sync_repo_lease_renew(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, &rd->state);
         svc_pg_release(cx->app.pg, c);
         if (st != SVC_OK) return store_failed(rd, st, "lease renewal");
         rd->last_flush_ms = svc_now_ms();
@@ -155,7 +155,7 @@ static int flush_batch(struct reader *rd) {
     }
     char digest[17];
     snprintf(digest, sizeof digest, "%016" PRIx64, b->digest);
-    struct repo_batch_row row = {rd->seq, digest, b->count, b->first_position};
+    struct sync_repo_batch_row row = {rd->seq, digest, b->count, b->first_position};
     if (write_progress(rd, &row) != 0) return -1;
 
     char job_id[SVC_QUEUE_JOB_ID_MAX + 1];
@@ -180,7 +180,7 @@ static int on_element(void *arg, const char *data, size_t len, uint64_t pos, boo
     const char *why = truncated ? "too_large" : legacy_record_parse(data, len, &rec);
     if (why) {
         rd->invalid++;
-        repo_errors_add(&rd->errors, pos, why);
+        sync_repo_errors_add(&rd->errors, pos, why);
         if (rd->errors.n >= ERRORS_FLUSH && write_progress(rd, NULL) != 0) return 1;
         return 0;
     }
@@ -264,7 +264,7 @@ static void attempt_reset(struct reader *rd) {
     if (rd->split_ready) split_free(&rd->split);
     rd->split_ready = false;
     sync_batch_reset(&rd->batch);
-    repo_errors_reset(&rd->errors);
+    sync_repo_errors_reset(&rd->errors);
     idset_clear(rd->ids);
 }
 
@@ -355,13 +355,13 @@ static const char *outcome_name(enum outcome o) {
 /* Ends the attempt in the database (a few tries: losing this write would lose its counters). */
 static svc_status end_attempt(struct reader *rd, enum outcome o, char status[SYNC_STATUS_MAX]) {
     struct sync_ctx *cx = rd->cx;
-    struct repo_counts n = counts_of(rd);
+    struct sync_repo_counts n = counts_of(rd);
     svc_status st = SVC_UNAVAILABLE;
     for (int i = 0; i < STORE_TRIES; i++) {
         if (i > 0 && sync_sleep(cx, 200L * i)) break;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (!c) continue;
-        st = repo_attempt_end(c, rd->run_id, cx->owner, rd->attempt, cx->set.lease_ttl_ms, outcome_name(o),
+        st = sync_repo_attempt_end(c, rd->run_id, cx->owner, rd->attempt, cx->set.lease_ttl_ms, outcome_name(o),
                               rd->http_status, o == OUT_COMPLETE ? NULL : rd->why, &n, &rd->errors, status);
         svc_pg_release(cx->app.pg, c);
         if (st == SVC_OK || st == SVC_CONFLICT) break;
@@ -383,7 +383,7 @@ static svc_status fail_run(struct reader *rd, const char *reason) {
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (!c) return st;
-    st = repo_run_fail(c, rd->run_id, cx->owner, reason);
+    st = sync_repo_run_fail(c, rd->run_id, cx->owner, reason);
     svc_pg_release(cx->app.pg, c);
     if (st == SVC_OK) {
         atomic_fetch_add_explicit(cx->m.runs_failed, 1, memory_order_relaxed);
@@ -405,7 +405,7 @@ static enum outcome wait_retry(struct reader *rd, long wait_ms) {
         svc_status st;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (!c) continue;   /* the lease outlives a short outage; the next attempt re-checks it */
-        st = repo_lease_renew(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, &rd->state);
+        st = sync_repo_lease_renew(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, &rd->state);
         svc_pg_release(cx->app.pg, c);
         if (st == SVC_CONFLICT) return OUT_LEASE_LOST;
     }
@@ -415,7 +415,7 @@ static void release_lease(struct reader *rd) {
     svc_status st;
     PGconn *c = svc_pg_acquire(rd->cx->app.pg, -1, &st);
     if (!c) return;
-    repo_lease_release(c, rd->run_id, rd->cx->owner);
+    sync_repo_lease_release(c, rd->run_id, rd->cx->owner);
     svc_pg_release(rd->cx->app.pg, c);
 }
 
@@ -442,7 +442,7 @@ static svc_job_result run_attempts(struct reader *rd, int attempts_done, struct 
         svc_status st;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (c) {
-            st = repo_attempt_begin(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, &rd->attempt);
+            st = sync_repo_attempt_begin(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, &rd->attempt);
             svc_pg_release(cx->app.pg, c);
         }
         if (st == SVC_CONFLICT) {
@@ -537,13 +537,13 @@ svc_job_result sync_stream_job(struct svc_job *job, void *arg) {
         snprintf(job->error, sizeof job->error, "database unavailable");
         return SVC_JOB_RETRY;
     }
-    struct repo_audit audit = {.queue = SYNC_QUEUE_RUNS, .job_id = job->id, .run_id = rd->run_id,
+    struct sync_repo_audit audit = {.queue = SYNC_QUEUE_RUNS, .job_id = job->id, .run_id = rd->run_id,
                                .attempt = job->attempt, .instance = cx->app.instance};
     long long audit_id = 0;
-    if (repo_audit_start(c, &audit, &audit_id) != SVC_OK) audit_id = 0;
+    if (sync_repo_audit_start(c, &audit, &audit_id) != SVC_OK) audit_id = 0;
     char status[SYNC_STATUS_MAX];
     int attempts = 0;
-    st = repo_run_claim(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, rd->cid, status, &attempts);
+    st = sync_repo_run_claim(c, rd->run_id, cx->owner, cx->set.lease_ttl_ms, rd->cid, status, &attempts);
     svc_pg_release(cx->app.pg, c);
 
     svc_job_result res;
@@ -562,7 +562,7 @@ svc_job_result sync_stream_job(struct svc_job *job, void *arg) {
         res = run_attempts(rd, attempts, job, &why);
     }
     if (audit_id > 0 && (c = svc_pg_acquire(cx->app.pg, -1, &st)) != NULL) {
-        repo_audit_finish(c, audit_id, res == SVC_JOB_OK ? "completed" : "failed", why);
+        sync_repo_audit_finish(c, audit_id, res == SVC_JOB_OK ? "completed" : "failed", why);
         svc_pg_release(cx->app.pg, c);
     }
     return res;

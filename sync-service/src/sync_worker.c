@@ -16,7 +16,7 @@ static long long unix_ms(void) {
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struct repo_batch_result *r,
+int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struct sync_repo_batch_result *r,
                              void (*on_invalid)(void *arg, uint32_t index, const char *reason), void *arg) {
     memset(r, 0, sizeof *r);
     if (!body) return -1;
@@ -54,7 +54,7 @@ int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struc
 
 struct rejected_ctx {
     const struct sync_batch_view *v;
-    struct repo_errors *errors;
+    struct sync_repo_errors *errors;
 };
 
 /* Reasons come from the endpoint: only a known, fixed set is stored (no free text). */
@@ -74,22 +74,22 @@ static const char *rejected_reason(const char *why) {
 static void add_rejected(void *arg, uint32_t index, const char *reason) {
     struct rejected_ctx *rc = arg;
     int64_t pos = sync_batch_position(rc->v, index);
-    if (pos >= 0) repo_errors_add(rc->errors, (uint64_t)pos, rejected_reason(reason));
+    if (pos >= 0) sync_repo_errors_add(rc->errors, (uint64_t)pos, rejected_reason(reason));
 }
 
 /* Records the batch's end (done or failed), retrying the database a few times: once the
  * upsert happened, losing this write would lose its counts. */
-static svc_status record(struct sync_ctx *cx, const struct sync_batch_view *v, const struct repo_batch_result *res,
-                         const struct repo_errors *rejected, const struct repo_audit *audit, bool *counted,
+static svc_status record(struct sync_ctx *cx, const struct sync_batch_view *v, const struct sync_repo_batch_result *res,
+                         const struct sync_repo_errors *rejected, const struct sync_repo_audit *audit, bool *counted,
                          char status[SYNC_STATUS_MAX]) {
     svc_status st = SVC_UNAVAILABLE;
     for (int i = 0; i < STORE_TRIES; i++) {
         if (i > 0 && sync_sleep(cx, 250L * i)) break;
         PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
         if (!c) continue;
-        st = res ? repo_batch_done(c, v->run_id, v->seq, v->digest_hex, res, rejected, audit, cx->set.lease_ttl_ms,
+        st = res ? sync_repo_batch_done(c, v->run_id, v->seq, v->digest_hex, res, rejected, audit, cx->set.lease_ttl_ms,
                                    counted, status)
-                 : repo_batch_failed(c, v->run_id, v->seq, v->digest_hex, audit, counted, status);
+                 : sync_repo_batch_failed(c, v->run_id, v->seq, v->digest_hex, audit, counted, status);
         svc_pg_release(cx->app.pg, c);
         if (st == SVC_OK) break;
     }
@@ -109,7 +109,7 @@ static void note_status(struct sync_ctx *cx, const struct sync_batch_view *v, co
 
 /* The batch is given up: record it as failed and dead-letter the job. */
 static svc_job_result give_up(struct sync_ctx *cx, struct svc_job *job, const struct sync_batch_view *v,
-                              struct repo_audit *audit) {
+                              struct sync_repo_audit *audit) {
     bool counted = false;
     char status[SYNC_STATUS_MAX] = "";
     audit->error = job->error;
@@ -148,27 +148,27 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
                                 .timeout_ms = cx->set.upsert_timeout_ms};
     struct httpc_response resp;
     enum httpc_outcome out = httpc_request(cx->customers.http, &req, &resp);
-    struct repo_audit audit = {.queue = SYNC_QUEUE_BATCHES, .job_id = job->id, .run_id = v.run_id,
+    struct sync_repo_audit audit = {.queue = SYNC_QUEUE_BATCHES, .job_id = job->id, .run_id = v.run_id,
                                .attempt = job->attempt, .instance = cx->app.instance, .started_unix_ms = started,
                                .duration_ms = svc_now_ms() - t0};
     bool last = job->attempt >= job->max_attempts;
 
     if (out == HTTPC_OK && resp.status == 200) {
-        struct repo_errors rejected;
-        repo_errors_init(&rejected);
+        struct sync_repo_errors rejected;
+        sync_repo_errors_init(&rejected);
         struct rejected_ctx rc = {&v, &rejected};
-        struct repo_batch_result res;
+        struct sync_repo_batch_result res;
         int prc = sync_parse_upsert_answer(resp.body, resp.len, v.count, &res, add_rejected, &rc);
         httpc_response_free(&resp);
         if (prc != 0) {
-            repo_errors_free(&rejected);
+            sync_repo_errors_free(&rejected);
             snprintf(job->error, sizeof job->error, "malformed bulk-upsert answer");
             return give_up(cx, job, &v, &audit);
         }
         bool counted = false;
         char status[SYNC_STATUS_MAX] = "";
         svc_status st = record(cx, &v, &res, &rejected, &audit, &counted, status);
-        repo_errors_free(&rejected);
+        sync_repo_errors_free(&rejected);
         if (st != SVC_OK) {
             /* the upsert is idempotent: sending the batch again is safe (its rows then count as
              * unchanged) */
@@ -198,7 +198,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     if (c) {
-        repo_audit_add(c, &audit, "failed");
+        sync_repo_audit_add(c, &audit, "failed");
         svc_pg_release(cx->app.pg, c);
     }
     svc_logf(&cx->app.log, SVC_LOG_WARN, v.cid, "sync: batch will be retried", "{s:s,s:i,s:i,s:s}", "run_id",

@@ -6,7 +6,7 @@
  * breaker, retries — the batch's job id is the Idempotency-Key, so even a POST may be repeated)
  * with the run's correlation id. Only the small answer is parsed.
  *
- * Outcomes: 200 → the counts go to the run once (repo_batch_done; a batch delivered twice is
+ * Outcomes: 200 → the counts go to the run once (sync_repo_batch_done; a batch delivered twice is
  * counted once), and records the endpoint refused are listed in sync.sync_errors at their stream
  * positions ("rejected: <reason>"). A connect error, timeout, 5xx, 429, open breaker or missing
  * token is retried by the queue with backoff (Retry-After honoured); on the last attempt, or on
@@ -30,7 +30,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg);
  * Returns 0 and fills *r (r->rejected = number of invalid entries), or -1 when malformed.
  * For each invalid entry with a valid index below count, calls on_invalid (reason is valid only
  * during that call). Exposed for tests. */
-int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struct repo_batch_result *r,
+int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struct sync_repo_batch_result *r,
                              void (*on_invalid)(void *arg, uint32_t index, const char *reason), void *arg);
 
 #endif

@@ -34,7 +34,7 @@ static void collect(void *arg, uint32_t index, const char *reason) {
 static void test_answer_counts_and_rejected_records(void **state) {
     const char *body = "{\"inserted\":5,\"updated\":2,\"deleted\":1,\"unchanged\":1,"
                        "\"invalid\":[{\"index\":3,\"reason\":\"email_taken\"},{\"index\":99,\"reason\":\"x\"}]}";
-    struct repo_batch_result r;
+    struct sync_repo_batch_result r;
     struct seen s = {0};
     assert_int_equal(sync_parse_upsert_answer(body, strlen(body), 10, &r, collect, &s), 0);
     assert_int_equal(r.inserted, 5);
@@ -52,10 +52,10 @@ static void test_answer_malformed_is_refused(void **state) {
                          "{\"inserted\":-1,\"updated\":0,\"deleted\":0,\"unchanged\":0}",
                          "{\"inserted\":1,\"updated\":0,\"deleted\":0,\"unchanged\":0,\"invalid\":{}}", "not json"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        struct repo_batch_result r;
+        struct sync_repo_batch_result r;
         assert_int_equal(sync_parse_upsert_answer(bad[i], strlen(bad[i]), 10, &r, NULL, NULL), -1);
     }
-    struct repo_batch_result r;
+    struct sync_repo_batch_result r;
     assert_int_equal(sync_parse_upsert_answer(NULL, 0, 10, &r, NULL, NULL), -1);
     const char *ok = "{\"inserted\":0,\"updated\":0,\"deleted\":0,\"unchanged\":7}";
     assert_int_equal(sync_parse_upsert_answer(ok, strlen(ok), 10, &r, NULL, NULL), 0);
@@ -90,17 +90,17 @@ static void test_rejected_index_maps_to_stream_position(void **state) {
 }
 
 static void test_error_buffer_builds_array_literals(void **state) {
-    struct repo_errors e;
-    repo_errors_init(&e);
-    repo_errors_add(&e, 7, "broken_json");
-    repo_errors_add(&e, 12345678901ull, "missing_field: id");
+    struct sync_repo_errors e;
+    sync_repo_errors_init(&e);
+    sync_repo_errors_add(&e, 7, "broken_json");
+    sync_repo_errors_add(&e, 12345678901ull, "missing_field: id");
     assert_int_equal(e.n, 2);
     assert_string_equal(e.pos.data, "{7,12345678901");
     assert_string_equal(e.why.data, "{\"broken_json\",\"missing_field: id\"");
-    repo_errors_reset(&e);
+    sync_repo_errors_reset(&e);
     assert_int_equal(e.n, 0);
     assert_string_equal(e.pos.data, "{");
-    repo_errors_free(&e);
+    sync_repo_errors_free(&e);
 }
 
 int main(void) {
