@@ -1,6 +1,6 @@
 /* The legacy API's stream as sync-service reads it: the incremental JSON-array / NDJSON splitter
  * (sync-service/src/sync_split.c) fed in network-sized pieces, each element validated by
- * legacy_record_parse and, when valid, encoded as a bulk-upsert TSV line
+ * sync_record_parse and, when valid, encoded as a bulk-upsert TSV line
  * (sync-service/src/sync_record.c).
  *
  * Input: byte 0 picks the framing (bit 0: NDJSON) and how the body is cut (bits 1-2: random
@@ -13,7 +13,7 @@
  *  - a body that jansson reads as a JSON array splits, with the array framing, into exactly its
  *    items, each reading as the same JSON value (when within the limit);
  *  - an element refused by jansson as JSON (allowing \u0000, which the record rules refuse on
- *    their own) is "broken_json" for legacy_record_parse (unless jansson only ran out of range
+ *    their own) is "broken_json" for sync_record_parse (unless jansson only ran out of range
  *    for a number or met U+0000 in a key), one jansson reads is not (unless nested deeper than the record parser's
  *    limit), and a valid record is an object jansson reads with the same seven values;
  *  - the TSV line of a valid record is six fields and a LF, with only COPY escapes, decoding to
@@ -79,7 +79,7 @@ static int run(enum split_format fmt, size_t max_elem, const char *body, size_t 
 
 static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* Decodes one TSV field written by legacy_record_append_tsv; false on anything else. */
+/* Decodes one TSV field written by sync_record_append_tsv; false on anything else. */
 static bool tsv_decode(const char *p, size_t n, char *out, size_t *outlen) {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -123,8 +123,8 @@ static size_t max_depth(const char *p, size_t n) {
 }
 
 static void check_record(const struct elem *e) {
-    struct legacy_record rec;
-    const char *why = legacy_record_parse(e->data, e->len, &rec);
+    struct sync_record rec;
+    const char *why = sync_record_parse(e->data, e->len, &rec);
     json_error_t jerr;
     json_t *j = json_loadb(e->data, e->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!j) {
@@ -155,7 +155,7 @@ static void check_record(const struct elem *e) {
 
     struct svc_buf b;
     svc_buf_init(&b);
-    legacy_record_append_tsv(&b, &rec);
+    sync_record_append_tsv(&b, &rec);
     FUZZ_CHECK(!b.oom && b.len > 0 && b.data[b.len - 1] == '\n', "TSV line of \"%.300s\" not LF-terminated", e->data);
     FUZZ_CHECK(strlen(b.data) == b.len, "TSV line of \"%.300s\" holds a NUL byte", e->data);
     const char *f[6];

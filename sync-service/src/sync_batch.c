@@ -42,9 +42,9 @@ static void close_run(struct sync_batch *b) {
     b->run_len = 0;
 }
 
-void sync_batch_add(struct sync_batch *b, const struct legacy_record *r, uint64_t pos) {
+void sync_batch_add(struct sync_batch *b, const struct sync_record *r, uint64_t pos) {
     if (b->count == 0) b->first_position = pos;
-    legacy_record_append_tsv(&b->buf, r);
+    sync_record_append_tsv(&b->buf, r);
     if (b->run_len > 0 && pos == b->run_start + b->run_len) {
         b->run_len++;
     } else {

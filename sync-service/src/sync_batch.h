@@ -49,7 +49,7 @@ void sync_batch_free(struct sync_batch *b);
 /* Empties the batch, keeping its memory for the next one. */
 void sync_batch_reset(struct sync_batch *b);
 /* Appends a valid record read at stream position pos (positions must increase). */
-void sync_batch_add(struct sync_batch *b, const struct legacy_record *r, uint64_t pos);
+void sync_batch_add(struct sync_batch *b, const struct sync_record *r, uint64_t pos);
 /* Bytes of the body so far (to cut a batch by size as well as by count). */
 size_t sync_batch_body_bytes(const struct sync_batch *b);
 /* Closes the body and writes the header. run_id is a UUID, cid a sane correlation id.

@@ -21,7 +21,7 @@ enum jtype { J_NONE = 0, J_STRING, J_NUMBER, J_TRUE, J_FALSE, J_NULL, J_OBJECT, 
 
 struct value {
     enum jtype type;
-    struct json_token tok;    /* strings: content; numbers: the number text */
+    struct sync_record_token tok;    /* strings: content; numbers: the number text */
     bool escaped;             /* string contains a backslash escape */
     bool has_nul;             /* string decodes to something containing U+0000 */
     bool integer;             /* number without fraction or exponent */
@@ -192,7 +192,7 @@ static bool read_value(struct reader *r, struct value *v, int depth) {
 
 /* Decodes a verified string token into out (capacity >= tok.len, decoded text is never longer).
  * Returns the decoded length. */
-static size_t unescape(const struct json_token *t, char *out) {
+static size_t unescape(const struct sync_record_token *t, char *out) {
     const char *p = t->p, *end = t->p + t->len;
     size_t o = 0;
     while (p < end) {
@@ -235,7 +235,7 @@ static size_t unescape(const struct json_token *t, char *out) {
     return o;
 }
 
-bool legacy_user_name_ok(const char *s, size_t n) {
+bool sync_record_user_name_ok(const char *s, size_t n) {
     if (n < 3 || n > 64) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -267,7 +267,7 @@ static unsigned next_cp(const char *s, size_t n, size_t *i) {
 
 /* ^[^@\s]+@[^@\s]+\.[^@\s]+$ : one '@', something before it, and a '.' in the domain with
  * something on both sides; no whitespace anywhere. */
-bool legacy_email_ok(const char *s, size_t n) {
+bool sync_record_email_ok(const char *s, size_t n) {
     size_t at = n, i = 0;
     while (i < n) {
         size_t start = i;
@@ -294,7 +294,7 @@ static int digits(const char *s, int n) {
     return v;
 }
 
-bool legacy_timestamp_ok(const char *s, size_t n) {
+bool sync_record_timestamp_ok(const char *s, size_t n) {
     /* YYYY-MM-DDTHH:MM:SSZ */
     if (n != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z')
         return false;
@@ -356,7 +356,7 @@ static bool parse_id(const struct value *v, int64_t *out) {
     return true;
 }
 
-const char *legacy_record_parse(const char *text, size_t len, struct legacy_record *out) {
+const char *sync_record_parse(const char *text, size_t len, struct sync_record *out) {
     struct reader r = {text, text + len};
     skip_ws(&r);
     if (r.p >= r.end) return "broken_json";
@@ -416,11 +416,11 @@ const char *legacy_record_parse(const char *text, size_t len, struct legacy_reco
 
     v = &fields[F_USER_NAME];
     if (v->type != J_STRING) return "wrong_type: userName";
-    if (!check_string(v, legacy_user_name_ok)) return "invalid_user_name: userName";
+    if (!check_string(v, sync_record_user_name_ok)) return "invalid_user_name: userName";
 
     v = &fields[F_EMAIL];
     if (v->type != J_STRING) return "wrong_type: email";
-    if (!check_string(v, legacy_email_ok)) return "invalid_email: email";
+    if (!check_string(v, sync_record_email_ok)) return "invalid_email: email";
 
     v = &fields[F_NAME];
     if (v->type != J_STRING) return "wrong_type: name";
@@ -428,11 +428,11 @@ const char *legacy_record_parse(const char *text, size_t len, struct legacy_reco
 
     v = &fields[F_CREATED_AT];
     if (v->type != J_STRING) return "wrong_type: createdAt";
-    if (!check_string(v, legacy_timestamp_ok)) return "invalid_timestamp: createdAt";
+    if (!check_string(v, sync_record_timestamp_ok)) return "invalid_timestamp: createdAt";
 
     v = &fields[F_UPDATED_AT];
     if (v->type != J_STRING) return "wrong_type: updatedAt";
-    if (!check_string(v, legacy_timestamp_ok)) return "invalid_timestamp: updatedAt";
+    if (!check_string(v, sync_record_timestamp_ok)) return "invalid_timestamp: updatedAt";
 
     v = &fields[F_DELETED];
     if (v->type != J_TRUE && v->type != J_FALSE) return "wrong_type: deleted";
@@ -462,7 +462,7 @@ static int put_id(char *out, int64_t id) {
  * A token without a backslash decodes to itself and holds no control character (JSON forbids
  * them raw), so it is copied as is; only the rare escaped one is decoded first, into the far end
  * of the room reserved for its escaped form, and escaped in place from there. */
-static void append_tsv_field(struct svc_buf *b, const struct json_token *t) {
+static void append_tsv_field(struct svc_buf *b, const struct sync_record_token *t) {
     if (!memchr(t->p, '\\', t->len)) {
         svc_buf_append(b, t->p, t->len);
         return;
@@ -475,7 +475,7 @@ static void append_tsv_field(struct svc_buf *b, const struct json_token *t) {
     b->data[b->len] = '\0';
 }
 
-void legacy_record_append_tsv(struct svc_buf *b, const struct legacy_record *r) {
+void sync_record_append_tsv(struct svc_buf *b, const struct sync_record *r) {
     if (!svc_buf_reserve(b, 40 + r->user_name.len + r->email.len + r->name.len + r->updated_at.len)) return;
     append_tsv_field(b, &r->user_name);
     svc_buf_append(b, "\t", 1);

@@ -24,7 +24,7 @@
  * separated by TABs, strings in COPY text escapes. String tokens without a JSON escape (nearly
  * all) are copied byte for byte; they were verified to be UTF-8 without control characters.
  *
- * Ownership: struct legacy_record points into the element text given to legacy_record_parse and
+ * Ownership: struct sync_record points into the element text given to sync_record_parse and
  * is valid as long as that text is. Thread-safe (no state). */
 #ifndef SYNC_RECORD_H
 #define SYNC_RECORD_H
@@ -37,27 +37,27 @@
 
 /* A JSON string token as it appears in the element: the bytes between the quotes, still
  * escaped. */
-struct json_token {
+struct sync_record_token {
     const char *p;
     size_t len;
 };
 
-struct legacy_record {
+struct sync_record {
     int64_t id;
-    struct json_token user_name, email, name, created_at, updated_at;
+    struct sync_record_token user_name, email, name, created_at, updated_at;
     bool deleted;
 };
 
 /* Returns NULL when the element text is a valid record (and fills *out), else the reason
  * (a static string). */
-const char *legacy_record_parse(const char *text, size_t len, struct legacy_record *out);
+const char *sync_record_parse(const char *text, size_t len, struct sync_record *out);
 
 /* Appends the bulk-upsert TSV line (with its LF) of a valid record. Check b->oom once afterwards. */
-void legacy_record_append_tsv(struct svc_buf *b, const struct legacy_record *r);
+void sync_record_append_tsv(struct svc_buf *b, const struct sync_record *r);
 
 /* The rules on their own (exposed for tests); s is unescaped text of n bytes. */
-bool legacy_user_name_ok(const char *s, size_t n);
-bool legacy_email_ok(const char *s, size_t n);
-bool legacy_timestamp_ok(const char *s, size_t n);
+bool sync_record_user_name_ok(const char *s, size_t n);
+bool sync_record_email_ok(const char *s, size_t n);
+bool sync_record_timestamp_ok(const char *s, size_t n);
 
 #endif

@@ -176,8 +176,8 @@ static int on_element(void *arg, const char *data, size_t len, uint64_t pos, boo
     struct reader *rd = arg;
     struct sync_ctx *cx = rd->cx;
     rd->received++;
-    struct legacy_record rec;
-    const char *why = truncated ? "too_large" : legacy_record_parse(data, len, &rec);
+    struct sync_record rec;
+    const char *why = truncated ? "too_large" : sync_record_parse(data, len, &rec);
     if (why) {
         rd->invalid++;
         sync_repo_errors_add(&rd->errors, pos, why);

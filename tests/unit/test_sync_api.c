@@ -74,8 +74,8 @@ static void test_rejected_index_maps_to_stream_position(void **state) {
                  "{\"id\":%zu,\"userName\":\"user%zu\",\"email\":\"u%zu@example.com\",\"name\":\"N\","
                  "\"createdAt\":\"2020-01-01T00:00:00Z\",\"updatedAt\":\"2020-01-01T00:00:00Z\",\"deleted\":false}",
                  i + 1, i, i);
-        struct legacy_record r;
-        assert_null(legacy_record_parse(text, strlen(text), &r));
+        struct sync_record r;
+        assert_null(sync_record_parse(text, strlen(text), &r));
         sync_batch_add(&b, &r, pos[i]);
     }
     assert_int_equal(sync_batch_finish(&b, "0f8fad5b-d9cb-469f-a165-70867728950e", 0, "cid"), 0);

@@ -34,8 +34,8 @@ static void build(struct sync_batch *b, int n, uint32_t seq, uint64_t *positions
         if (pos % 7 == 0) pos++;
         char text[512];
         make_record(text, sizeof text, i);
-        struct legacy_record r;
-        assert_null(legacy_record_parse(text, strlen(text), &r));
+        struct sync_record r;
+        assert_null(sync_record_parse(text, strlen(text), &r));
         sync_batch_add(b, &r, pos);
         if (positions) positions[i] = pos;
         pos++;

@@ -22,12 +22,12 @@
 
 #define VALID_PREFIX "{\"id\":1,\"userName\":\"Jurgen.Dvorak_1\",\"email\":\"jurgen.dvorak.1@example.net\","
 
-static const char *parse(const char *text, struct legacy_record *r) {
-    return legacy_record_parse(text, strlen(text), r);
+static const char *parse(const char *text, struct sync_record *r) {
+    return sync_record_parse(text, strlen(text), r);
 }
 
 static const char *reason_of(const char *text) {
-    struct legacy_record r;
+    struct sync_record r;
     return parse(text, &r);
 }
 
@@ -54,7 +54,7 @@ static const char *with(const char *field, const char *value) {
 }
 
 static void test_record_valid_record_is_accepted_and_read(void **state) {
-    struct legacy_record r;
+    struct sync_record r;
     const char *text = VALID_PREFIX "\"name\":\"Jürgen Dvořák\",\"createdAt\":\"2017-01-02T19:02:05Z\","
                                     "\"updatedAt\":\"2020-01-01T00:00:07Z\",\"deleted\":true}";
     assert_null(parse(text, &r));
@@ -196,12 +196,12 @@ static void test_record_names_with_escapes_and_unicode_are_valid(void **state) {
 }
 
 static void test_record_encoding_is_the_bulk_upsert_shape(void **state) {
-    struct legacy_record r;
+    struct sync_record r;
     const char *text = with("name", "\"Say \\\"hi\\\" \\u00fc \\ud83d\\ude00\"");
     assert_null(parse(text, &r));
     struct svc_buf b;
     svc_buf_init(&b);
-    legacy_record_append_tsv(&b, &r);
+    sync_record_append_tsv(&b, &r);
     assert_false(b.oom);
     assert_string_equal(b.data, "Jurgen.Dvorak_1\tjurgen.dvorak.1@example.net\tSay \"hi\" \xc3\xbc \xf0\x9f\x98\x80\t1\tf\t"
                                 "2020-01-01T00:00:07Z\n");
@@ -210,19 +210,19 @@ static void test_record_encoding_is_the_bulk_upsert_shape(void **state) {
 
 /* The TSV line: JSON escapes decoded, TAB/LF/CR/backslash in COPY text escapes, the rest raw. */
 static void test_record_tsv_line_decodes_json_and_escapes_copy_text(void **state) {
-    struct legacy_record r;
+    struct sync_record r;
     const char *text = with("name", "\"a\\tb\\nc\\rd\\\\e\\u00fc\\/\\\"\\b f\"");
     assert_null(parse(text, &r));
     struct svc_buf b;
     svc_buf_init(&b);
-    legacy_record_append_tsv(&b, &r);
+    sync_record_append_tsv(&b, &r);
     assert_false(b.oom);
     assert_string_equal(b.data, "Jurgen.Dvorak_1\tjurgen.dvorak.1@example.net\t"
                                 "a\\tb\\nc\\rd\\\\e\xc3\xbc/\"\b f\t1\tf\t2020-01-01T00:00:07Z\n");
     /* a plain record is its tokens joined by TABs */
     svc_buf_reset(&b);
     assert_null(parse(with("name", "\"Plain Name\""), &r));
-    legacy_record_append_tsv(&b, &r);
+    sync_record_append_tsv(&b, &r);
     assert_string_equal(b.data, "Jurgen.Dvorak_1\tjurgen.dvorak.1@example.net\tPlain Name\t1\tf\t2020-01-01T00:00:07Z\n");
     svc_buf_free(&b);
 }
@@ -242,8 +242,8 @@ static void test_record_agrees_with_the_simulator_generator(void **state) {
         struct gen_record info;
         gen_record_info(&k, i, &info);
         size_t n = gen_record_format(&k, i, rec);
-        struct legacy_record r;
-        const char *why = legacy_record_parse(rec, n, &r);
+        struct sync_record r;
+        const char *why = sync_record_parse(rec, n, &r);
         if (info.kind != GEN_CORRUPT) {
             if (why) fail_msg("record %llu rejected: %s", (unsigned long long)i, why);
             assert_int_equal(r.id, info.id);
@@ -252,7 +252,7 @@ static void test_record_agrees_with_the_simulator_generator(void **state) {
             if (idset_add(ids, (uint64_t)r.id) == 0) dups++;
             if (i % 997 == 0) { /* the encoding is one line of six fields */
                 svc_buf_reset(&b);
-                legacy_record_append_tsv(&b, &r);
+                sync_record_append_tsv(&b, &r);
                 assert_false(b.oom);
                 size_t tabs = 0, lfs = 0;
                 for (size_t j = 0; j < b.len; j++) {
