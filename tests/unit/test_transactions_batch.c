@@ -45,7 +45,7 @@ static void atomic_max(atomic_int *a, int v) {
     while (v > cur && !atomic_compare_exchange_weak(a, &cur, v)) {}
 }
 
-static void fake_exec(void *ctx, struct pb_item **items, int n) {
+static void fake_exec(void *ctx, struct post_batch_item **items, int n) {
     struct fake *f = ctx;
     atomic_max(&f->max_running, atomic_fetch_add(&f->running, 1) + 1);
     for (int i = 0; i < n; i++)
@@ -76,8 +76,8 @@ static void *caller_main(void *arg) {
     struct caller *c = arg;
     for (int k = 0; k < c->iters; k++) {
         struct job jb = {0};
-        struct pb_item it = {.data = &jb, .group = c->groups[(c->tid + k) % c->ngroups]};
-        pb_submit(c->pb, &it);
+        struct post_batch_item it = {.data = &jb, .group = c->groups[(c->tid + k) % c->ngroups]};
+        post_batch_submit(c->pb, &it);
         if (jb.executed != 1 || jb.batch_size < 1) atomic_fetch_add(&c->f->bad, 1);
     }
     return NULL;
@@ -101,35 +101,35 @@ static const char *const k_groups[] = {"u00", "u01", "u02", "u03", "u04", "u05",
 
 static void test_pb_new_rejects_limits_out_of_range(void **state) {
     struct fake f = {0};
-    assert_null(pb_new(0, 8, fake_exec, &f));
-    assert_null(pb_new(1, 0, fake_exec, &f));
-    assert_null(pb_new(1, PB_BATCH_CAP + 1, fake_exec, &f));
-    assert_null(pb_new(1, 8, NULL, &f));
-    struct post_batch *pb = pb_new(1, PB_BATCH_CAP, fake_exec, &f);
+    assert_null(post_batch_new(0, 8, fake_exec, &f));
+    assert_null(post_batch_new(1, 0, fake_exec, &f));
+    assert_null(post_batch_new(1, POST_BATCH_BATCH_CAP + 1, fake_exec, &f));
+    assert_null(post_batch_new(1, 8, NULL, &f));
+    struct post_batch *pb = post_batch_new(1, POST_BATCH_BATCH_CAP, fake_exec, &f);
     assert_non_null(pb);
-    pb_free(pb);
-    pb_free(NULL);
+    post_batch_free(pb);
+    post_batch_free(NULL);
 }
 
 static void test_pb_a_lone_caller_runs_a_batch_of_itself_at_once(void **state) {
     struct fake f = {0};
-    struct post_batch *pb = pb_new(1, 8, fake_exec, &f);
+    struct post_batch *pb = post_batch_new(1, 8, fake_exec, &f);
     assert_non_null(pb);
     for (int k = 0; k < 10; k++) {
         struct job jb = {0};
-        struct pb_item it = {.data = &jb, .group = "u1"};
-        pb_submit(pb, &it);
+        struct post_batch_item it = {.data = &jb, .group = "u1"};
+        post_batch_submit(pb, &it);
         assert_int_equal(jb.executed, 1);
         assert_int_equal(jb.batch_size, 1);
     }
     assert_int_equal(atomic_load(&f.batches), 10);
     assert_int_equal(atomic_load(&f.items), 10);
-    pb_free(pb);
+    post_batch_free(pb);
 }
 
 static void test_pb_concurrent_callers_share_batches_within_the_limits(void **state) {
     struct fake f = {.sleep_us = 1000};
-    struct post_batch *pb = pb_new(1, 4, fake_exec, &f);
+    struct post_batch *pb = post_batch_new(1, 4, fake_exec, &f);
     assert_non_null(pb);
     run_callers(pb, &f, 16, 40, k_groups, 16);
     assert_int_equal(atomic_load(&f.bad), 0);
@@ -138,31 +138,31 @@ static void test_pb_concurrent_callers_share_batches_within_the_limits(void **st
     assert_in_range(atomic_load(&f.max_batch), 2, 4);       /* 15 others queue behind a 1 ms batch */
     assert_true(atomic_load(&f.batches) < atomic_load(&f.items));
     assert_int_equal(atomic_load(&f.mixed_groups), 0);
-    pb_free(pb);
+    post_batch_free(pb);
 }
 
 static void test_pb_leaders_run_at_once_up_to_their_number(void **state) {
     struct fake f = {.sleep_us = 1000, .rendezvous = 2};
-    struct post_batch *pb = pb_new(2, 8, fake_exec, &f);
+    struct post_batch *pb = post_batch_new(2, 8, fake_exec, &f);
     assert_non_null(pb);
     run_callers(pb, &f, 16, 20, k_groups, 16);
     assert_int_equal(atomic_load(&f.bad), 0);
     assert_int_equal(atomic_load(&f.items), 16 * 20);
     assert_int_equal(atomic_load(&f.max_running), 2);
     assert_int_equal(atomic_load(&f.mixed_groups), 0);
-    pb_free(pb);
+    post_batch_free(pb);
 }
 
 static void test_pb_one_group_never_shares_a_batch_and_nobody_is_stranded(void **state) {
     struct fake f = {.sleep_us = 500};
-    struct post_batch *pb = pb_new(1, 8, fake_exec, &f);
+    struct post_batch *pb = post_batch_new(1, 8, fake_exec, &f);
     assert_non_null(pb);
     run_callers(pb, &f, 12, 30, k_groups, 2);               /* 12 callers, 2 users */
     assert_int_equal(atomic_load(&f.bad), 0);
     assert_int_equal(atomic_load(&f.items), 12 * 30);
     assert_int_equal(atomic_load(&f.mixed_groups), 0);
     assert_true(atomic_load(&f.max_batch) <= 2);
-    pb_free(pb);
+    post_batch_free(pb);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -14,19 +14,19 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-enum { PB_WAITING = 0, PB_DONE = 1, PB_LEAD = 2 };
+enum { POST_BATCH_WAITING = 0, POST_BATCH_DONE = 1, POST_BATCH_LEAD = 2 };
 
 struct post_batch {
     pthread_mutex_t mu;
-    struct pb_item *head, *tail;    /* waiting to be batched, oldest first */
+    struct post_batch_item *head, *tail;    /* waiting to be batched, oldest first */
     int leaders;                    /* slots taken */
     int max_leaders, max_batch;
-    pb_exec_fn exec;
+    post_batch_exec_fn exec;
     void *ctx;
 };
 
-struct post_batch *pb_new(int max_leaders, int max_batch, pb_exec_fn exec, void *ctx) {
-    if (max_leaders < 1 || max_batch < 1 || max_batch > PB_BATCH_CAP || !exec) return NULL;
+struct post_batch *post_batch_new(int max_leaders, int max_batch, post_batch_exec_fn exec, void *ctx) {
+    if (max_leaders < 1 || max_batch < 1 || max_batch > POST_BATCH_BATCH_CAP || !exec) return NULL;
     struct post_batch *pb = calloc(1, sizeof *pb);
     if (!pb) return NULL;
     if (pthread_mutex_init(&pb->mu, NULL) != 0) {
@@ -40,13 +40,13 @@ struct post_batch *pb_new(int max_leaders, int max_batch, pb_exec_fn exec, void 
     return pb;
 }
 
-void pb_free(struct post_batch *pb) {
+void post_batch_free(struct post_batch *pb) {
     if (!pb) return;
     pthread_mutex_destroy(&pb->mu);
     free(pb);
 }
 
-static bool group_taken(struct pb_item **batch, int n, const char *group) {
+static bool group_taken(struct post_batch_item **batch, int n, const char *group) {
     for (int i = 0; i < n; i++)
         if (!strcmp(batch[i]->group, group)) return true;
     return false;
@@ -54,10 +54,10 @@ static bool group_taken(struct pb_item **batch, int n, const char *group) {
 
 /* Moves queued items whose group is not yet in the batch into it, oldest first, up to max_batch.
  * Under mu. */
-static int take_queued(struct post_batch *pb, struct pb_item **batch, int n) {
-    struct pb_item **link = &pb->head, *prev = NULL;
+static int take_queued(struct post_batch *pb, struct post_batch_item **batch, int n) {
+    struct post_batch_item **link = &pb->head, *prev = NULL;
     while (*link && n < pb->max_batch) {
-        struct pb_item *it = *link;
+        struct post_batch_item *it = *link;
         if (group_taken(batch, n, it->group)) {
             prev = it;
             link = &it->next;
@@ -71,15 +71,15 @@ static int take_queued(struct post_batch *pb, struct pb_item **batch, int n) {
     return n;
 }
 
-static void enqueue(struct post_batch *pb, struct pb_item *it) {
+static void enqueue(struct post_batch *pb, struct post_batch_item *it) {
     it->next = NULL;
     if (pb->tail) pb->tail->next = it;
     else pb->head = it;
     pb->tail = it;
 }
 
-static struct pb_item *dequeue_head(struct post_batch *pb) {
-    struct pb_item *it = pb->head;
+static struct post_batch_item *dequeue_head(struct post_batch *pb) {
+    struct post_batch_item *it = pb->head;
     if (!it) return NULL;
     pb->head = it->next;
     if (!pb->head) pb->tail = NULL;
@@ -102,10 +102,10 @@ static void publish(_Atomic uint32_t *w, uint32_t v) {
     syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void pb_submit(struct post_batch *pb, struct pb_item *it) {
+void post_batch_submit(struct post_batch *pb, struct post_batch_item *it) {
     it->next = NULL;
-    atomic_store_explicit(&it->state, PB_WAITING, memory_order_relaxed);
-    struct pb_item *batch[PB_BATCH_CAP];
+    atomic_store_explicit(&it->state, POST_BATCH_WAITING, memory_order_relaxed);
+    struct post_batch_item *batch[POST_BATCH_BATCH_CAP];
     batch[0] = it;
     int n = 1;
 
@@ -116,8 +116,8 @@ void pb_submit(struct post_batch *pb, struct pb_item *it) {
     } else {
         enqueue(pb, it);
         pthread_mutex_unlock(&pb->mu);
-        wait_while(&it->state, PB_WAITING);
-        if (atomic_load_explicit(&it->state, memory_order_acquire) == PB_DONE) return;
+        wait_while(&it->state, POST_BATCH_WAITING);
+        if (atomic_load_explicit(&it->state, memory_order_acquire) == POST_BATCH_DONE) return;
         /* handed a slot (and taken off the queue): lead this item and what queued behind it */
         pthread_mutex_lock(&pb->mu);
         n = take_queued(pb, batch, 1);
@@ -127,9 +127,9 @@ void pb_submit(struct post_batch *pb, struct pb_item *it) {
     pb->exec(pb->ctx, batch, n);
 
     pthread_mutex_lock(&pb->mu);
-    struct pb_item *next = dequeue_head(pb);
+    struct post_batch_item *next = dequeue_head(pb);
     if (!next) pb->leaders--;       /* else the slot passes to next */
     pthread_mutex_unlock(&pb->mu);
-    if (next) publish(&next->state, PB_LEAD);   /* first: the next batch starts while we wake */
-    for (int i = 1; i < n; i++) publish(&batch[i]->state, PB_DONE);
+    if (next) publish(&next->state, POST_BATCH_LEAD);   /* first: the next batch starts while we wake */
+    for (int i = 1; i < n; i++) publish(&batch[i]->state, POST_BATCH_DONE);
 }

@@ -26,30 +26,30 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* The largest max_batch pb_new accepts (a leader keeps its batch on its stack). */
-#define PB_BATCH_CAP 64
+/* The largest max_batch post_batch_new accepts (a leader keeps its batch on its stack). */
+#define POST_BATCH_BATCH_CAP 64
 
 struct post_batch;
 
-struct pb_item {
+struct post_batch_item {
     void *data;                  /* the caller's input and output, read and filled by exec */
     const char *group;           /* items with equal groups (strcmp) never share a batch */
     /* private to post_batch.c */
-    struct pb_item *next;
+    struct post_batch_item *next;
     _Atomic uint32_t state;      /* waiting / done / leading; a futex word */
 };
 
 /* Runs items[0..n-1] (1 <= n <= max_batch) and fills their data's results. */
-typedef void (*pb_exec_fn)(void *ctx, struct pb_item **items, int n);
+typedef void (*post_batch_exec_fn)(void *ctx, struct post_batch_item **items, int n);
 
-/* 1 <= max_leaders, 1 <= max_batch <= PB_BATCH_CAP. NULL when out of range or out of memory. */
-struct post_batch *pb_new(int max_leaders, int max_batch, pb_exec_fn exec, void *ctx);
+/* 1 <= max_leaders, 1 <= max_batch <= POST_BATCH_BATCH_CAP. NULL when out of range or out of memory. */
+struct post_batch *post_batch_new(int max_leaders, int max_batch, post_batch_exec_fn exec, void *ctx);
 
 /* Only once no submit is running. NULL is fine. */
-void pb_free(struct post_batch *pb);
+void post_batch_free(struct post_batch *pb);
 
 /* Runs it through some batch; returns once exec has filled it->data. it->data and it->group must
  * be set; the rest is initialised here. */
-void pb_submit(struct post_batch *pb, struct pb_item *it);
+void post_batch_submit(struct post_batch *pb, struct post_batch_item *it);
 
 #endif

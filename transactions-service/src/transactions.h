@@ -33,11 +33,11 @@
 #include "ctx.h"
 #include "svc/paging.h"
 
-struct pb_item;
+struct post_batch_item;
 
 /* The batcher's exec (post_batch.h) over struct tx_batch_item data: one pooled connection, one
  * tx_repo_post_batch. ctx is the struct tx_ctx. */
-void tx_run_batch(void *ctx, struct pb_item **items, int n);
+void tx_run_batch(void *ctx, struct post_batch_item **items, int n);
 
 struct svc_result tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                            const char *idem_key, const json_t *body);
