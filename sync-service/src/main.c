@@ -8,9 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "routes.h"
 #include "sync_ctx.h"
 #include "sync_maint.h"
-#include "sync_routes.h"
 #include "sync_stream.h"
 #include "sync_worker.h"
 

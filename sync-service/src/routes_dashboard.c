@@ -12,7 +12,7 @@
 #include "dash_assets.h"
 #include "dash_auth.h"
 #include "sync_ctx.h"
-#include "sync_routes.h"
+#include "routes.h"
 #include "sync_runs.h"
 
 /* The page's own policy: its files only, no inline script or style, never framed. */

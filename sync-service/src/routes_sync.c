@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "sync_ctx.h"
-#include "sync_routes.h"
+#include "routes.h"
 #include "sync_runs.h"
 
 static struct sync_ctx *cx_of(struct svc_req *r) { return sync_ctx_of(r->app); }

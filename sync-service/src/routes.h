@@ -1,4 +1,5 @@
-/* Route table of sync-service (thin HTTP handlers; the rules live in sync_runs.c). */
+/* Route tables of sync-service, one routes_*.c each (thin HTTP handlers; the rules live in
+ * sync_runs.c and dash_*.c). */
 #ifndef SYNC_ROUTES_H
 #define SYNC_ROUTES_H
 
