@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "routes.h"
+#include "sync_batch_job.h"
 #include "sync_ctx.h"
 #include "sync_maint.h"
 #include "sync_stream.h"
-#include "sync_worker.h"
 
 static bool is_http_url(const char *u) { return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8)); }
 

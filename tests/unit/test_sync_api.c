@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "sync_batch.h"
+#include "sync_batch_job.h"
 #include "sync_repo.h"
 #include "sync_runs.h"
-#include "sync_worker.h"
 
 struct seen {
     uint32_t idx[8];
@@ -36,7 +36,7 @@ static void test_answer_counts_and_rejected_records(void **state) {
                        "\"invalid\":[{\"index\":3,\"reason\":\"email_taken\"},{\"index\":99,\"reason\":\"x\"}]}";
     struct sync_repo_batch_result r;
     struct seen s = {0};
-    assert_int_equal(sync_parse_upsert_answer(body, strlen(body), 10, &r, collect, &s), 0);
+    assert_int_equal(sync_batch_job_parse_answer(body, strlen(body), 10, &r, collect, &s), 0);
     assert_int_equal(r.inserted, 5);
     assert_int_equal(r.updated, 2);
     assert_int_equal(r.deleted, 1);
@@ -53,12 +53,12 @@ static void test_answer_malformed_is_refused(void **state) {
                          "{\"inserted\":1,\"updated\":0,\"deleted\":0,\"unchanged\":0,\"invalid\":{}}", "not json"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct sync_repo_batch_result r;
-        assert_int_equal(sync_parse_upsert_answer(bad[i], strlen(bad[i]), 10, &r, NULL, NULL), -1);
+        assert_int_equal(sync_batch_job_parse_answer(bad[i], strlen(bad[i]), 10, &r, NULL, NULL), -1);
     }
     struct sync_repo_batch_result r;
-    assert_int_equal(sync_parse_upsert_answer(NULL, 0, 10, &r, NULL, NULL), -1);
+    assert_int_equal(sync_batch_job_parse_answer(NULL, 0, 10, &r, NULL, NULL), -1);
     const char *ok = "{\"inserted\":0,\"updated\":0,\"deleted\":0,\"unchanged\":7}";
-    assert_int_equal(sync_parse_upsert_answer(ok, strlen(ok), 10, &r, NULL, NULL), 0);
+    assert_int_equal(sync_batch_job_parse_answer(ok, strlen(ok), 10, &r, NULL, NULL), 0);
     assert_int_equal(r.unchanged, 7);
     assert_int_equal(r.rejected, 0);
 }

@@ -16,8 +16,8 @@
  * simply sent again by the worker that reclaims it.
  *
  * arg is the struct sync_ctx (borrowed); no per-thread state. */
-#ifndef SYNC_WORKER_H
-#define SYNC_WORKER_H
+#ifndef SYNC_BATCH_JOB_H
+#define SYNC_BATCH_JOB_H
 
 #include <jansson.h>
 
@@ -30,7 +30,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg);
  * Returns 0 and fills *r (r->rejected = number of invalid entries), or -1 when malformed.
  * For each invalid entry with a valid index below count, calls on_invalid (reason is valid only
  * during that call). Exposed for tests. */
-int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struct sync_repo_batch_result *r,
+int sync_batch_job_parse_answer(const char *body, size_t len, uint32_t count, struct sync_repo_batch_result *r,
                              void (*on_invalid)(void *arg, uint32_t index, const char *reason), void *arg);
 
 #endif

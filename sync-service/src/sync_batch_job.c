@@ -1,5 +1,5 @@
-/* Batch worker (see sync_worker.h). */
-#include "sync_worker.h"
+/* Batch jobs (see sync_batch_job.h). */
+#include "sync_batch_job.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +16,7 @@ static long long unix_ms(void) {
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-int sync_parse_upsert_answer(const char *body, size_t len, uint32_t count, struct sync_repo_batch_result *r,
+int sync_batch_job_parse_answer(const char *body, size_t len, uint32_t count, struct sync_repo_batch_result *r,
                              void (*on_invalid)(void *arg, uint32_t index, const char *reason), void *arg) {
     memset(r, 0, sizeof *r);
     if (!body) return -1;
@@ -158,7 +158,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
         sync_repo_errors_init(&rejected);
         struct rejected_ctx rc = {&v, &rejected};
         struct sync_repo_batch_result res;
-        int prc = sync_parse_upsert_answer(resp.body, resp.len, v.count, &res, add_rejected, &rc);
+        int prc = sync_batch_job_parse_answer(resp.body, resp.len, v.count, &res, add_rejected, &rc);
         httpc_response_free(&resp);
         if (prc != 0) {
             sync_repo_errors_free(&rejected);
