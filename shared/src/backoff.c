@@ -10,27 +10,27 @@
 #include <limits.h>
 #include <string.h>
 
-void backoff_policy_defaults(struct backoff_policy *p) {
-    p->base_ms = BACKOFF_DEFAULT_BASE_MS;
-    p->cap_ms = BACKOFF_DEFAULT_CAP_MS;
+void svc_backoff_policy_defaults(struct svc_backoff_policy *p) {
+    p->base_ms = SVC_BACKOFF_DEFAULT_BASE_MS;
+    p->cap_ms = SVC_BACKOFF_DEFAULT_CAP_MS;
 }
 
-uint32_t backoff_ceiling_ms(const struct backoff_policy *p, unsigned retry) {
+uint32_t svc_backoff_ceiling_ms(const struct svc_backoff_policy *p, unsigned retry) {
     uint64_t c = p->base_ms;
     /* Doubling a value below 2^32 more than 32 times always exceeds any 32-bit cap. */
     for (unsigned i = 0; i < retry && c <= p->cap_ms && c != 0; i++) c <<= 1;
     return c > p->cap_ms ? p->cap_ms : (uint32_t)c;
 }
 
-uint32_t backoff_uniform(uint64_t bits, uint32_t bound) {
+uint32_t svc_backoff_uniform(uint64_t bits, uint32_t bound) {
     unsigned __int128 prod = (unsigned __int128)bits * ((uint64_t)bound + 1);
     return (uint32_t)(prod >> 64);
 }
 
-uint32_t backoff_delay_ms(const struct backoff_policy *p, unsigned retry, backoff_rng_fn rng, void *arg) {
-    uint32_t ceiling = backoff_ceiling_ms(p, retry);
+uint32_t svc_backoff_delay_ms(const struct svc_backoff_policy *p, unsigned retry, svc_backoff_rng_fn rng, void *arg) {
+    uint32_t ceiling = svc_backoff_ceiling_ms(p, retry);
     if (ceiling == 0) return 0;
-    return backoff_uniform(rng(arg), ceiling);
+    return svc_backoff_uniform(rng(arg), ceiling);
 }
 
 static const char *skip_blanks(const char *s) {
@@ -46,7 +46,7 @@ static uint32_t seconds_to_ms(uint64_t s) {
     return s >= UINT32_MAX / 1000u ? UINT32_MAX : (uint32_t)(s * 1000u);
 }
 
-int backoff_parse_retry_after(const char *value, time_t now, uint32_t *ms_out) {
+int svc_backoff_parse_retry_after(const char *value, time_t now, uint32_t *ms_out) {
     if (!value) return -1;
     const char *s = skip_blanks(value);
     if (isdigit((unsigned char)*s)) {
@@ -69,7 +69,7 @@ int backoff_parse_retry_after(const char *value, time_t now, uint32_t *ms_out) {
     return 0;
 }
 
-uint64_t backoff_splitmix64(void *state) {
+uint64_t svc_backoff_splitmix64(void *state) {
     uint64_t *x = state;
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

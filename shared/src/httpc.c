@@ -22,7 +22,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define HTTPC_UA_MAX 128
+#define SVC_HTTPC_UA_MAX 128
 
 enum attempt_kind {
     K_SUCCESS = 0,    /* 2xx, 3xx */
@@ -44,11 +44,11 @@ static const char *const kind_label[K_COUNT] = {
 };
 
 struct upstream {
-    char name[HTTPC_NAME_MAX];
+    char name[SVC_HTTPC_NAME_MAX];
     char *base_url;
-    struct breaker *breaker;
-    struct httpc *client;
-    breaker_change_fn user_on_change;
+    struct svc_breaker *breaker;
+    struct svc_httpc *client;
+    svc_breaker_change_fn user_on_change;
     void *user_on_change_arg;
     atomic_ulong attempts[K_COUNT];
     atomic_ulong retries;
@@ -60,13 +60,13 @@ struct handle {
     struct handle *next;
 };
 
-struct httpc {
-    struct httpc_config cfg;
-    char user_agent[HTTPC_UA_MAX];
+struct svc_httpc {
+    struct svc_httpc_config cfg;
+    char user_agent[SVC_HTTPC_UA_MAX];
 
-    pthread_mutex_t upstreams_mu;   /* serialises httpc_add_upstream */
+    pthread_mutex_t upstreams_mu;   /* serialises svc_httpc_add_upstream */
     atomic_int nupstreams;          /* entries below this index are fully built */
-    struct upstream upstreams[HTTPC_MAX_UPSTREAMS];
+    struct upstream upstreams[SVC_HTTPC_MAX_UPSTREAMS];
 
     pthread_mutex_t pool_mu;
     struct handle *idle;
@@ -115,7 +115,7 @@ static bool path_ok(const char *p) {
 
 static bool name_ok(const char *n) {
     size_t len = strlen(n);
-    if (len == 0 || len >= HTTPC_NAME_MAX) return false;
+    if (len == 0 || len >= SVC_HTTPC_NAME_MAX) return false;
     for (; *n; n++) {
         char ch = *n;
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -132,34 +132,34 @@ static bool is_idempotent(const char *m) {
     return false;
 }
 
-const char *httpc_outcome_str(enum httpc_outcome o) {
+const char *svc_httpc_outcome_str(enum svc_httpc_outcome o) {
     switch (o) {
-    case HTTPC_OK: return "ok";
-    case HTTPC_BREAKER_OPEN: return "breaker_open";
-    case HTTPC_CONNECT_ERROR: return "connect_error";
-    case HTTPC_TIMEOUT: return "timeout";
-    case HTTPC_NETWORK_ERROR: return "network_error";
-    case HTTPC_TOO_LARGE: return "too_large";
-    case HTTPC_NO_TOKEN: return "no_token";
-    case HTTPC_INVALID: return "invalid";
-    case HTTPC_INTERNAL: return "internal";
+    case SVC_HTTPC_OK: return "ok";
+    case SVC_HTTPC_BREAKER_OPEN: return "breaker_open";
+    case SVC_HTTPC_CONNECT_ERROR: return "connect_error";
+    case SVC_HTTPC_TIMEOUT: return "timeout";
+    case SVC_HTTPC_NETWORK_ERROR: return "network_error";
+    case SVC_HTTPC_TOO_LARGE: return "too_large";
+    case SVC_HTTPC_NO_TOKEN: return "no_token";
+    case SVC_HTTPC_INVALID: return "invalid";
+    case SVC_HTTPC_INTERNAL: return "internal";
     }
     return "unknown";
 }
 
 /* ---------- lifecycle ---------- */
 
-struct httpc *httpc_new(const struct httpc_config *cfg) {
+struct svc_httpc *svc_httpc_new(const struct svc_httpc_config *cfg) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return NULL;
-    struct httpc *c = calloc(1, sizeof *c);
+    struct svc_httpc *c = calloc(1, sizeof *c);
     if (!c) goto fail_global;
     if (cfg) c->cfg = *cfg;
-    struct httpc_config *k = &c->cfg;
+    struct svc_httpc_config *k = &c->cfg;
     if (k->connect_timeout_ms <= 0) k->connect_timeout_ms = 3000;
     if (k->timeout_ms <= 0) k->timeout_ms = 5000;
     if (k->max_response_bytes == 0) k->max_response_bytes = 4u << 20;
     if (k->max_attempts <= 0) k->max_attempts = 3;
-    if (k->backoff.base_ms == 0 && k->backoff.cap_ms == 0) backoff_policy_defaults(&k->backoff);
+    if (k->backoff.base_ms == 0 && k->backoff.cap_ms == 0) svc_backoff_policy_defaults(&k->backoff);
     if (k->retry_after_max_ms == 0) k->retry_after_max_ms = 10000;
     if (k->max_idle_handles <= 0) k->max_idle_handles = 16;
     snprintf(c->user_agent, sizeof c->user_agent, "%s svc-httpc/1",
@@ -181,11 +181,11 @@ fail_global:
     return NULL;
 }
 
-void httpc_free(struct httpc *c) {
+void svc_httpc_free(struct svc_httpc *c) {
     if (!c) return;
     int n = atomic_load(&c->nupstreams);
     for (int i = 0; i < n; i++) {
-        breaker_free(c->upstreams[i].breaker);
+        svc_breaker_free(c->upstreams[i].breaker);
         free(c->upstreams[i].base_url);
     }
     for (struct handle *h = c->idle, *next; h; h = next) {
@@ -201,23 +201,23 @@ void httpc_free(struct httpc *c) {
 
 /* ---------- upstreams ---------- */
 
-static void on_breaker_change(void *arg, const char *name, breaker_state_t from, breaker_state_t to) {
+static void on_breaker_change(void *arg, const char *name, svc_breaker_state_t from, svc_breaker_state_t to) {
     struct upstream *u = arg;
     if (u->client->cfg.logger)
-        svc_logf(u->client->cfg.logger, to == BREAKER_CLOSED ? SVC_LOG_INFO : SVC_LOG_WARN, NULL,
+        svc_logf(u->client->cfg.logger, to == SVC_BREAKER_CLOSED ? SVC_LOG_INFO : SVC_LOG_WARN, NULL,
                  "circuit breaker state change", "{s:s,s:s,s:s}", "upstream", name, "from",
-                 breaker_state_str(from), "to", breaker_state_str(to));
+                 svc_breaker_state_str(from), "to", svc_breaker_state_str(to));
     if (u->user_on_change) u->user_on_change(u->user_on_change_arg, name, from, to);
 }
 
-static struct upstream *find_upstream(struct httpc *c, const char *name) {
+static struct upstream *find_upstream(struct svc_httpc *c, const char *name) {
     int n = atomic_load_explicit(&c->nupstreams, memory_order_acquire);
     for (int i = 0; i < n; i++)
         if (strcmp(c->upstreams[i].name, name) == 0) return &c->upstreams[i];
     return NULL;
 }
 
-int httpc_add_upstream(struct httpc *c, const char *name, const char *base_url, const struct breaker_config *bc) {
+int svc_httpc_add_upstream(struct svc_httpc *c, const char *name, const char *base_url, const struct svc_breaker_config *bc) {
     if (!name || !base_url || !name_ok(name)) return -1;
     if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0) return -1;
     if (!header_value_ok(base_url) || strchr(base_url, ' ')) return -1;
@@ -225,7 +225,7 @@ int httpc_add_upstream(struct httpc *c, const char *name, const char *base_url, 
     int rc = -1;
     pthread_mutex_lock(&c->upstreams_mu);
     int n = atomic_load_explicit(&c->nupstreams, memory_order_relaxed);
-    if (n >= HTTPC_MAX_UPSTREAMS || find_upstream(c, name)) goto out;
+    if (n >= SVC_HTTPC_MAX_UPSTREAMS || find_upstream(c, name)) goto out;
 
     struct upstream *u = &c->upstreams[n];
     memset(u, 0, sizeof *u);
@@ -236,13 +236,13 @@ int httpc_add_upstream(struct httpc *c, const char *name, const char *base_url, 
     size_t len = strlen(u->base_url);
     while (len > 0 && u->base_url[len - 1] == '/') u->base_url[--len] = '\0';
 
-    struct breaker_config b = { 0 };
+    struct svc_breaker_config b = { 0 };
     if (bc) b = *bc;
     u->user_on_change = b.on_change;
     u->user_on_change_arg = b.on_change_arg;
     b.on_change = on_breaker_change;
     b.on_change_arg = u;
-    u->breaker = breaker_new(name, &b);
+    u->breaker = svc_breaker_new(name, &b);
     if (!u->breaker) {
         free(u->base_url);
         u->base_url = NULL;
@@ -257,19 +257,19 @@ out:
     return rc;
 }
 
-int httpc_upstream_state(struct httpc *c, const char *name) {
+int svc_httpc_upstream_state(struct svc_httpc *c, const char *name) {
     struct upstream *u = name ? find_upstream(c, name) : NULL;
-    return u ? (int)breaker_state(u->breaker) : -1;
+    return u ? (int)svc_breaker_state(u->breaker) : -1;
 }
 
-void httpc_each_upstream(struct httpc *c, void (*fn)(void *arg, const char *name, breaker_state_t st), void *arg) {
+void svc_httpc_each_upstream(struct svc_httpc *c, void (*fn)(void *arg, const char *name, svc_breaker_state_t st), void *arg) {
     int n = atomic_load_explicit(&c->nupstreams, memory_order_acquire);
-    for (int i = 0; i < n; i++) fn(arg, c->upstreams[i].name, breaker_state(c->upstreams[i].breaker));
+    for (int i = 0; i < n; i++) fn(arg, c->upstreams[i].name, svc_breaker_state(c->upstreams[i].breaker));
 }
 
 /* ---------- handle pool ---------- */
 
-static struct handle *handle_get(struct httpc *c) {
+static struct handle *handle_get(struct svc_httpc *c) {
     pthread_mutex_lock(&c->pool_mu);
     struct handle *h = c->idle;
     if (h) {
@@ -291,7 +291,7 @@ static struct handle *handle_get(struct httpc *c) {
     return h;
 }
 
-static void handle_put(struct httpc *c, struct handle *h) {
+static void handle_put(struct svc_httpc *c, struct handle *h) {
     pthread_mutex_lock(&c->pool_mu);
     if (c->nidle < c->cfg.max_idle_handles) {
         h->next = c->idle;
@@ -371,9 +371,9 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg) {
 }
 
 struct call {
-    struct httpc *c;
+    struct svc_httpc *c;
     struct upstream *u;
-    const struct httpc_request *req;
+    const struct svc_httpc_request *req;
     struct handle *h;
     char *url;
     char *token;       /* owned copy, wiped on release */
@@ -409,31 +409,31 @@ static enum attempt_kind classify(const struct call *k) {
     return K_SUCCESS;
 }
 
-static breaker_result_t verdict(enum attempt_kind kind) {
+static svc_breaker_result_t verdict(enum attempt_kind kind) {
     switch (kind) {
     case K_SUCCESS:
-    case K_CLIENT_ERROR: return BREAKER_SUCCESS;
+    case K_CLIENT_ERROR: return SVC_BREAKER_SUCCESS;
     case K_RATE_LIMITED:
     case K_SERVER_ERROR:
     case K_TIMEOUT:
     case K_CONNECT_ERROR:
-    case K_NETWORK_ERROR: return BREAKER_FAILURE;
-    default: return BREAKER_IGNORE;
+    case K_NETWORK_ERROR: return SVC_BREAKER_FAILURE;
+    default: return SVC_BREAKER_IGNORE;
     }
 }
 
-static enum httpc_outcome outcome_of(enum attempt_kind kind) {
+static enum svc_httpc_outcome outcome_of(enum attempt_kind kind) {
     switch (kind) {
     case K_SUCCESS:
     case K_CLIENT_ERROR:
     case K_RATE_LIMITED:
-    case K_SERVER_ERROR: return HTTPC_OK;
-    case K_TIMEOUT: return HTTPC_TIMEOUT;
-    case K_CONNECT_ERROR: return HTTPC_CONNECT_ERROR;
-    case K_NETWORK_ERROR: return HTTPC_NETWORK_ERROR;
-    case K_TOO_LARGE: return HTTPC_TOO_LARGE;
-    case K_BREAKER_OPEN: return HTTPC_BREAKER_OPEN;
-    default: return HTTPC_INTERNAL;
+    case K_SERVER_ERROR: return SVC_HTTPC_OK;
+    case K_TIMEOUT: return SVC_HTTPC_TIMEOUT;
+    case K_CONNECT_ERROR: return SVC_HTTPC_CONNECT_ERROR;
+    case K_NETWORK_ERROR: return SVC_HTTPC_NETWORK_ERROR;
+    case K_TOO_LARGE: return SVC_HTTPC_TOO_LARGE;
+    case K_BREAKER_OPEN: return SVC_HTTPC_BREAKER_OPEN;
+    default: return SVC_HTTPC_INTERNAL;
     }
 }
 
@@ -459,7 +459,7 @@ static void free_headers(struct curl_slist *list) {
 }
 
 static struct curl_slist *build_headers(const struct call *k) {
-    const struct httpc_request *r = k->req;
+    const struct svc_httpc_request *r = k->req;
     struct curl_slist *list = curl_slist_append(NULL, "Expect:");  /* no 100-continue round trip */
     if (!list) return NULL;
     bool ok = true;
@@ -480,7 +480,7 @@ static struct curl_slist *build_headers(const struct call *k) {
 
 /* Runs one HTTP exchange and fills k->status / k->cerr / k->x. */
 static enum attempt_kind attempt(struct call *k) {
-    const struct httpc_request *r = k->req;
+    const struct svc_httpc_request *r = k->req;
     CURL *h = k->h->curl;
     long timeout = r->timeout_ms > 0 ? r->timeout_ms : k->c->cfg.timeout_ms;
     long connect_timeout = k->c->cfg.connect_timeout_ms < timeout ? k->c->cfg.connect_timeout_ms : timeout;
@@ -538,7 +538,7 @@ setup_failed:
 
 /* ---------- the call ---------- */
 
-static void log_attempt(const struct call *k, enum attempt_kind kind, int n, double ms, breaker_state_t st) {
+static void log_attempt(const struct call *k, enum attempt_kind kind, int n, double ms, svc_breaker_state_t st) {
     const struct svc_logger *lg = k->c->cfg.logger;
     if (!lg) return;
     const char *path = k->req->path;
@@ -550,7 +550,7 @@ static void log_attempt(const struct call *k, enum attempt_kind kind, int n, dou
                                                                    : SVC_LOG_WARN;
     svc_logf(lg, lv, k->req->correlation_id, "upstream call", "{s:s,s:s,s:s%,s:i,s:f,s:i,s:s,s:s}",
              "upstream", k->u->name, "method", k->req->method, "path", path, plen, "status", (int)k->status,
-             "latency_ms", ms, "attempt", n, "breaker", breaker_state_str(st), "outcome",
+             "latency_ms", ms, "attempt", n, "breaker", svc_breaker_state_str(st), "outcome",
              kind < K_COUNT ? kind_label[kind] : "internal");
 }
 
@@ -577,7 +577,7 @@ static bool fetch_token(struct call *k, bool force) {
     return k->token != NULL;
 }
 
-static bool request_ok(const struct httpc_request *r) {
+static bool request_ok(const struct svc_httpc_request *r) {
     if (!r || !r->upstream || !r->method || !r->path) return false;
     if (!method_ok(r->method) || !path_ok(r->path)) return false;
     const char *vals[] = { r->correlation_id, r->idempotency_key, r->content_type, r->accept };
@@ -586,10 +586,10 @@ static bool request_ok(const struct httpc_request *r) {
     return !(r->body_len > 0 && !r->body);
 }
 
-static void finish(struct httpc_response *out, struct call *k, enum httpc_outcome o, double t0) {
+static void finish(struct svc_httpc_response *out, struct call *k, enum svc_httpc_outcome o, double t0) {
     out->outcome = o;
     out->status = k->status;
-    if (k->x.len > 0 && o == HTTPC_OK) {
+    if (k->x.len > 0 && o == SVC_HTTPC_OK) {
         out->body = k->x.body;
         out->len = k->x.len;
         k->x.body = NULL;
@@ -598,23 +598,23 @@ static void finish(struct httpc_response *out, struct call *k, enum httpc_outcom
     out->elapsed_ms = now_ms() - t0;
 }
 
-enum httpc_outcome httpc_request(struct httpc *c, const struct httpc_request *req, struct httpc_response *out) {
+enum svc_httpc_outcome svc_httpc_request(struct svc_httpc *c, const struct svc_httpc_request *req, struct svc_httpc_response *out) {
     double t0 = now_ms();
     memset(out, 0, sizeof *out);
     struct call k = { .c = c, .req = req };
     k.x.limit = c->cfg.max_response_bytes;
-    enum httpc_outcome result = HTTPC_INVALID;
+    enum svc_httpc_outcome result = SVC_HTTPC_INVALID;
 
     if (!request_ok(req) || !(k.u = find_upstream(c, req->upstream))) goto done;
 
-    result = HTTPC_INTERNAL;
+    result = SVC_HTTPC_INTERNAL;
     size_t ulen = strlen(k.u->base_url) + strlen(req->path) + 1;
     k.url = malloc(ulen);
     if (!k.url) goto done;
     snprintf(k.url, ulen, "%s%s", k.u->base_url, req->path);
 
     if (c->cfg.token_fn && !req->no_auth && !fetch_token(&k, false)) {
-        result = HTTPC_NO_TOKEN;
+        result = SVC_HTTPC_NO_TOKEN;
         goto done;
     }
     k.h = handle_get(c);
@@ -624,28 +624,28 @@ enum httpc_outcome httpc_request(struct httpc *c, const struct httpc_request *re
     bool refreshed = false;
     int retries = 0;
     for (int n = 1;; n++) {
-        struct breaker_permit permit;
-        if (!breaker_allow(k.u->breaker, &permit)) {
+        struct svc_breaker_permit permit;
+        if (!svc_breaker_allow(k.u->breaker, &permit)) {
             atomic_fetch_add_explicit(&k.u->attempts[K_BREAKER_OPEN], 1, memory_order_relaxed);
             xfer_reset(&k.x);
             k.status = 0;
-            log_attempt(&k, K_BREAKER_OPEN, n, 0.0, BREAKER_OPEN);
-            result = HTTPC_BREAKER_OPEN;
+            log_attempt(&k, K_BREAKER_OPEN, n, 0.0, SVC_BREAKER_OPEN);
+            result = SVC_HTTPC_BREAKER_OPEN;
             break;
         }
         double ta = now_ms();
         enum attempt_kind kind = attempt(&k);
         double ms = now_ms() - ta;
         out->attempts++;
-        breaker_record(k.u->breaker, &permit, verdict(kind));
+        svc_breaker_record(k.u->breaker, &permit, verdict(kind));
         if (kind < K_COUNT) atomic_fetch_add_explicit(&k.u->attempts[kind], 1, memory_order_relaxed);
-        log_attempt(&k, kind, n, ms, breaker_state(k.u->breaker));
+        log_attempt(&k, kind, n, ms, svc_breaker_state(k.u->breaker));
         result = outcome_of(kind);
 
         if (k.status == 401 && k.token && !refreshed) {
             refreshed = true;
             if (!fetch_token(&k, true)) {
-                result = HTTPC_NO_TOKEN;
+                result = SVC_HTTPC_NO_TOKEN;
                 break;
             }
             atomic_fetch_add_explicit(&k.u->retries, 1, memory_order_relaxed);
@@ -657,18 +657,18 @@ enum httpc_outcome httpc_request(struct httpc *c, const struct httpc_request *re
         uint32_t wait;
         uint32_t ra;
         if ((k.status == 429 || k.status == 503) && k.x.retry_after[0] &&
-            backoff_parse_retry_after(k.x.retry_after, time(NULL), &ra) == 0) {
+            svc_backoff_parse_retry_after(k.x.retry_after, time(NULL), &ra) == 0) {
             if (ra > c->cfg.retry_after_max_ms) break;   /* not worth holding the caller that long */
             wait = ra;
         } else {
-            wait = backoff_delay_ms(&c->cfg.backoff, (unsigned)retries, backoff_splitmix64, &k.h->rng);
+            wait = svc_backoff_delay_ms(&c->cfg.backoff, (unsigned)retries, svc_backoff_splitmix64, &k.h->rng);
         }
         retries++;
         atomic_fetch_add_explicit(&k.u->retries, 1, memory_order_relaxed);
         if (wait) sleep_ms(wait);
     }
 
-    if (k.x.retry_after[0] && backoff_parse_retry_after(k.x.retry_after, time(NULL), &out->retry_after_ms) == 0)
+    if (k.x.retry_after[0] && svc_backoff_parse_retry_after(k.x.retry_after, time(NULL), &out->retry_after_ms) == 0)
         out->has_retry_after = true;
     handle_put(c, k.h);
 
@@ -683,7 +683,7 @@ done:
     return result;
 }
 
-void httpc_response_free(struct httpc_response *r) {
+void svc_httpc_response_free(struct svc_httpc_response *r) {
     if (!r) return;
     free(r->body);
     r->body = NULL;
@@ -692,7 +692,7 @@ void httpc_response_free(struct httpc_response *r) {
 
 /* ---------- metrics ---------- */
 
-void httpc_metrics_render(struct httpc *c, struct svc_buf *out) {
+void svc_httpc_metrics_render(struct svc_httpc *c, struct svc_buf *out) {
     int n = atomic_load_explicit(&c->nupstreams, memory_order_acquire);
     svc_buf_puts(out, "# HELP http_client_requests_total Outbound HTTP attempts by upstream and outcome.\n"
                       "# TYPE http_client_requests_total counter\n");
@@ -710,5 +710,5 @@ void httpc_metrics_render(struct httpc *c, struct svc_buf *out) {
                       "# TYPE circuit_breaker_state gauge\n");
     for (int i = 0; i < n; i++)
         svc_buf_printf(out, "circuit_breaker_state{upstream=\"%s\"} %d\n", c->upstreams[i].name,
-                       (int)breaker_state(c->upstreams[i].breaker));
+                       (int)svc_breaker_state(c->upstreams[i].breaker));
 }

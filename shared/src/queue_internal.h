@@ -37,7 +37,7 @@ struct svc_queue {
     char k_id_prefix[QUEUE_KEY_MAX];   /* q:{name}:id: */
     size_t max_payload;
     int max_attempts;
-    struct backoff_policy backoff;
+    struct svc_backoff_policy backoff;
     int visibility_timeout_ms;
     int64_t dedupe_ttl_ms;
     long dead_max_len;

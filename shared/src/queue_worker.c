@@ -240,8 +240,8 @@ static void worker_handle_entry(struct worker_thread *t, const redisReply *ent) 
     if (res == SVC_JOB_RETRY) {
         delay = job.retry_delay_ms >= 0
                     ? job.retry_delay_ms
-                    : (int64_t)backoff_delay_ms(&w->q->backoff, (unsigned)(job.attempt - 1),
-                                                backoff_splitmix64, &t->rng);
+                    : (int64_t)svc_backoff_delay_ms(&w->q->backoff, (unsigned)(job.attempt - 1),
+                                                svc_backoff_splitmix64, &t->rng);
     }
     if (res != SVC_JOB_OK && !job.error[0])
         snprintf(job.error, sizeof(job.error), "%s", res == SVC_JOB_RETRY ? "retryable failure" : "failed");
@@ -268,8 +268,8 @@ static void worker_handle_entry(struct worker_thread *t, const redisReply *ent) 
 
 /* Waits after the fails-th consecutive connection failure (100 ms doubling to 5 s, jittered). */
 static void worker_backoff(struct svc_queue_worker *w, atomic_bool *flag, unsigned fails, uint64_t *rng) {
-    struct backoff_policy p = {.base_ms = 100, .cap_ms = 5000};
-    uint32_t d = backoff_delay_ms(&p, fails, backoff_splitmix64, rng);
+    struct svc_backoff_policy p = {.base_ms = 100, .cap_ms = 5000};
+    uint32_t d = svc_backoff_delay_ms(&p, fails, svc_backoff_splitmix64, rng);
     worker_sleep(w, flag, d < 20 ? 20 : d);
 }
 

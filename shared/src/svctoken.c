@@ -17,29 +17,29 @@
 
 #define FORCE_MIN_AGE_MS 1000
 
-struct svctoken {
-    struct httpc *http;
+struct svc_svctoken {
+    struct svc_httpc *http;
     char *upstream;
     char *path;
     char *client_id;
     char *secret;
     long margin_ms;
     long wait_ms;
-    svctoken_clock_fn clock;
+    svc_svctoken_clock_fn clock;
     void *clock_arg;
     const struct svc_logger *log;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool refreshing;
-    char token[SVCTOKEN_MAX + 1];   /* "" when none */
+    char token[SVC_SVCTOKEN_MAX + 1];   /* "" when none */
     uint64_t obtained_at, refresh_at, expires_at;
     unsigned long fetches, failures;
 };
 
 /* Per-thread copy handed to httpc (see the header: a concurrent refresh must not change the
  * string a caller is reading). Every svctoken shares it; httpc copies the value at once. */
-static __thread char tls_token[SVCTOKEN_MAX + 1];
+static __thread char tls_token[SVC_SVCTOKEN_MAX + 1];
 
 static uint64_t mono_ms(void *unused) {
     (void)unused;
@@ -48,7 +48,7 @@ static uint64_t mono_ms(void *unused) {
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void free_strings(struct svctoken *t) {
+static void free_strings(struct svc_svctoken *t) {
     if (t->secret) {
         explicit_bzero(t->secret, strlen(t->secret));
         free(t->secret);
@@ -60,11 +60,11 @@ static void free_strings(struct svctoken *t) {
 
 static char *dup_or_default(const char *s, const char *def) { return strdup(s && *s ? s : def); }
 
-struct svctoken *svctoken_new(const struct svctoken_config *cfg) {
+struct svc_svctoken *svc_svctoken_new(const struct svc_svctoken_config *cfg) {
     if (!cfg || !cfg->upstream || !cfg->client_id || !cfg->client_secret || !*cfg->client_id ||
         !*cfg->client_secret)
         return NULL;
-    struct svctoken *t = calloc(1, sizeof *t);
+    struct svc_svctoken *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->upstream = strdup(cfg->upstream);
     t->path = dup_or_default(cfg->path, "/api/auth/token");
@@ -88,9 +88,9 @@ fail:
     return NULL;
 }
 
-void svctoken_attach(struct svctoken *t, struct httpc *http) { t->http = http; }
+void svc_svctoken_attach(struct svc_svctoken *t, struct svc_httpc *http) { t->http = http; }
 
-void svctoken_free(struct svctoken *t) {
+void svc_svctoken_free(struct svc_svctoken *t) {
     if (!t) return;
     free_strings(t);
     explicit_bzero(t->token, sizeof t->token);
@@ -99,21 +99,21 @@ void svctoken_free(struct svctoken *t) {
     free(t);
 }
 
-void svctoken_stats(struct svctoken *t, unsigned long *fetches, unsigned long *failures) {
+void svc_svctoken_stats(struct svc_svctoken *t, unsigned long *fetches, unsigned long *failures) {
     pthread_mutex_lock(&t->mu);
     if (fetches) *fetches = t->fetches;
     if (failures) *failures = t->failures;
     pthread_mutex_unlock(&t->mu);
 }
 
-static void logw(struct svctoken *t, const char *msg, const char *outcome, long status) {
+static void logw(struct svc_svctoken *t, const char *msg, const char *outcome, long status) {
     if (t->log)
         svc_logf(t->log, SVC_LOG_WARN, NULL, msg, "{s:s,s:s,s:i}", "upstream", t->upstream, "outcome",
                  outcome, "status", (int)status);
 }
 
 static bool printable_token(const char *s, size_t n) {
-    if (n == 0 || n > SVCTOKEN_MAX) return false;
+    if (n == 0 || n > SVC_SVCTOKEN_MAX) return false;
     for (size_t i = 0; i < n; i++)
         if (s[i] <= 0x20 || s[i] >= 0x7f) return false;
     return true;
@@ -121,7 +121,7 @@ static bool printable_token(const char *s, size_t n) {
 
 /* The network call, made without the lock. On success copies the token into out and its
  * lifetime into *ttl_ms. */
-static bool fetch(struct svctoken *t, char out[SVCTOKEN_MAX + 1], uint64_t *ttl_ms) {
+static bool fetch(struct svc_svctoken *t, char out[SVC_SVCTOKEN_MAX + 1], uint64_t *ttl_ms) {
     if (!t->http) {
         logw(t, "service token unavailable", "not_attached", 0);
         return false;
@@ -132,19 +132,19 @@ static bool fetch(struct svctoken *t, char out[SVCTOKEN_MAX + 1], uint64_t *ttl_
     if (!text) return false;
     char idem[SVC_UUID_LEN + 1];
     svc_uuid4(idem);
-    struct httpc_request rq = {
+    struct svc_httpc_request rq = {
         .upstream = t->upstream, .method = "POST", .path = t->path, .body = text,
         .body_len = strlen(text), .content_type = "application/json", .accept = "application/json",
         .idempotency_key = idem, .no_auth = true,
     };
-    struct httpc_response rs;
-    httpc_request(t->http, &rq, &rs);
+    struct svc_httpc_response rs;
+    svc_httpc_request(t->http, &rq, &rs);
     explicit_bzero(text, strlen(text));
     free(text);
 
     bool ok = false;
-    if (rs.outcome != HTTPC_OK || rs.status != 200 || !rs.body) {
-        logw(t, "service token request failed", httpc_outcome_str(rs.outcome), rs.status);
+    if (rs.outcome != SVC_HTTPC_OK || rs.status != 200 || !rs.body) {
+        logw(t, "service token request failed", svc_httpc_outcome_str(rs.outcome), rs.status);
     } else {
         json_error_t jerr;
         json_t *doc = json_loadb(rs.body, rs.len, 0, &jerr);
@@ -164,12 +164,12 @@ static bool fetch(struct svctoken *t, char out[SVCTOKEN_MAX + 1], uint64_t *ttl_
         json_decref(doc);
     }
     if (rs.body) explicit_bzero(rs.body, rs.len);
-    httpc_response_free(&rs);
+    svc_httpc_response_free(&rs);
     return ok;
 }
 
 /* Copies the cached token into this thread's buffer. Caller holds the lock. */
-static const char *hand_out(struct svctoken *t) {
+static const char *hand_out(struct svc_svctoken *t) {
     memcpy(tls_token, t->token, strlen(t->token) + 1);
     return tls_token;
 }
@@ -184,8 +184,8 @@ static void deadline_in(struct timespec *ts, long ms) {
     }
 }
 
-const char *svctoken_get(void *arg, bool force_refresh) {
-    struct svctoken *t = arg;
+const char *svc_svctoken_get(void *arg, bool force_refresh) {
+    struct svc_svctoken *t = arg;
     const char *result = NULL;
     pthread_mutex_lock(&t->mu);
     uint64_t now = t->clock(t->clock_arg);
@@ -212,7 +212,7 @@ const char *svctoken_get(void *arg, bool force_refresh) {
     t->refreshing = true;
     t->fetches++;
     pthread_mutex_unlock(&t->mu);
-    char fresh[SVCTOKEN_MAX + 1];
+    char fresh[SVC_SVCTOKEN_MAX + 1];
     uint64_t ttl = 0;
     bool ok = fetch(t, fresh, &ttl);
     pthread_mutex_lock(&t->mu);

@@ -136,7 +136,7 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
     }
     long long started = unix_ms();
     long t0 = svc_now_ms();
-    struct httpc_request req = {.upstream = SVC_CUSTOMERS_UPSTREAM,
+    struct svc_httpc_request req = {.upstream = SVC_CUSTOMERS_UPSTREAM,
                                 .method = "POST",
                                 .path = SYNC_BULK_PATH,
                                 .body = v.body,
@@ -146,20 +146,20 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
                                 .idempotency_key = job->id,
                                 .accept = "application/json",
                                 .timeout_ms = cx->set.upsert_timeout_ms};
-    struct httpc_response resp;
-    enum httpc_outcome out = httpc_request(cx->customers.http, &req, &resp);
+    struct svc_httpc_response resp;
+    enum svc_httpc_outcome out = svc_httpc_request(cx->customers.http, &req, &resp);
     struct sync_repo_audit audit = {.queue = SYNC_QUEUE_BATCHES, .job_id = job->id, .run_id = v.run_id,
                                .attempt = job->attempt, .instance = cx->app.instance, .started_unix_ms = started,
                                .duration_ms = svc_now_ms() - t0};
     bool last = job->attempt >= job->max_attempts;
 
-    if (out == HTTPC_OK && resp.status == 200) {
+    if (out == SVC_HTTPC_OK && resp.status == 200) {
         struct sync_repo_errors rejected;
         sync_repo_errors_init(&rejected);
         struct rejected_ctx rc = {&v, &rejected};
         struct sync_repo_batch_result res;
         int prc = sync_batch_job_parse_answer(resp.body, resp.len, v.count, &res, add_rejected, &rc);
-        httpc_response_free(&resp);
+        svc_httpc_response_free(&resp);
         if (prc != 0) {
             sync_repo_errors_free(&rejected);
             snprintf(job->error, sizeof job->error, "malformed bulk-upsert answer");
@@ -183,15 +183,15 @@ svc_job_result sync_batch_job(struct svc_job *job, void *arg) {
 
     /* failure: decide between retrying and giving up */
     bool permanent = false;
-    if (out == HTTPC_OK) {
+    if (out == SVC_HTTPC_OK) {
         long s = resp.status;
         snprintf(job->error, sizeof job->error, "customers-service answered %ld", s);
         permanent = s >= 400 && s < 500 && s != 401 && s != 403 && s != 408 && s != 429;
         if ((s == 429 || s == 503) && resp.has_retry_after) job->retry_delay_ms = resp.retry_after_ms;
     } else {
-        snprintf(job->error, sizeof job->error, "customers-service call failed: %s", httpc_outcome_str(out));
+        snprintf(job->error, sizeof job->error, "customers-service call failed: %s", svc_httpc_outcome_str(out));
     }
-    httpc_response_free(&resp);
+    svc_httpc_response_free(&resp);
     if (permanent || last) return give_up(cx, job, &v, &audit);
     atomic_fetch_add_explicit(cx->m.batches_retried, 1, memory_order_relaxed);
     audit.error = job->error;

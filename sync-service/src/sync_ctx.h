@@ -34,12 +34,12 @@ struct sync_settings {
     long workers;                    /* SYNC_WORKERS: batch worker threads per instance */
     long max_inflight_batches;       /* SYNC_MAX_INFLIGHT_BATCHES: reader waits above this */
     long stream_max_attempts;        /* SYNC_STREAM_MAX_ATTEMPTS */
-    struct backoff_policy stream_backoff; /* SYNC_STREAM_RETRY_BASE_MS / _CAP_MS */
+    struct svc_backoff_policy stream_backoff; /* SYNC_STREAM_RETRY_BASE_MS / _CAP_MS */
     long lease_ttl_ms;               /* SYNC_LEASE_TTL_MS */
     long reaper_interval_ms;         /* SYNC_REAPER_INTERVAL_MS */
     long max_resumes;                /* SYNC_MAX_RESUMES */
     long batch_max_attempts;         /* SYNC_BATCH_MAX_ATTEMPTS */
-    struct backoff_policy batch_backoff;  /* SYNC_BATCH_RETRY_BASE_MS / _CAP_MS */
+    struct svc_backoff_policy batch_backoff;  /* SYNC_BATCH_RETRY_BASE_MS / _CAP_MS */
     long visibility_ms;              /* SYNC_QUEUE_VISIBILITY_MS */
     long upsert_timeout_ms;          /* SYNC_UPSERT_TIMEOUT_MS: one bulk-upsert attempt */
     const char *cron_expr;           /* SYNC_CRON */

@@ -498,8 +498,8 @@ static svc_job_result run_attempts(struct reader *rd, int attempts_done, struct 
         default: {
             atomic_fetch_add_explicit(cx->m.stream_attempts_failed, 1, memory_order_relaxed);
             if (attempts_done >= cx->set.stream_max_attempts) continue;   /* fails the run above */
-            long wait = (long)backoff_delay_ms(&cx->set.stream_backoff, (unsigned)(attempts_done - 1),
-                                               backoff_splitmix64, &rd->rng);
+            long wait = (long)svc_backoff_delay_ms(&cx->set.stream_backoff, (unsigned)(attempts_done - 1),
+                                               svc_backoff_splitmix64, &rd->rng);
             if (rd->retry_after_ms > wait) wait = rd->retry_after_ms;
             if (wait > (long)cx->set.stream_backoff.cap_ms) wait = (long)cx->set.stream_backoff.cap_ms;
             enum outcome w = wait_retry(rd, wait);

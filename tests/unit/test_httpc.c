@@ -208,14 +208,14 @@ static uint64_t fake_clock(void *arg) { return atomic_load(&fake_now); }
 
 struct fx {
     struct server srv;
-    struct httpc *c;
+    struct svc_httpc *c;
     struct token_src tok;
     struct svc_logger log;
     FILE *logf;
 };
 
-static struct httpc_config test_config(struct fx *f) {
-    return (struct httpc_config){
+static struct svc_httpc_config test_config(struct fx *f) {
+    return (struct svc_httpc_config){
         .service_name = "test-svc",
         .connect_timeout_ms = 1000,
         .timeout_ms = 2000,
@@ -225,12 +225,12 @@ static struct httpc_config test_config(struct fx *f) {
     };
 }
 
-static void fx_client(struct fx *f, const struct httpc_config *cfg, const struct breaker_config *bc) {
-    f->c = httpc_new(cfg);
+static void fx_client(struct fx *f, const struct svc_httpc_config *cfg, const struct svc_breaker_config *bc) {
+    f->c = svc_httpc_new(cfg);
     assert_non_null(f->c);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", (unsigned)f->srv.port);
-    assert_int_equal(httpc_add_upstream(f->c, "api", url, bc), 0);
+    assert_int_equal(svc_httpc_add_upstream(f->c, "api", url, bc), 0);
 }
 
 static int setup(void **state) {
@@ -240,7 +240,7 @@ static int setup(void **state) {
     f->logf = tmpfile();
     if (!f->logf) return -1;
     svc_log_init(&f->log, "test", "t1", "debug", fileno(f->logf));
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     fx_client(f, &cfg, NULL);
     *state = f;
     return 0;
@@ -248,7 +248,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     struct fx *f = *state;
-    httpc_free(f->c);
+    svc_httpc_free(f->c);
     server_stop(&f->srv);
     fclose(f->logf);
     free(f);
@@ -256,8 +256,8 @@ static int teardown(void **state) {
 }
 
 /* Replaces the default client (e.g. to add a token callback or breaker settings). */
-static void fx_reclient(struct fx *f, const struct httpc_config *cfg, const struct breaker_config *bc) {
-    httpc_free(f->c);
+static void fx_reclient(struct fx *f, const struct svc_httpc_config *cfg, const struct svc_breaker_config *bc) {
+    svc_httpc_free(f->c);
     fx_client(f, cfg, bc);
 }
 
@@ -267,23 +267,23 @@ static double mono_ms(void) {
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-static enum httpc_outcome do_call(struct fx *f, const char *method, const char *path, const char *idem,
-                                  struct httpc_response *r) {
-    struct httpc_request req = {
+static enum svc_httpc_outcome do_call(struct fx *f, const char *method, const char *path, const char *idem,
+                                  struct svc_httpc_response *r) {
+    struct svc_httpc_request req = {
         .upstream = "api", .method = method, .path = path, .correlation_id = "cid-1", .idempotency_key = idem,
     };
     if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
         req.body = "{\"a\":1}";
         req.body_len = 7;
     }
-    return httpc_request(f->c, &req, r);
+    return svc_httpc_request(f->c, &req, r);
 }
 
 /* The metric line's value, or -1 when absent. */
 static long metric(struct fx *f, const char *line_prefix) {
     struct svc_buf b;
     svc_buf_init(&b);
-    httpc_metrics_render(f->c, &b);
+    svc_httpc_metrics_render(f->c, &b);
     assert_false(b.oom);
     long v = -1;
     const char *p = strstr(b.data, line_prefix);
@@ -306,8 +306,8 @@ static char *read_log(struct fx *f) {
 static void test_get_retries_503_then_succeeds(void **state) {
     struct fx *f = *state;
     script(&f->srv, 3, (struct step[]){ { .status = 503 }, { .status = 503 }, { .status = 200 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/items/1", NULL, &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/items/1", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.len, 2);
     assert_string_equal(r.body, "ok");
@@ -318,43 +318,43 @@ static void test_get_retries_503_then_succeeds(void **state) {
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"success\"} "), 1);
     assert_int_equal(metric(f, "http_client_retries_total{upstream=\"api\"} "), 2);
     assert_int_equal(metric(f, "circuit_breaker_state{upstream=\"api\"} "), 0);
-    httpc_response_free(&r);
-    httpc_response_free(&r);   /* idempotent */
+    svc_httpc_response_free(&r);
+    svc_httpc_response_free(&r);   /* idempotent */
 }
 
 static void test_gives_up_after_max_attempts(void **state) {
     struct fx *f = *state;
     script(&f->srv, 4, (struct step[]){ { .status = 502 }, { .status = 504 }, { .status = 503 }, { .status = 200 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "DELETE", "/items/1", NULL, &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "DELETE", "/items/1", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 503);
     assert_int_equal(r.attempts, 3);
     assert_int_equal(hits(&f->srv), 3);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_post_without_idempotency_key_is_not_retried(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .status = 503 }, { .status = 200 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "POST", "/items", NULL, &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "POST", "/items", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 503);
     assert_int_equal(r.attempts, 1);
     assert_int_equal(hits(&f->srv), 1);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_post_with_idempotency_key_is_retried(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .status = 503 }, { .status = 201 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "POST", "/items", "idem-42", &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "POST", "/items", "idem-42", &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 201);
     assert_int_equal(hits(&f->srv), 2);
     assert_string_equal(f->srv.seen[0].idem, "idem-42");
     assert_string_equal(f->srv.seen[1].idem, "idem-42");
     assert_int_equal(f->srv.seen[1].body_len, 7);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_404_is_not_retried_and_does_not_trip_breaker(void **state) {
@@ -363,33 +363,33 @@ static void test_404_is_not_retried_and_does_not_trip_breaker(void **state) {
     for (int i = 0; i < MAX_STEPS; i++) s404[i] = (struct step){ .status = 404 };
     script(&f->srv, MAX_STEPS, s404);
     for (int i = 0; i < 12; i++) {
-        struct httpc_response r;
-        assert_int_equal(do_call(f, "GET", "/missing", NULL, &r), HTTPC_OK);
+        struct svc_httpc_response r;
+        assert_int_equal(do_call(f, "GET", "/missing", NULL, &r), SVC_HTTPC_OK);
         assert_int_equal(r.status, 404);
         assert_int_equal(r.attempts, 1);
-        httpc_response_free(&r);
+        svc_httpc_response_free(&r);
     }
     assert_int_equal(hits(&f->srv), 12);
-    assert_int_equal(httpc_upstream_state(f->c, "api"), BREAKER_CLOSED);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "api"), SVC_BREAKER_CLOSED);
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"client_error\"} "), 12);
 }
 
 static void test_500_is_not_retried(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .status = 500 }, { .status = 200 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/boom", NULL, &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/boom", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 500);
     assert_int_equal(hits(&f->srv), 1);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_429_retry_after_is_honoured(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .status = 429, .retry_after = "1" }, { .status = 200 } });
-    struct httpc_response r;
+    struct svc_httpc_response r;
     double t0 = mono_ms();
-    assert_int_equal(do_call(f, "GET", "/limited", NULL, &r), HTTPC_OK);
+    assert_int_equal(do_call(f, "GET", "/limited", NULL, &r), SVC_HTTPC_OK);
     double ms = mono_ms() - t0;
     assert_int_equal(r.status, 200);
     assert_int_equal(hits(&f->srv), 2);
@@ -397,70 +397,70 @@ static void test_429_retry_after_is_honoured(void **state) {
     assert_true(ms >= 990.0);
     assert_true(ms < 1500.0);
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"rate_limited\"} "), 1);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_retry_after_beyond_max_returns_429(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .status = 429, .retry_after = "120" }, { .status = 200 } });
-    struct httpc_response r;
+    struct svc_httpc_response r;
     double t0 = mono_ms();
-    assert_int_equal(do_call(f, "GET", "/limited", NULL, &r), HTTPC_OK);
+    assert_int_equal(do_call(f, "GET", "/limited", NULL, &r), SVC_HTTPC_OK);
     assert_true(mono_ms() - t0 < 500.0);
     assert_int_equal(r.status, 429);
     assert_true(r.has_retry_after);
     assert_int_equal(r.retry_after_ms, 120000);
     assert_int_equal(hits(&f->srv), 1);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_timeout_is_retried(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .delay_ms = 400 }, { .status = 200 } });
-    struct httpc_request req = { .upstream = "api", .method = "GET", .path = "/slow", .timeout_ms = 100 };
-    struct httpc_response r;
+    struct svc_httpc_request req = { .upstream = "api", .method = "GET", .path = "/slow", .timeout_ms = 100 };
+    struct svc_httpc_response r;
     double t0 = mono_ms();
-    assert_int_equal(httpc_request(f->c, &req, &r), HTTPC_OK);
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_OK);
     double ms = mono_ms() - t0;
     assert_int_equal(r.status, 200);
     assert_int_equal(r.attempts, 2);
     assert_int_equal(hits(&f->srv), 2);
     assert_true(ms >= 95.0 && ms < 380.0);   /* did not wait for the slow answer */
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"timeout\"} "), 1);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_timeout_everywhere_reports_timeout(void **state) {
     struct fx *f = *state;
     script(&f->srv, 3, (struct step[]){ { .delay_ms = 200 }, { .delay_ms = 200 }, { .delay_ms = 200 } });
-    struct httpc_request req = { .upstream = "api", .method = "GET", .path = "/slow", .timeout_ms = 50 };
-    struct httpc_response r;
-    assert_int_equal(httpc_request(f->c, &req, &r), HTTPC_TIMEOUT);
-    assert_int_equal(r.outcome, HTTPC_TIMEOUT);
+    struct svc_httpc_request req = { .upstream = "api", .method = "GET", .path = "/slow", .timeout_ms = 50 };
+    struct svc_httpc_response r;
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_TIMEOUT);
+    assert_int_equal(r.outcome, SVC_HTTPC_TIMEOUT);
     assert_int_equal(r.status, 0);
     assert_null(r.body);
     assert_int_equal(r.attempts, 3);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_dropped_connection_is_retried_for_get(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .drop = true }, { .status = 200 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/flaky", NULL, &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/flaky", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 200);
     assert_int_equal(hits(&f->srv), 2);
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"network_error\"} "), 1);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static void test_dropped_connection_is_not_retried_for_post(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .drop = true }, { .status = 200 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "POST", "/pay", NULL, &r), HTTPC_NETWORK_ERROR);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "POST", "/pay", NULL, &r), SVC_HTTPC_NETWORK_ERROR);
     assert_int_equal(hits(&f->srv), 1);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 static uint16_t closed_port(void) {
@@ -475,25 +475,25 @@ static uint16_t closed_port(void) {
     return ntohs(sa.sin_port);
 }
 
-static void collect_upstream(void *arg, const char *name, breaker_state_t st) {
-    svc_buf_printf(arg, "%s=%s;", name, breaker_state_str(st));
+static void collect_upstream(void *arg, const char *name, svc_breaker_state_t st) {
+    svc_buf_printf(arg, "%s=%s;", name, svc_breaker_state_str(st));
 }
 
 static void test_connect_error_is_retried_even_for_post(void **state) {
     struct fx *f = *state;
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)closed_port());
-    assert_int_equal(httpc_add_upstream(f->c, "down", url, NULL), 0);
-    struct httpc_request req = { .upstream = "down", .method = "POST", .path = "/x", .body = "{}", .body_len = 2 };
-    struct httpc_response r;
-    assert_int_equal(httpc_request(f->c, &req, &r), HTTPC_CONNECT_ERROR);
+    assert_int_equal(svc_httpc_add_upstream(f->c, "down", url, NULL), 0);
+    struct svc_httpc_request req = { .upstream = "down", .method = "POST", .path = "/x", .body = "{}", .body_len = 2 };
+    struct svc_httpc_response r;
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_CONNECT_ERROR);
     assert_int_equal(r.attempts, 3);   /* nothing was sent, so repeating is safe */
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"down\",outcome=\"connect_error\"} "), 3);
     assert_int_equal(metric(f, "http_client_retries_total{upstream=\"down\"} "), 2);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
     struct svc_buf names;
     svc_buf_init(&names);
-    httpc_each_upstream(f->c, collect_upstream, &names);
+    svc_httpc_each_upstream(f->c, collect_upstream, &names);
     assert_string_equal(names.data, "api=closed;down=closed;");
     svc_buf_free(&names);
 }
@@ -502,27 +502,27 @@ static void test_connect_error_is_retried_even_for_post(void **state) {
 
 static void test_breaker_opens_and_then_fails_fast_without_network(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.max_attempts = 1;
-    struct breaker_config bc = { .failure_threshold = 3, .open_timeout_ms = 60000 };
+    struct svc_breaker_config bc = { .failure_threshold = 3, .open_timeout_ms = 60000 };
     fx_reclient(f, &cfg, &bc);
     script(&f->srv, 3, (struct step[]){ { .status = 503 }, { .status = 503 }, { .status = 503 } });
     for (int i = 0; i < 3; i++) {
-        struct httpc_response r;
-        assert_int_equal(do_call(f, "GET", "/x", NULL, &r), HTTPC_OK);
+        struct svc_httpc_response r;
+        assert_int_equal(do_call(f, "GET", "/x", NULL, &r), SVC_HTTPC_OK);
         assert_int_equal(r.status, 503);
-        httpc_response_free(&r);
+        svc_httpc_response_free(&r);
     }
-    assert_int_equal(httpc_upstream_state(f->c, "api"), BREAKER_OPEN);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "api"), SVC_BREAKER_OPEN);
     int before = hits(&f->srv);
     for (int i = 0; i < 5; i++) {
-        struct httpc_response r;
+        struct svc_httpc_response r;
         double t0 = mono_ms();
-        assert_int_equal(do_call(f, "GET", "/x", NULL, &r), HTTPC_BREAKER_OPEN);
+        assert_int_equal(do_call(f, "GET", "/x", NULL, &r), SVC_HTTPC_BREAKER_OPEN);
         assert_true(mono_ms() - t0 < 5.0);
         assert_int_equal(r.attempts, 0);
         assert_int_equal(r.status, 0);
-        httpc_response_free(&r);
+        svc_httpc_response_free(&r);
     }
     assert_int_equal(hits(&f->srv), before);
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"breaker_open\"} "), 5);
@@ -535,65 +535,65 @@ static void test_breaker_opens_and_then_fails_fast_without_network(void **state)
 
 static void test_breaker_half_open_closes_after_recovery(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.max_attempts = 1;
     atomic_store(&fake_now, 5000);
-    struct breaker_config bc = { .failure_threshold = 2, .open_timeout_ms = 1000, .clock = fake_clock };
+    struct svc_breaker_config bc = { .failure_threshold = 2, .open_timeout_ms = 1000, .clock = fake_clock };
     fx_reclient(f, &cfg, &bc);
     script(&f->srv, 2, (struct step[]){ { .status = 502 }, { .status = 502 } });
-    struct httpc_response r;
+    struct svc_httpc_response r;
     for (int i = 0; i < 2; i++) {
         do_call(f, "GET", "/x", NULL, &r);
-        httpc_response_free(&r);
+        svc_httpc_response_free(&r);
     }
-    assert_int_equal(httpc_upstream_state(f->c, "api"), BREAKER_OPEN);
-    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), HTTPC_BREAKER_OPEN);
-    httpc_response_free(&r);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "api"), SVC_BREAKER_OPEN);
+    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), SVC_HTTPC_BREAKER_OPEN);
+    svc_httpc_response_free(&r);
 
     atomic_store(&fake_now, 6000);   /* the open timeout has passed; the upstream has recovered */
-    assert_int_equal(httpc_upstream_state(f->c, "api"), BREAKER_HALF_OPEN);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "api"), SVC_BREAKER_HALF_OPEN);
     assert_int_equal(metric(f, "circuit_breaker_state{upstream=\"api\"} "), 1);
     int before = hits(&f->srv);
-    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), HTTPC_OK);
+    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 200);
-    httpc_response_free(&r);
-    assert_int_equal(httpc_upstream_state(f->c, "api"), BREAKER_HALF_OPEN);
-    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), HTTPC_OK);
-    httpc_response_free(&r);
-    assert_int_equal(httpc_upstream_state(f->c, "api"), BREAKER_CLOSED);
+    svc_httpc_response_free(&r);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "api"), SVC_BREAKER_HALF_OPEN);
+    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), SVC_HTTPC_OK);
+    svc_httpc_response_free(&r);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "api"), SVC_BREAKER_CLOSED);
     assert_int_equal(hits(&f->srv), before + 2);
 }
 
 static void test_breaker_open_stops_retries_midway(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.max_attempts = 5;
-    struct breaker_config bc = { .failure_threshold = 2, .open_timeout_ms = 60000 };
+    struct svc_breaker_config bc = { .failure_threshold = 2, .open_timeout_ms = 60000 };
     fx_reclient(f, &cfg, &bc);
     script(&f->srv, 5, (struct step[]){ { .status = 503 }, { .status = 503 }, { .status = 503 }, { .status = 503 }, { .status = 503 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), HTTPC_BREAKER_OPEN);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/x", NULL, &r), SVC_HTTPC_BREAKER_OPEN);
     assert_int_equal(r.attempts, 2);
     assert_int_equal(hits(&f->srv), 2);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
 }
 
 /* ---------- headers, auth, logs ---------- */
 
 static void test_headers_reach_the_upstream(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.token_fn = token_fn;
     cfg.token_arg = &f->tok;
     fx_reclient(f, &cfg, NULL);
-    struct httpc_request req = {
+    struct svc_httpc_request req = {
         .upstream = "api", .method = "PUT", .path = "/accounts/7?q=secret-query", .body = "{\"x\":true}",
         .body_len = 10, .content_type = "application/merge-patch+json", .correlation_id = "cid-abc-123",
         .idempotency_key = "k-1", .accept = "application/json",
     };
-    struct httpc_response r;
-    assert_int_equal(httpc_request(f->c, &req, &r), HTTPC_OK);
-    httpc_response_free(&r);
+    struct svc_httpc_response r;
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_OK);
+    svc_httpc_response_free(&r);
     struct seen *w = &f->srv.seen[0];
     assert_string_equal(w->method, "PUT");
     assert_string_equal(w->path, "/accounts/7");
@@ -624,13 +624,13 @@ static void test_methods_and_empty_bodies(void **state) {
     struct fx *f = *state;
     const char *methods[] = { "GET", "HEAD", "DELETE", "OPTIONS", "PATCH", "POST", "PUT" };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        struct httpc_request req = { .upstream = "api", .method = methods[i], .path = "/m" };
-        struct httpc_response r;
-        assert_int_equal(httpc_request(f->c, &req, &r), HTTPC_OK);
+        struct svc_httpc_request req = { .upstream = "api", .method = methods[i], .path = "/m" };
+        struct svc_httpc_response r;
+        assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_OK);
         assert_int_equal(r.status, 200);
         if (strcmp(methods[i], "HEAD") == 0) assert_null(r.body);
         else assert_string_equal(r.body, "ok");
-        httpc_response_free(&r);
+        svc_httpc_response_free(&r);
         assert_string_equal(f->srv.seen[i].method, methods[i]);
         assert_int_equal(f->srv.seen[i].body_len, 0);
     }
@@ -638,16 +638,16 @@ static void test_methods_and_empty_bodies(void **state) {
 
 static void test_token_refreshed_once_on_401(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.token_fn = token_fn;
     cfg.token_arg = &f->tok;
     fx_reclient(f, &cfg, NULL);
     script(&f->srv, 2, (struct step[]){ { .status = 401 }, { .status = 200 } });
-    struct httpc_response r;
+    struct svc_httpc_response r;
     /* POST without key: the 401 repeat is still allowed (the request was rejected unprocessed). */
-    assert_int_equal(do_call(f, "POST", "/secure", NULL, &r), HTTPC_OK);
+    assert_int_equal(do_call(f, "POST", "/secure", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 200);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
     assert_int_equal(hits(&f->srv), 2);
     assert_string_equal(f->srv.seen[0].auth, "Bearer tok-1");
     assert_string_equal(f->srv.seen[1].auth, "Bearer tok-2");
@@ -656,15 +656,15 @@ static void test_token_refreshed_once_on_401(void **state) {
 
 static void test_token_refresh_happens_only_once(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.token_fn = token_fn;
     cfg.token_arg = &f->tok;
     fx_reclient(f, &cfg, NULL);
     script(&f->srv, 3, (struct step[]){ { .status = 401 }, { .status = 401 }, { .status = 200 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/secure", NULL, &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/secure", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.status, 401);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
     assert_int_equal(hits(&f->srv), 2);
     assert_int_equal(atomic_load(&f->tok.forced), 1);
     assert_int_equal(atomic_load(&f->tok.calls), 2);
@@ -674,23 +674,23 @@ static const char *no_token(void *arg, bool force) { return NULL; }
 
 static void test_missing_token_fails_without_network(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.token_fn = no_token;
     fx_reclient(f, &cfg, NULL);
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/secure", NULL, &r), HTTPC_NO_TOKEN);
-    httpc_response_free(&r);
-    struct httpc_request req = { .upstream = "api", .method = "GET", .path = "/token", .no_auth = true };
-    assert_int_equal(httpc_request(f->c, &req, &r), HTTPC_OK);
-    httpc_response_free(&r);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/secure", NULL, &r), SVC_HTTPC_NO_TOKEN);
+    svc_httpc_response_free(&r);
+    struct svc_httpc_request req = { .upstream = "api", .method = "GET", .path = "/token", .no_auth = true };
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_OK);
+    svc_httpc_response_free(&r);
     assert_int_equal(hits(&f->srv), 1);
     assert_string_equal(f->srv.seen[0].auth, "");
 }
 
 static void test_malformed_requests_are_rejected(void **state) {
     struct fx *f = *state;
-    struct httpc_response r;
-    struct httpc_request bad[] = {
+    struct svc_httpc_response r;
+    struct svc_httpc_request bad[] = {
         { .upstream = "nope", .method = "GET", .path = "/" },
         { .upstream = "api", .method = "get", .path = "/" },
         { .upstream = "api", .method = "GET", .path = "no-slash" },
@@ -701,15 +701,15 @@ static void test_malformed_requests_are_rejected(void **state) {
         { .upstream = NULL, .method = "GET", .path = "/" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(httpc_request(f->c, &bad[i], &r), HTTPC_INVALID);
-        httpc_response_free(&r);
+        assert_int_equal(svc_httpc_request(f->c, &bad[i], &r), SVC_HTTPC_INVALID);
+        svc_httpc_response_free(&r);
     }
     assert_int_equal(hits(&f->srv), 0);
-    assert_int_equal(httpc_upstream_state(f->c, "nope"), -1);
-    assert_int_equal(httpc_add_upstream(f->c, "api", "http://127.0.0.1:1", NULL), -1);      /* duplicate */
-    assert_int_equal(httpc_add_upstream(f->c, "bad name", "http://127.0.0.1:1", NULL), -1);
-    assert_int_equal(httpc_add_upstream(f->c, "ftp", "ftp://127.0.0.1:1", NULL), -1);
-    assert_string_equal(httpc_outcome_str(HTTPC_BREAKER_OPEN), "breaker_open");
+    assert_int_equal(svc_httpc_upstream_state(f->c, "nope"), -1);
+    assert_int_equal(svc_httpc_add_upstream(f->c, "api", "http://127.0.0.1:1", NULL), -1);      /* duplicate */
+    assert_int_equal(svc_httpc_add_upstream(f->c, "bad name", "http://127.0.0.1:1", NULL), -1);
+    assert_int_equal(svc_httpc_add_upstream(f->c, "ftp", "ftp://127.0.0.1:1", NULL), -1);
+    assert_string_equal(svc_httpc_outcome_str(SVC_HTTPC_BREAKER_OPEN), "breaker_open");
 }
 
 /* ---------- connections and limits ---------- */
@@ -717,10 +717,10 @@ static void test_malformed_requests_are_rejected(void **state) {
 static void test_sequential_calls_reuse_one_connection(void **state) {
     struct fx *f = *state;
     for (int i = 0; i < 25; i++) {
-        struct httpc_response r;
-        assert_int_equal(do_call(f, i % 2 ? "GET" : "POST", "/reuse", NULL, &r), HTTPC_OK);
+        struct svc_httpc_response r;
+        assert_int_equal(do_call(f, i % 2 ? "GET" : "POST", "/reuse", NULL, &r), SVC_HTTPC_OK);
         assert_int_equal(r.status, 200);
-        httpc_response_free(&r);
+        svc_httpc_response_free(&r);
     }
     assert_int_equal(hits(&f->srv), 25);
     assert_int_equal(connections(&f->srv), 1);
@@ -728,38 +728,38 @@ static void test_sequential_calls_reuse_one_connection(void **state) {
 
 static void test_body_over_limit_is_an_error(void **state) {
     struct fx *f = *state;
-    struct httpc_config cfg = test_config(f);
+    struct svc_httpc_config cfg = test_config(f);
     cfg.max_response_bytes = 1024;
     fx_reclient(f, &cfg, NULL);
     script(&f->srv, 4, (struct step[]){ { .body_size = 1024 }, { .body_size = 1025 },
                                         { .body_size = 100000, .chunked = true }, { .body_size = 1024, .chunked = true } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), HTTPC_OK);           /* exactly at the limit */
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), SVC_HTTPC_OK);           /* exactly at the limit */
     assert_int_equal(r.len, 1024);
     assert_int_equal(r.body[1024], '\0');
-    httpc_response_free(&r);
-    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), HTTPC_TOO_LARGE);    /* Content-Length says too big */
+    svc_httpc_response_free(&r);
+    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), SVC_HTTPC_TOO_LARGE);    /* Content-Length says too big */
     assert_null(r.body);
-    httpc_response_free(&r);
-    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), HTTPC_TOO_LARGE);    /* chunked, discovered while reading */
-    httpc_response_free(&r);
-    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), HTTPC_OK);
+    svc_httpc_response_free(&r);
+    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), SVC_HTTPC_TOO_LARGE);    /* chunked, discovered while reading */
+    svc_httpc_response_free(&r);
+    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.len, 1024);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
     assert_int_equal(hits(&f->srv), 4);   /* never retried */
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"too_large\"} "), 2);
-    assert_int_equal(httpc_upstream_state(f->c, "api"), BREAKER_CLOSED);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "api"), SVC_BREAKER_CLOSED);
 }
 
 static void test_default_limit_is_4_mib(void **state) {
     struct fx *f = *state;
     script(&f->srv, 2, (struct step[]){ { .body_size = 4u << 20 }, { .body_size = (4u << 20) + 1 } });
-    struct httpc_response r;
-    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), HTTPC_OK);
+    struct svc_httpc_response r;
+    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), SVC_HTTPC_OK);
     assert_int_equal(r.len, 4u << 20);
-    httpc_response_free(&r);
-    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), HTTPC_TOO_LARGE);
-    httpc_response_free(&r);
+    svc_httpc_response_free(&r);
+    assert_int_equal(do_call(f, "GET", "/big", NULL, &r), SVC_HTTPC_TOO_LARGE);
+    svc_httpc_response_free(&r);
 }
 
 struct worker {
@@ -770,9 +770,9 @@ struct worker {
 static void *worker_run(void *arg) {
     struct worker *w = arg;
     for (int i = 0; i < 50; i++) {
-        struct httpc_response r;
-        if (do_call(w->f, "GET", "/mt", NULL, &r) == HTTPC_OK && r.status == 200 && r.len == 2) w->ok++;
-        httpc_response_free(&r);
+        struct svc_httpc_response r;
+        if (do_call(w->f, "GET", "/mt", NULL, &r) == SVC_HTTPC_OK && r.status == 200 && r.len == 2) w->ok++;
+        svc_httpc_response_free(&r);
     }
     return NULL;
 }

@@ -98,7 +98,7 @@ static void world_open(struct world *wd, const char *test, const struct svc_queu
     struct svc_queue_options opt = given ? *given : (struct svc_queue_options){0};
     opt.name = wd->name;
     if (!opt.visibility_timeout_ms) opt.visibility_timeout_ms = 5000;
-    if (!opt.backoff.base_ms && !opt.backoff.cap_ms) opt.backoff = (struct backoff_policy){.base_ms = 20, .cap_ms = 50};
+    if (!opt.backoff.base_ms && !opt.backoff.cap_ms) opt.backoff = (struct svc_backoff_policy){.base_ms = 20, .cap_ms = 50};
     svc_status st;
     wd->q = svc_queue_new(wd->pool, &opt, NULL, &st);
     assert_int_equal(st, SVC_OK);

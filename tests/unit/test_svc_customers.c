@@ -43,8 +43,8 @@ static void test_defaults_are_one_set_for_every_service(void **state) {
     assert_int_equal(cc.retry_attempts, 3);
     assert_int_equal(cc.retry_base_ms, 200);
     assert_int_equal(cc.retry_cap_ms, 2000);
-    assert_int_equal(cc.breaker_failures, 5);
-    assert_int_equal(cc.breaker_open_ms, 10000);
+    assert_int_equal(cc.svc_breaker_failures, 5);
+    assert_int_equal(cc.svc_breaker_open_ms, 10000);
     svc_config_free(&cfg);
 }
 
@@ -108,15 +108,15 @@ static void test_an_open_breaker_warns_in_readiness_and_sets_the_retry_after(voi
     assert_int_equal(svc_customers_ready(&cc, checks), 0);
     assert_check(checks, "pass", "closed", false);
 
-    struct httpc_request rq = {.upstream = SVC_CUSTOMERS_UPSTREAM, .method = "GET", .path = "/internal/users/x",
+    struct svc_httpc_request rq = {.upstream = SVC_CUSTOMERS_UPSTREAM, .method = "GET", .path = "/internal/users/x",
                                .no_auth = true};
-    struct httpc_response rs;
-    assert_int_equal(httpc_request(cc.http, &rq, &rs), HTTPC_CONNECT_ERROR);   /* the one failure that opens it */
+    struct svc_httpc_response rs;
+    assert_int_equal(svc_httpc_request(cc.http, &rq, &rs), SVC_HTTPC_CONNECT_ERROR);   /* the one failure that opens it */
     assert_int_equal(svc_customers_retry_after_s(&cc, &rs), 1);
-    httpc_response_free(&rs);
-    assert_int_equal(httpc_request(cc.http, &rq, &rs), HTTPC_BREAKER_OPEN);
+    svc_httpc_response_free(&rs);
+    assert_int_equal(svc_httpc_request(cc.http, &rq, &rs), SVC_HTTPC_BREAKER_OPEN);
     assert_int_equal(svc_customers_retry_after_s(&cc, &rs), 5);                 /* 4.5 s, rounded up */
-    httpc_response_free(&rs);
+    svc_httpc_response_free(&rs);
 
     assert_int_equal(svc_customers_ready(&cc, checks), 1);
     assert_check(checks, "warn", "open", true);
@@ -128,8 +128,8 @@ static void test_an_open_breaker_warns_in_readiness_and_sets_the_retry_after(voi
 }
 
 static void test_the_upstreams_retry_after_is_passed_on_within_bounds(void **state) {
-    struct svc_customers cc = {.breaker_open_ms = 10000};
-    struct httpc_response rs = {.outcome = HTTPC_OK, .status = 503, .has_retry_after = true, .retry_after_ms = 2500};
+    struct svc_customers cc = {.svc_breaker_open_ms = 10000};
+    struct svc_httpc_response rs = {.outcome = SVC_HTTPC_OK, .status = 503, .has_retry_after = true, .retry_after_ms = 2500};
     assert_int_equal(svc_customers_retry_after_s(&cc, &rs), 3);
     rs.retry_after_ms = 0;
     assert_int_equal(svc_customers_retry_after_s(&cc, &rs), 1);

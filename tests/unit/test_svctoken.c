@@ -136,8 +136,8 @@ static void set_issuer(struct issuer *s, int status, int delay_ms, bool malforme
 
 struct fixture {
     struct issuer srv;
-    struct httpc *http;
-    struct svctoken *tok;
+    struct svc_httpc *http;
+    struct svc_svctoken *tok;
     atomic_ulong now_ms;
 };
 
@@ -148,26 +148,26 @@ static int setup(void **state) {
     assert_non_null(f);
     issuer_start(&f->srv);
     atomic_store(&f->now_ms, 1000000);
-    f->tok = svctoken_new(&(struct svctoken_config){.upstream = "customers", .client_id = "transactions",
+    f->tok = svc_svctoken_new(&(struct svc_svctoken_config){.upstream = "customers", .client_id = "transactions",
                                                     .client_secret = "s3cret-s3cret-s3cret", .refresh_margin_ms = 60000,
                                                     .wait_ms = 5000, .clock = fake_clock, .clock_arg = f});
     assert_non_null(f->tok);
-    struct httpc_config hc = {.service_name = "test", .connect_timeout_ms = 1000, .timeout_ms = 3000, .max_attempts = 1,
-                              .token_fn = svctoken_get, .token_arg = f->tok};
-    f->http = httpc_new(&hc);
+    struct svc_httpc_config hc = {.service_name = "test", .connect_timeout_ms = 1000, .timeout_ms = 3000, .max_attempts = 1,
+                              .token_fn = svc_svctoken_get, .token_arg = f->tok};
+    f->http = svc_httpc_new(&hc);
     assert_non_null(f->http);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u", f->srv.port);
-    assert_int_equal(httpc_add_upstream(f->http, "customers", url, NULL), 0);
-    svctoken_attach(f->tok, f->http);
+    assert_int_equal(svc_httpc_add_upstream(f->http, "customers", url, NULL), 0);
+    svc_svctoken_attach(f->tok, f->http);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state) {
     struct fixture *f = *state;
-    httpc_free(f->http);
-    svctoken_free(f->tok);
+    svc_httpc_free(f->http);
+    svc_svctoken_free(f->tok);
     MHD_stop_daemon(f->srv.d);
     pthread_mutex_destroy(&f->srv.mu);
     free(f);
@@ -180,17 +180,17 @@ static void advance(struct fixture *f, uint64_t ms) { atomic_fetch_add(&f->now_m
 
 static void test_token_is_fetched_once_and_cached(void **state) {
     struct fixture *f = *state;
-    const char *t = svctoken_get(f->tok, false);
+    const char *t = svc_svctoken_get(f->tok, false);
     assert_non_null(t);
     assert_string_equal(t, "tok-1");
     advance(f, 200000);                       /* 200 s of a 300 s token: still fresh */
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     assert_int_equal(token_calls(&f->srv), 1);
 }
 
 static void test_token_request_carries_client_credentials_and_no_bearer(void **state) {
     struct fixture *f = *state;
-    assert_non_null(svctoken_get(f->tok, false));
+    assert_non_null(svc_svctoken_get(f->tok, false));
     assert_string_equal(f->srv.last_auth, "");
     assert_string_equal(f->srv.last_ctype, "application/json");
     json_error_t e;
@@ -203,65 +203,65 @@ static void test_token_request_carries_client_credentials_and_no_bearer(void **s
 
 static void test_refreshes_inside_the_margin_before_expiry(void **state) {
     struct fixture *f = *state;
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     advance(f, 239000);                       /* refresh at 300 - 60 = 240 s */
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     advance(f, 1000);
-    assert_string_equal(svctoken_get(f->tok, false), "tok-2");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-2");
     assert_int_equal(token_calls(&f->srv), 2);
 }
 
 static void test_short_lived_token_margin_is_a_quarter_of_its_life(void **state) {
     struct fixture *f = *state;
     f->srv.expires_in = 40;                   /* margin min(60 s, 10 s) = 10 s */
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     advance(f, 29000);
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     advance(f, 1000);
-    assert_string_equal(svctoken_get(f->tok, false), "tok-2");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-2");
 }
 
 static void test_failed_refresh_keeps_the_valid_token_then_gives_up_after_expiry(void **state) {
     struct fixture *f = *state;
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     set_issuer(&f->srv, 503, 0, false);
     advance(f, 250000);                       /* inside the margin, not expired */
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     advance(f, 60000);                        /* expired */
-    assert_null(svctoken_get(f->tok, false));
+    assert_null(svc_svctoken_get(f->tok, false));
     unsigned long fetches, failures;
-    svctoken_stats(f->tok, &fetches, &failures);
+    svc_svctoken_stats(f->tok, &fetches, &failures);
     assert_int_equal(fetches, 3);
     assert_int_equal(failures, 2);
     set_issuer(&f->srv, 200, 0, false);
-    assert_string_equal(svctoken_get(f->tok, false), "tok-2");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-2");
 }
 
 static void test_refused_credentials_and_malformed_answers_give_no_token(void **state) {
     struct fixture *f = *state;
     set_issuer(&f->srv, 401, 0, false);
-    assert_null(svctoken_get(f->tok, false));
+    assert_null(svc_svctoken_get(f->tok, false));
     set_issuer(&f->srv, 200, 0, true);
-    assert_null(svctoken_get(f->tok, false));
+    assert_null(svc_svctoken_get(f->tok, false));
     assert_int_equal(token_calls(&f->srv), 2);
 }
 
 static void test_forced_refresh_is_debounced(void **state) {
     struct fixture *f = *state;
-    assert_string_equal(svctoken_get(f->tok, false), "tok-1");
+    assert_string_equal(svc_svctoken_get(f->tok, false), "tok-1");
     advance(f, 500);
-    assert_string_equal(svctoken_get(f->tok, true), "tok-1");   /* obtained < 1 s ago: kept */
+    assert_string_equal(svc_svctoken_get(f->tok, true), "tok-1");   /* obtained < 1 s ago: kept */
     assert_int_equal(token_calls(&f->srv), 1);
     advance(f, 1000);
-    assert_string_equal(svctoken_get(f->tok, true), "tok-2");
+    assert_string_equal(svc_svctoken_get(f->tok, true), "tok-2");
     assert_int_equal(token_calls(&f->srv), 2);
 }
 
-struct racer { struct svctoken *tok; char got[32]; };
+struct racer { struct svc_svctoken *tok; char got[32]; };
 
 static void *race(void *arg) {
     struct racer *r = arg;
-    const char *t = svctoken_get(r->tok, false);
+    const char *t = svc_svctoken_get(r->tok, false);
     snprintf(r->got, sizeof r->got, "%s", t ? t : "(null)");
     return NULL;
 }
@@ -283,44 +283,44 @@ static void test_concurrent_callers_share_one_fetch(void **state) {
 
 static void test_httpc_presents_the_token_and_refreshes_it_on_401(void **state) {
     struct fixture *f = *state;
-    struct httpc_request rq = {.upstream = "customers", .method = "GET", .path = "/thing"};
-    struct httpc_response rs;
-    assert_int_equal(httpc_request(f->http, &rq, &rs), HTTPC_OK);
+    struct svc_httpc_request rq = {.upstream = "customers", .method = "GET", .path = "/thing"};
+    struct svc_httpc_response rs;
+    assert_int_equal(svc_httpc_request(f->http, &rq, &rs), SVC_HTTPC_OK);
     assert_int_equal(rs.status, 200);
     assert_string_equal(f->srv.last_thing_auth, "Bearer tok-1");
-    httpc_response_free(&rs);
+    svc_httpc_response_free(&rs);
 
     /* the upstream stops accepting tok-1 (e.g. key rotation): one 401, a forced refresh, success */
     pthread_mutex_lock(&f->srv.mu);
     f->srv.valid_from = 2;
     pthread_mutex_unlock(&f->srv.mu);
     advance(f, 5000);
-    assert_int_equal(httpc_request(f->http, &rq, &rs), HTTPC_OK);
+    assert_int_equal(svc_httpc_request(f->http, &rq, &rs), SVC_HTTPC_OK);
     assert_int_equal(rs.status, 200);
     assert_string_equal(f->srv.last_thing_auth, "Bearer tok-2");
-    httpc_response_free(&rs);
+    svc_httpc_response_free(&rs);
     assert_int_equal(token_calls(&f->srv), 2);
 }
 
 static void test_without_a_token_the_call_is_not_sent(void **state) {
     struct fixture *f = *state;
     set_issuer(&f->srv, 500, 0, false);
-    struct httpc_request rq = {.upstream = "customers", .method = "GET", .path = "/thing"};
-    struct httpc_response rs;
-    assert_int_equal(httpc_request(f->http, &rq, &rs), HTTPC_NO_TOKEN);
+    struct svc_httpc_request rq = {.upstream = "customers", .method = "GET", .path = "/thing"};
+    struct svc_httpc_response rs;
+    assert_int_equal(svc_httpc_request(f->http, &rq, &rs), SVC_HTTPC_NO_TOKEN);
     assert_string_equal(f->srv.last_thing_auth, "");
-    httpc_response_free(&rs);
+    svc_httpc_response_free(&rs);
 }
 
 static void test_new_refuses_missing_credentials(void **state) {
-    assert_null(svctoken_new(&(struct svctoken_config){.upstream = "u", .client_id = "id"}));
-    assert_null(svctoken_new(&(struct svctoken_config){.upstream = "u", .client_secret = "s"}));
-    assert_null(svctoken_new(&(struct svctoken_config){.client_id = "id", .client_secret = "s"}));
-    assert_null(svctoken_new(NULL));
-    struct svctoken *t = svctoken_new(&(struct svctoken_config){.upstream = "u", .client_id = "id", .client_secret = "s"});
+    assert_null(svc_svctoken_new(&(struct svc_svctoken_config){.upstream = "u", .client_id = "id"}));
+    assert_null(svc_svctoken_new(&(struct svc_svctoken_config){.upstream = "u", .client_secret = "s"}));
+    assert_null(svc_svctoken_new(&(struct svc_svctoken_config){.client_id = "id", .client_secret = "s"}));
+    assert_null(svc_svctoken_new(NULL));
+    struct svc_svctoken *t = svc_svctoken_new(&(struct svc_svctoken_config){.upstream = "u", .client_id = "id", .client_secret = "s"});
     assert_non_null(t);
-    assert_null(svctoken_get(t, false));      /* not attached to a client yet */
-    svctoken_free(t);
+    assert_null(svc_svctoken_get(t, false));      /* not attached to a client yet */
+    svc_svctoken_free(t);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)

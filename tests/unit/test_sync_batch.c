@@ -150,7 +150,7 @@ static void test_idset_matches_a_reference_set(void **state) {
     size_t nref = 0;
     struct sync_idset *s = idset_new();
     for (int i = 0; i < N; i++) {
-        uint64_t r = backoff_splitmix64(&rng);
+        uint64_t r = svc_backoff_splitmix64(&rng);
         /* a mix of dense, clustered and sparse ids, repeats included */
         uint64_t id = i % 3 == 0 ? r % 20000 : i % 3 == 1 ? (r % 5000) + (1ull << 40) : r;
         int added = idset_add(s, id);

@@ -66,7 +66,7 @@ static void collected_free(struct collected *c) {
 }
 
 static uint64_t rng_state = 12345;
-static uint64_t rnd(void) { return backoff_splitmix64(&rng_state); }
+static uint64_t rnd(void) { return svc_backoff_splitmix64(&rng_state); }
 
 /* Feeds body in pieces of 1..max_piece bytes (max_piece 0: all at once). */
 static int feed_pieces(struct sync_split *s, const char *body, size_t len, size_t max_piece) {

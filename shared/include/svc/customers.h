@@ -31,13 +31,13 @@
 #define SVC_CUSTOMERS_UPSTREAM "customers"
 
 struct svc_customers {
-    struct httpc *http;          /* owned; calls go to upstream SVC_CUSTOMERS_UPSTREAM */
-    struct svctoken *token;      /* owned */
+    struct svc_httpc *http;          /* owned; calls go to upstream SVC_CUSTOMERS_UPSTREAM */
+    struct svc_svctoken *token;      /* owned */
     const char *url;             /* CUSTOMERS_URL */
     const char *client_id;       /* SERVICE_CLIENT_ID */
     const char *client_secret;   /* SERVICE_CLIENT_SECRET */
     long connect_timeout_ms, timeout_ms, retry_attempts, retry_base_ms, retry_cap_ms;
-    long breaker_failures, breaker_open_ms;
+    long svc_breaker_failures, svc_breaker_open_ms;
 };
 
 /* Reads the settings into cc (zeroing it first); problems are recorded in cfg as config errors. */
@@ -56,6 +56,6 @@ void svc_customers_metrics(struct svc_customers *cc, struct svc_buf *out);
 /* Seconds a client of ours should wait before retrying after a call to customers-service that
  * failed with rs: the breaker's open period while it rejects calls, the upstream's Retry-After
  * (1..3600), else 1. */
-unsigned svc_customers_retry_after_s(const struct svc_customers *cc, const struct httpc_response *rs);
+unsigned svc_customers_retry_after_s(const struct svc_customers *cc, const struct svc_httpc_response *rs);
 
 #endif

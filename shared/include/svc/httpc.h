@@ -1,8 +1,8 @@
 /* The resilient HTTP client every service-to-service call goes through (libcurl).
  *
- * One struct httpc per process, shared by all threads. Each named upstream (base URL) has its own
+ * One struct svc_httpc per process, shared by all threads. Each named upstream (base URL) has its own
  * circuit breaker (breaker.h) and counters. A call:
- *   1. asks the upstream's breaker; when OPEN it fails at once with HTTPC_BREAKER_OPEN (no network);
+ *   1. asks the upstream's breaker; when OPEN it fails at once with SVC_HTTPC_BREAKER_OPEN (no network);
  *   2. sends the request with X-Correlation-ID, User-Agent "<service> svc-httpc/1",
  *      Authorization: Bearer <token> (from the token callback), Content-Type (bodies),
  *      Idempotency-Key (when given);
@@ -34,21 +34,21 @@
  * info for 2xx-4xx, warn for failures, debug for calls rejected by an open breaker (they are
  * counted in the metrics; the state change itself is logged at warn, closing at info).
  *
- * Metrics (httpc_metrics_render), counted per attempt:
+ * Metrics (svc_httpc_metrics_render), counted per attempt:
  *   http_client_requests_total{upstream,outcome}  outcome: success client_error rate_limited
- *       server_error timeout connect_error network_error too_large breaker_open
+ *       server_error timeout connect_error network_error too_large svc_breaker_open
  *   http_client_retries_total{upstream}           attempts after the first (incl. a 401 refresh)
  *   circuit_breaker_state{upstream}               0 closed, 1 half-open, 2 open
  *
- * Synchronisation: upstreams live in a fixed table; httpc_add_upstream is serialised by a mutex
+ * Synchronisation: upstreams live in a fixed table; svc_httpc_add_upstream is serialised by a mutex
  * and publishes the new entry with a release store, so it may run while other threads call.
  * Counters are relaxed atomics, each breaker has its own mutex, the handle pool has a mutex.
- * httpc_request is safe from any number of threads; httpc_free only when no call is in flight.
+ * svc_httpc_request is safe from any number of threads; svc_httpc_free only when no call is in flight.
  *
- * Ownership: httpc_new and httpc_add_upstream copy every string and struct they are given, except
+ * Ownership: svc_httpc_new and svc_httpc_add_upstream copy every string and struct they are given, except
  * cfg->logger and callback args, which are borrowed and must outlive the client. Request fields
  * are borrowed for the duration of the call. A response's body belongs to the response: release
- * it with httpc_response_free (safe on a zeroed or already-freed response). */
+ * it with svc_httpc_response_free (safe on a zeroed or already-freed response). */
 #ifndef SVC_HTTPC_H
 #define SVC_HTTPC_H
 
@@ -60,42 +60,42 @@
 #include "svc/buf.h"
 #include "svc/log.h"
 
-#define HTTPC_MAX_UPSTREAMS 16
-#define HTTPC_NAME_MAX 48
+#define SVC_HTTPC_MAX_UPSTREAMS 16
+#define SVC_HTTPC_NAME_MAX 48
 
 /* Returns the service's bearer token, or NULL when none can be had (the call then fails with
- * HTTPC_NO_TOKEN). force_refresh is true after the upstream answered 401. The string is copied at
+ * SVC_HTTPC_NO_TOKEN). force_refresh is true after the upstream answered 401. The string is copied at
  * once; it only has to stay valid until the callback is next called. Called with no lock held. */
-typedef const char *(*httpc_token_fn)(void *arg, bool force_refresh);
+typedef const char *(*svc_httpc_token_fn)(void *arg, bool force_refresh);
 
-struct httpc_config {
+struct svc_httpc_config {
     const char *service_name;      /* in User-Agent ["svc"] */
     long connect_timeout_ms;       /* [3000] */
     long timeout_ms;               /* whole attempt, connect included [5000] */
-    size_t max_response_bytes;     /* larger body → HTTPC_TOO_LARGE [4 MiB] */
+    size_t max_response_bytes;     /* larger body → SVC_HTTPC_TOO_LARGE [4 MiB] */
     int max_attempts;              /* including the first; 1 = no retries [3] */
-    struct backoff_policy backoff; /* both fields 0 → defaults (base 1000 ms, cap 4000 ms) */
+    struct svc_backoff_policy backoff; /* both fields 0 → defaults (base 1000 ms, cap 4000 ms) */
     uint32_t retry_after_max_ms;   /* longest Retry-After honoured [10000] */
     int max_idle_handles;          /* idle curl handles kept for reuse [16] */
-    httpc_token_fn token_fn;       /* NULL: no Authorization header */
+    svc_httpc_token_fn token_fn;       /* NULL: no Authorization header */
     void *token_arg;
     const struct svc_logger *logger; /* NULL: no logs */
 };
 
-enum httpc_outcome {
-    HTTPC_OK = 0,         /* an HTTP response arrived: look at status (may be 4xx/5xx) */
-    HTTPC_BREAKER_OPEN,   /* the upstream's breaker rejected the call; nothing was sent */
-    HTTPC_CONNECT_ERROR,  /* could not resolve, connect or complete TLS */
-    HTTPC_TIMEOUT,        /* connect or total timeout */
-    HTTPC_NETWORK_ERROR,  /* connection dropped or broken response */
-    HTTPC_TOO_LARGE,      /* response body over max_response_bytes */
-    HTTPC_NO_TOKEN,       /* the token callback returned NULL */
-    HTTPC_INVALID,        /* unknown upstream or a malformed request (e.g. CR/LF in a header) */
-    HTTPC_INTERNAL        /* out of memory or a libcurl setup failure */
+enum svc_httpc_outcome {
+    SVC_HTTPC_OK = 0,         /* an HTTP response arrived: look at status (may be 4xx/5xx) */
+    SVC_HTTPC_BREAKER_OPEN,   /* the upstream's breaker rejected the call; nothing was sent */
+    SVC_HTTPC_CONNECT_ERROR,  /* could not resolve, connect or complete TLS */
+    SVC_HTTPC_TIMEOUT,        /* connect or total timeout */
+    SVC_HTTPC_NETWORK_ERROR,  /* connection dropped or broken response */
+    SVC_HTTPC_TOO_LARGE,      /* response body over max_response_bytes */
+    SVC_HTTPC_NO_TOKEN,       /* the token callback returned NULL */
+    SVC_HTTPC_INVALID,        /* unknown upstream or a malformed request (e.g. CR/LF in a header) */
+    SVC_HTTPC_INTERNAL        /* out of memory or a libcurl setup failure */
 };
 
-struct httpc_request {
-    const char *upstream;        /* a name given to httpc_add_upstream */
+struct svc_httpc_request {
+    const char *upstream;        /* a name given to svc_httpc_add_upstream */
     const char *method;          /* "GET", "POST", ... */
     const char *path;            /* appended to the base URL; starts with '/'; may carry ?query */
     const void *body;            /* may be NULL */
@@ -108,8 +108,8 @@ struct httpc_request {
     bool no_auth;                /* send no Authorization (e.g. the call that obtains the token) */
 };
 
-struct httpc_response {
-    enum httpc_outcome outcome;
+struct svc_httpc_response {
+    enum svc_httpc_outcome outcome;
     long status;                 /* HTTP status of the last attempt; 0 when none arrived */
     char *body;                  /* NUL-terminated (body[len] == 0); NULL when empty */
     size_t len;
@@ -120,32 +120,32 @@ struct httpc_response {
     double elapsed_ms;           /* whole call, waits included */
 };
 
-struct httpc;
+struct svc_httpc;
 
 /* cfg may be NULL (defaults). Calls curl_global_init. NULL on failure. */
-struct httpc *httpc_new(const struct httpc_config *cfg);
-void httpc_free(struct httpc *c);
+struct svc_httpc *svc_httpc_new(const struct svc_httpc_config *cfg);
+void svc_httpc_free(struct svc_httpc *c);
 
 /* name: 1..47 chars of [A-Za-z0-9_.-] (it becomes a metric label); base_url: http(s)://host[:port]
  * [/prefix], a trailing '/' is dropped. bc may be NULL (breaker defaults); its on_change, if any,
  * is called after httpc's own log line. Returns 0, or -1 (bad argument, duplicate name, table full,
  * no memory). */
-int httpc_add_upstream(struct httpc *c, const char *name, const char *base_url, const struct breaker_config *bc);
+int svc_httpc_add_upstream(struct svc_httpc *c, const char *name, const char *base_url, const struct svc_breaker_config *bc);
 
-/* Performs the call with retries. Always initialises *out (free it with httpc_response_free) and
+/* Performs the call with retries. Always initialises *out (free it with svc_httpc_response_free) and
  * returns out->outcome. */
-enum httpc_outcome httpc_request(struct httpc *c, const struct httpc_request *req, struct httpc_response *out);
-void httpc_response_free(struct httpc_response *r);
+enum svc_httpc_outcome svc_httpc_request(struct svc_httpc *c, const struct svc_httpc_request *req, struct svc_httpc_response *out);
+void svc_httpc_response_free(struct svc_httpc_response *r);
 
 /* Breaker state of an upstream (for /health/ready), or -1 for an unknown name. */
-int httpc_upstream_state(struct httpc *c, const char *name);
+int svc_httpc_upstream_state(struct svc_httpc *c, const char *name);
 /* Calls fn for every upstream, in the order added. */
-void httpc_each_upstream(struct httpc *c, void (*fn)(void *arg, const char *name, breaker_state_t st), void *arg);
+void svc_httpc_each_upstream(struct svc_httpc *c, void (*fn)(void *arg, const char *name, svc_breaker_state_t st), void *arg);
 
 /* Appends the metrics above, HELP/TYPE lines included, in Prometheus text format. */
-void httpc_metrics_render(struct httpc *c, struct svc_buf *out);
+void svc_httpc_metrics_render(struct svc_httpc *c, struct svc_buf *out);
 
-/* "ok", "breaker_open", ... */
-const char *httpc_outcome_str(enum httpc_outcome o);
+/* "ok", "svc_breaker_open", ... */
+const char *svc_httpc_outcome_str(enum svc_httpc_outcome o);
 
 #endif

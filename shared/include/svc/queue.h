@@ -16,7 +16,7 @@
  *  - Delivery is at-least-once: a handler may see a job again (after a crash, a lost Redis reply
  *    or a visibility timeout), so handlers must be idempotent.
  *  - Outcomes: SVC_JOB_OK acknowledges and deletes the entry (completed += 1).
- *    SVC_JOB_RETRY schedules attempt+1 after backoff_delay_ms(policy, attempt-1) (full jitter) or
+ *    SVC_JOB_RETRY schedules attempt+1 after svc_backoff_delay_ms(policy, attempt-1) (full jitter) or
  *    after the handler's retry_delay_ms, through the delayed set; when no attempt is left the job
  *    goes to the dead stream with its error instead. SVC_JOB_FAIL dead-letters at once.
  *    A job moved to the dead stream counts in failed; a rescheduled one in retried.
@@ -71,7 +71,7 @@ struct svc_queue_options {
     const char *name;              /* required */
     size_t max_payload;            /* 0: SVC_QUEUE_DEFAULT_MAX_PAYLOAD */
     int max_attempts;              /* default per job; 0: 5 */
-    struct backoff_policy backoff; /* retry waits; both 0: base 1000 ms, cap 300000 ms */
+    struct svc_backoff_policy backoff; /* retry waits; both 0: base 1000 ms, cap 300000 ms */
     int visibility_timeout_ms;     /* 0: 30000. Every process using the queue must agree. */
     int64_t dedupe_ttl_ms;         /* life of idempotency markers; 0: 86400000 (24 h) */
     long dead_max_len;             /* approximate cap of the dead stream; 0: 100000 */
