@@ -9,6 +9,7 @@
 #include "login_guard.h"
 #include "svc/crypto.h"
 #include "svc/jwt.h"
+#include "users.h"
 #include "users_repo.h"
 
 #define REFRESH_SECRET_BYTES 32
@@ -88,7 +89,28 @@ static int create_session(struct customers_ctx *cx, const char *uid, const char 
     return rc;
 }
 
+/* Bodies are closed objects here too (as for registration): true with *out = 400
+ * validation_failed naming each unknown field. */
+static bool unknown_fields(const json_t *body, const char *const *allowed, struct svc_result *out) {
+    json_t *fields = json_object();
+    if (!fields) {
+        *out = SVC_RESULT_ERR(SVC_INTERNAL, "internal_error", "internal error");
+        return true;
+    }
+    users_reject_unknown(body, allowed, fields);
+    if (json_object_size(fields) == 0) {
+        json_decref(fields);
+        return false;
+    }
+    *out = SVC_RESULT_ERR(SVC_INVALID, "validation_failed", "some fields are invalid");
+    out->details = json_pack("{s:o}", "fields", fields);
+    return true;
+}
+
 struct svc_result sessions_login(struct customers_ctx *cx, const char *cid, const char *client_ip, const json_t *body) {
+    static const char *const allowed[] = {"login", "password", NULL};
+    struct svc_result refused;
+    if (unknown_fields(body, allowed, &refused)) return refused;
     const char *login = json_string_value(json_object_get(body, "login"));
     const char *password = json_string_value(json_object_get(body, "password"));
     if (!login || !password || !*login || strlen(login) > 254 || strlen(password) > PASSWORD_MAX_BYTES) {
@@ -159,6 +181,9 @@ struct svc_result sessions_login(struct customers_ctx *cx, const char *cid, cons
 }
 
 struct svc_result sessions_refresh(struct customers_ctx *cx, const char *cid, const json_t *body) {
+    static const char *const allowed[] = {"refresh_token", NULL};
+    struct svc_result refused;
+    if (unknown_fields(body, allowed, &refused)) return refused;
     const char *token = json_string_value(json_object_get(body, "refresh_token"));
     struct svc_result invalid = SVC_RESULT_ERR(SVC_UNAUTHORIZED, "invalid_refresh_token", "the refresh token is not valid");
     if (!token || strlen(token) > 120) return invalid;
@@ -277,6 +302,9 @@ void sessions_note_user_changed(struct customers_ctx *cx, const char *cid, const
 }
 
 struct svc_result sessions_client_token(struct customers_ctx *cx, const char *cid, const json_t *body) {
+    static const char *const allowed[] = {"client_id", "client_secret", NULL};
+    struct svc_result refused;
+    if (unknown_fields(body, allowed, &refused)) return refused;
     const char *id = json_string_value(json_object_get(body, "client_id"));
     const char *secret = json_string_value(json_object_get(body, "client_secret"));
     struct svc_result bad = SVC_RESULT_ERR(SVC_UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");

@@ -92,7 +92,7 @@ static struct svc_result validation_failed(json_t *fields) {
     return r;
 }
 
-static void reject_unknown(const json_t *body, const char *const *allowed, json_t *fields) {
+void users_reject_unknown(const json_t *body, const char *const *allowed, json_t *fields) {
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)body, key, val) {
@@ -157,7 +157,7 @@ static struct svc_result create_user(struct customers_ctx *cx, const char *cid, 
     static const char *const reg_fields[] = {"user_name", "email", "name", "password", NULL};
     static const char *const admin_fields[] = {"user_name", "email", "name", "password", "role", "permissions", NULL};
     json_t *fields = json_object();
-    reject_unknown(body, by_admin ? admin_fields : reg_fields, fields);
+    users_reject_unknown(body, by_admin ? admin_fields : reg_fields, fields);
     const char *user_name = opt_str(body, "user_name", fields, NULL);
     const char *email = opt_str(body, "email", fields, NULL);
     const char *name = opt_str(body, "name", fields, NULL);
@@ -291,7 +291,7 @@ struct svc_result users_update(struct customers_ctx *cx, const char *cid, const 
     }
     static const char *const allowed[] = {"name", "email", "password", "current_password", "role", "permissions", NULL};
     json_t *fields = json_object();
-    reject_unknown(body, allowed, fields);
+    users_reject_unknown(body, allowed, fields);
     const char *name = opt_str(body, "name", fields, NULL);
     const char *email = opt_str(body, "email", fields, NULL);
     const char *password = opt_str(body, "password", fields, NULL);

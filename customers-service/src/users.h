@@ -20,6 +20,9 @@ const char *users_check_name(const char *s);
 const char *users_check_role(const char *s);
 /* Permissions: array of 1..64-char [a-z0-9:._-] strings, at most 32. */
 const char *users_check_permissions(const json_t *perms);
+/* Every member of the JSON object body not named in allowed (NULL-terminated) is added to fields
+ * (an object, borrowed) with the reason "unknown field": request bodies are closed objects. */
+void users_reject_unknown(const json_t *body, const char *const *allowed, json_t *fields);
 
 struct svc_result users_register(struct customers_ctx *cx, const char *cid, const json_t *body);
 struct svc_result users_create(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,

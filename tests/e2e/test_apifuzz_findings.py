@@ -1,0 +1,62 @@
+"""What the API fuzzer (tests/apifuzz) found, one plain test per finding, so each stays fixed even
+when a fuzz run does not happen to generate that request again.
+
+- /health/ready of transactions-service and sync-service: the circuit-breaker checks broke the
+  documented schema (sync's had no `time`; both report the state as a string, which the schema
+  did not allow).
+- POST /api/auth/login, /api/auth/refresh and /api/auth/token accepted unknown body fields (a
+  login with an extra field started a session) although their schemas are closed objects.
+- POST /api/auth/logout with a service token answered an undocumented 400 (now documented).
+"""
+
+from lib import new_cid
+import openapi_check as oc
+from test_customers_auth import call, login, new_session
+from test_customers_tokens import service_client, service_token
+
+
+def test_readiness_of_every_instance_matches_the_documented_schema(ctx):
+    for name in ctx.instances:
+        r = ctx.http("GET", ctx.direct(name, "/health/ready"), headers={"X-Correlation-ID": new_cid("fz")})
+        body = oc.check(r, "GET", "/health/ready", 200)
+        for key, observations in body.get("checks", {}).items():
+            if key.endswith(":circuitBreaker"):
+                c = observations[0]
+                assert c["observedValue"] in ("closed", "half_open", "open"), (name, c)
+                assert c["time"], (name, c)
+
+
+def _unknown_field(resp, field):
+    fields = (resp.json["error"].get("details") or {}).get("fields") or {}
+    assert fields.get(field) == "unknown field", resp.json
+
+
+def test_login_refuses_unknown_fields_and_starts_no_session(ctx):
+    s = new_session(ctx)
+    before = ctx.redis_cli("SCARD", "user_sessions:" + s["id"])
+    r = call(ctx, "POST", "/api/auth/login", 400, "validation_failed",
+             body={"login": s["user_name"], "password": s["password"], "remember_me": True})
+    _unknown_field(r, "remember_me")
+    assert ctx.redis_cli("SCARD", "user_sessions:" + s["id"]) == before, "a refused login created a session"
+    login(ctx, s["user_name"], s["password"])        # the same credentials alone still work
+
+
+def test_refresh_refuses_unknown_fields_and_keeps_the_token(ctx):
+    s = new_session(ctx)
+    r = call(ctx, "POST", "/api/auth/refresh", 400, "validation_failed",
+             body={"refresh_token": s["refresh"], "scope": "admin"})
+    _unknown_field(r, "scope")
+    # nothing was rotated: the token still refreshes once
+    call(ctx, "POST", "/api/auth/refresh", 200, body={"refresh_token": s["refresh"]})
+
+
+def test_service_token_refuses_unknown_fields(ctx):
+    client_id, secret = service_client(ctx, "sync")
+    r = call(ctx, "POST", "/api/auth/token", 400, "validation_failed",
+             body={"client_id": client_id, "client_secret": secret, "user_id": None})
+    _unknown_field(r, "user_id")
+    call(ctx, "POST", "/api/auth/token", 200, body={"client_id": client_id, "client_secret": secret})
+
+
+def test_logout_with_a_service_token_is_a_documented_400(ctx):
+    call(ctx, "POST", "/api/auth/logout", 400, "no_session", token=service_token(ctx, "sync"))
