@@ -5,8 +5,9 @@
     openapi_check.check_schema(value, "#/components/schemas/Error")
 
 `check` finds the operation (path template exactly as written under `paths`, method), the response
-object for the status (exact code, else `4XX`-style range, else `default`; following `$ref` into
-components/responses), and then:
+object for the status (exact code, else `4XX`-style range, else `default`, else the document's
+`x-common-responses` that every operation may answer; following `$ref` into components/responses),
+and then:
 - a response documented without `content` (204) must have an empty body;
 - otherwise the response's Content-Type must be one of the documented media types and, for JSON
   media types (application/json, */*+json), the body must parse and validate against its schema;
@@ -113,6 +114,12 @@ def _validate(value, schema, what):
             what, e.message[:300], where, len(errors), json.dumps(value)[:400]))
 
 
+def is_valid(value, schema):
+    """True when value satisfies schema (a schema of the document, or one with $refs into it)."""
+    validator = jsonschema.Draft202012Validator(schema, resolver=_resolver(), format_checker=_FORMATS)
+    return next(validator.iter_errors(value), None) is None
+
+
 def check_schema(value, schema_ref, what=None):
     """Validate a JSON value against a schema of the document, given as '#/components/schemas/X'
     (or any JSON pointer into the document)."""
@@ -137,6 +144,9 @@ def response_spec(method, template, status):
     for key in (str(status), "%dXX" % (status // 100), "%dxx" % (status // 100), "default"):
         if key in responses:
             return resolve(responses[key])
+    common = spec().get("x-common-responses") or {}
+    if str(status) in common:
+        return resolve(common[str(status)])
     raise AssertionError("%s %s: status %d is not documented (documented: %s)" % (
         method.upper(), template, status, ", ".join(sorted(map(str, responses)))))
 
