@@ -6,7 +6,8 @@ whatever it is sent.
    not see a connection an instance dropped: the error log does).
 2. Never a 5xx: the run has no dependency outage, so not even the documented 503.
 3. Every error (4xx) is the JSON envelope {"error":{"code","message","details","correlation_id"}},
-   and every answer carries X-Correlation-ID (the caller's when it sent a valid one).
+   and every answer carries X-Correlation-ID (the caller's when it sent a valid one, unless Nginx
+   refused the request before reading its headers: UNREAD_HEADERS).
 4. The answer matches docs/openapi.yaml: its status is documented for the operation, its body
    validates against the documented schema, documented required headers are present. A method the
    path does not document answers 405 with Allow (or 404).
@@ -44,6 +45,9 @@ SELF = {"token.user": {"user.id", "user.name"}, "token.user.fresh": {"user.id", 
 TX_PARTIES = {"tx.own": {"token.user", "token.other"}, "tx.other": {"token.other"},
               "tx.reversed": {"token.user"}, "tx.reversal": {"token.user"}, "tx.fresh": {"token.user"}}
 PROTECTED_REDIS = ("session:", "session_used:", "user_sessions:")
+# Answers Nginx gives before it has read the request's headers (a request line over its limit, one
+# it cannot parse, headers over the limit): they carry a fresh correlation id, not the caller's.
+UNREAD_HEADERS = ("uri_too_long", "bad_request", "headers_too_large")
 ALL_OPS = spec_ops.load()
 COMMON_STATUSES = set(oc.spec().get("x-common-responses") or {})    # the request limits, on any route
 SAFE_METHODS = ("GET", "HEAD")
@@ -207,11 +211,33 @@ def _actor(req):
     return tok.name
 
 
+def _dashboard_violations(sent):
+    """The dashboard's operator (basic auth) and, for its POSTs, the session's CSRF token, its
+    cookie and a same-origin request."""
+    req, op = sent.req, sent.req.op
+    if req.auth != ("Basic", Sym("basic.operator")):
+        return ["no operator credentials"]
+    if op.method != "POST":
+        return []
+    hdr = {}
+    for k, v in req.headers:
+        hdr.setdefault(k.lower(), []).append(v)
+    out = []
+    if hdr.get("x-csrf-token") != [Sym("header.x-csrf-token")] or hdr.get("cookie") != [Sym("dash.cookie")]:
+        out.append("no session cookie with its CSRF token")
+    if any(o != Sym("origin.self") for o in hdr.get("origin", [])) or \
+            any(f != "same-origin" for f in hdr.get("sec-fetch-site", [])):
+        out.append("a cross-origin request")
+    return out
+
+
 def _authz_violations(sent):
     req, op = sent.req, sent.req.op
     actor = _actor(req)
     if op.public:
         return []
+    if "operatorBasic" in op.schemes:
+        return _dashboard_violations(sent)
     if actor in (None, "invalid"):
         return ["no valid access token"]
     summary = oc.operation(op.method, op.template).get("summary", "")
@@ -297,9 +323,10 @@ class Oracle:
         sent_cid = [v for k, v in sent.headers if k.lower() == "x-correlation-id"]
         cid_ok = len(sent_cid) == 1 and oc.is_valid(sent_cid[0], {"$ref": "#/components/parameters/CorrelationId/schema"})
         got_cid = resp.headers.get("X-Correlation-ID")
+        err_code = ((resp.json or {}).get("error") or {}).get("code") if isinstance(resp.json, dict) else None
         if not got_cid:
             out.append("no X-Correlation-ID")
-        elif cid_ok and got_cid != sent_cid[0]:
+        elif cid_ok and got_cid != sent_cid[0] and err_code not in UNREAD_HEADERS:
             out.append("X-Correlation-ID %r, sent %r" % (got_cid, sent_cid[0]))
         if resp.status >= 500:
             out.append("status %d" % resp.status)

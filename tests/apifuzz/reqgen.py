@@ -82,6 +82,12 @@ def auth_strategy(op):
     service = Sym("token.service")
     # the caller the operation is meant for first: hypothesis' first and simplest examples pick it
     summary = oc.operation(op.method, op.template).get("summary", "")
+    if "operatorBasic" in op.schemes:          # the dashboard's operator (basic auth)
+        good = _weighted((("Basic", Sym("basic.operator")), 6), (None, 1), (("Basic", Sym("basic.wrong")), 1),
+                         (("Bearer", admin), 1))
+        broken = _mix((st.just(("Basic", "")), 1), (st.just(("Basic", "b3BlcmF0b3I=")), 1),
+                      (st.builds(lambda t: ("Basic", t), st.text(alphabet=PRINTABLE, min_size=1, max_size=40)), 2))
+        return _mix((good, 5), (broken, 1))
     if "(admin)" in summary:
         kinds = [(admin, 4), (user, 2), (None, 2), (service, 1), (other, 1)]
     elif "(service token)" in summary:
@@ -142,6 +148,8 @@ def path_value(op, p):
         return _ids(real, sg.uuids())
     if t.startswith("/api/sync/{id}"):
         return _ids(st.just(Sym("run.id")), sg.uuids())
+    if p.name == "queue" and t.startswith("/admin/dashboard"):
+        return _ids(st.sampled_from(["user-sync", "user-sync-batch"]), sg.valid(p.schema))
     return _mix((sg.valid(p.schema), 4), (NOT_IDS, 1))
 
 
@@ -233,14 +241,28 @@ def headers_strategy(op):
         if draw(_chance(10)):
             out.append(("Accept", draw(st.sampled_from(["application/json", "text/html", "*/*", "application/xml",
                                                         "application/health+json", "image/png;q=0.1"]))))
-        if draw(_chance(10)):
-            out.append(("Origin", draw(st.sampled_from(["http://allowed.example", "http://evil.example", "null"]))))
+        for p in op.params_in("header"):
+            if p.name.lower() in ("x-correlation-id", "idempotency-key"):
+                continue
+            real = Sym("header." + p.name.lower())        # e.g. the dashboard session's CSRF token
+            kind = draw(_weighted(("real", 6), ("absent", 1), ("valid", 1), ("invalid", 1)))
+            if kind != "absent":
+                value = real if kind == "real" else draw(sg.valid(p.schema) if kind == "valid" else IDEM_BAD)
+                out.append((p.name, value))
+        if any(p.name.lower() == "x-csrf-token" for p in op.params_in("header")) and draw(_weighted((True, 6), (False, 1))):
+            out.append(("Cookie", Sym("dash.cookie")))
+        if draw(_chance(8)):
+            out.append(("Origin", draw(st.sampled_from([Sym("origin.self"), "http://allowed.example",
+                                                         "http://evil.example", "null"]))))
+        if draw(_chance(8)):
+            out.append(("Sec-Fetch-Site", draw(st.sampled_from(["same-origin", "cross-site", "same-site", "none"]))))
         if draw(_chance(30)):                                  # around the 64-header limit
             out += [("X-Fz-%d" % i, "v") for i in range(draw(st.integers(55, 75)))]
         for _ in range(draw(_weighted((0, 12), (1, 2), (4, 1)))):
             name = draw(st.text(alphabet=TOKEN_CHARS, min_size=1, max_size=20))
             if name.lower() not in ("content-length", "transfer-encoding", "host", "authorization", "content-type",
-                                    "connection", "expect", "te", "upgrade", "trailer"):
+                                    "connection", "expect", "te", "upgrade", "trailer", "cookie", "origin",
+                                    "sec-fetch-site", "x-csrf-token"):
                 out.append((name, draw(HEADER_TEXT).strip()))
         return out
     return build()

@@ -17,7 +17,7 @@ stack's data differ between runs, so answers may too). Output: `ok   <operationI
 exactly `apifuzz: N passed, M failed`; exit status 1 when anything failed.
 
 Environment: the e2e suite's (RUN_DIR, PORT_BASE, NGINX_PORT, TEST_PG_CONNINFO; tests/e2e/README.md),
-APIFUZZ_MAX_EXAMPLES (default 25), APIFUZZ_SEED, APIFUZZ_SHRINK_REQUESTS (requests shrinking a
+APIFUZZ_MAX_EXAMPLES (default 20), APIFUZZ_SEED, APIFUZZ_SHRINK_REQUESTS (requests shrinking a
 failure may send, default 100). Runs under /usr/bin/python3 (Debian's python3-hypothesis,
 python3-jsonschema, python3-yaml).
 """
@@ -49,7 +49,7 @@ def _reexec_with_debian_python():
 
 
 def parse_args(argv):
-    opts = {"n": int(os.environ.get("APIFUZZ_MAX_EXAMPLES", "25")), "seed": os.environ.get("APIFUZZ_SEED"),
+    opts = {"n": int(os.environ.get("APIFUZZ_MAX_EXAMPLES", "20")), "seed": os.environ.get("APIFUZZ_SEED"),
             "shrink_requests": int(os.environ.get("APIFUZZ_SHRINK_REQUESTS", "100")),
             "shrink": True, "x": False, "l": False, "filters": []}
     it = iter(argv)
@@ -106,6 +106,9 @@ def fuzz_operation(op, opts, ctx, world, oracle):
         statuses[_outcome(resp)] += 1
         if op.op_id == "triggerSync" and getattr(resp, "status", None) == 202:
             world.wait_run(resp.json["id"])
+        if op.template.startswith("/admin/dashboard/api/queues") and op.method == "POST" and \
+                getattr(resp, "status", None) == 200:
+            world.wait_queues_idle()
         err = oracle.judge(sent, resp, marks)
         if err is not None:
             shrink["failed"].add(key)

@@ -40,7 +40,9 @@ class Operation:
             self.body = collections.OrderedDict((mt, (m or {}).get("schema") or {})
                                                 for mt, m in (rb.get("content") or {}).items())
             self.body_required = bool(rb.get("required"))
-        self.public = op.get("security") == []
+        security = op.get("security", oc.spec().get("security") or [])
+        self.schemes = sorted({name for req in security for name in req})   # e.g. ["bearerAuth"]
+        self.public = security == []
         self.statuses = sorted(str(s) for s in (op.get("responses") or {}))
         servers = op.get("servers")
         if servers is None:

@@ -21,7 +21,9 @@ a broken fixture fails loudly before any fuzzing starts. Tokens are renewed a mi
 expire (user tokens live 900 s, service tokens less).
 """
 
+import base64
 import os
+import re
 import time
 import uuid
 
@@ -78,6 +80,7 @@ class World:
         self.tx_reversed = self.deposit(self.a, "1.00")
         self.tx_reversal = self.reverse(self.tx_reversed)
         self.run_id = None            # set by ensure_sync_run (the sync operations need a run)
+        self._dash = None
 
     # ---------------------------------------------------------------- fixtures
     def _user(self, tag):
@@ -180,7 +183,46 @@ class World:
             return old
         if name == "tx.fresh":
             return self.deposit(self.a, "2.00")
+        if name == "basic.operator":
+            return self.operator_basic()
+        if name == "basic.wrong":
+            return base64.b64encode(b"operator:wrong-password").decode()
+        if name in ("dash.cookie", "header.x-csrf-token"):
+            cookie, token = self.dashboard_session()
+            return cookie if name == "dash.cookie" else token
+        if name == "origin.self":
+            return self.ctx.base
         raise KeyError("unknown symbol %s" % name)
+
+    # ---------------------------------------------------------------- the sync dashboard
+    def operator_basic(self):
+        """base64 "user:password" of the dashboard's operator (sync-1's environment)."""
+        env = self.ctx.env_of("sync-1")
+        path = env.get("QUEUE_DASHBOARD_PASSWORD_FILE", "")
+        path = path if os.path.isabs(path) else os.path.join(self.ctx.repo, path)
+        with open(path, encoding="utf-8") as f:
+            password = f.read().rstrip("\n")
+        return base64.b64encode(("%s:%s" % (env.get("QUEUE_DASHBOARD_USER", "operator"), password)).encode()).decode()
+
+    def dashboard_session(self):
+        """(Cookie header value, CSRF token) of a dashboard page session (fetched once: the token is
+        a MAC of the session id, valid as long as the cookie)."""
+        if self._dash is None:
+            r = self.ctx.http("GET", "/admin/dashboard", headers={"Authorization": "Basic " + self.operator_basic()})
+            assert r.status == 200, "GET /admin/dashboard as the operator: %d %r" % (r.status, r.body[:200])
+            cookie = (r.headers.get("Set-Cookie") or "").split(";")[0]
+            m = re.search(rb'<meta name="csrf-token" content="([0-9a-f]+)"', r.body)
+            assert cookie.startswith("dash_session=") and m, "the dashboard page gave no session or token"
+            self._dash = (cookie, m.group(1).decode())
+        return self._dash
+
+    def wait_queues_idle(self, timeout=60):
+        """Until no job waits, runs or is delayed (a dead job moved back to waiting is run by the
+        workers, whose writes would blur the no-write checks of the next requests)."""
+        def idle():
+            q = call(self.ctx, "GET", "/admin/queues", 200, token=self.token("admin")).json["queues"]
+            return all(v is None or v["waiting"] + v["active"] + v["delayed"] == 0 for v in q.values())
+        self.ctx.wait_until(idle, timeout=timeout, interval=0.1, what="idle job queues")
 
     def heal(self):
         """Fixture tokens that stopped working (names), dropped so the next use logs in again.
