@@ -7,6 +7,7 @@ when a fuzz run does not happen to generate that request again.
 - POST /api/auth/login, /api/auth/refresh and /api/auth/token accepted unknown body fields (a
   login with an extra field started a session) although their schemas are closed objects.
 - POST /api/auth/logout with a service token answered an undocumented 400 (now documented).
+- GET /admin/queues from a browser (Accept: text/html) answered an undocumented 303 (now documented).
 """
 
 from lib import new_cid
@@ -60,3 +61,9 @@ def test_service_token_refuses_unknown_fields(ctx):
 
 def test_logout_with_a_service_token_is_a_documented_400(ctx):
     call(ctx, "POST", "/api/auth/logout", 400, "no_session", token=service_token(ctx, "sync"))
+
+
+def test_a_browser_asking_for_the_queues_is_sent_to_the_dashboard_as_documented(ctx):
+    r = ctx.http("GET", "/admin/queues", headers={"Accept": "text/html", "X-Correlation-ID": new_cid("fz")})
+    oc.check(r, "GET", "/admin/queues", 303)
+    assert r.headers.get("Location") == "/admin/dashboard", r.headers.get("Location")
