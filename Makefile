@@ -4,9 +4,12 @@
 #   make FUZZ=1     the libFuzzer harnesses of fuzz/ (clang) into build-fuzz/fuzz/
 #   make up / down  local stack (README);  make test  everything;  make bench  benchmarks
 #   make fuzz       builds the harnesses and runs each for FUZZ_SECONDS (scripts/fuzz)
+#   make COV=1      gcov-instrumented build into build-cov/ (-O0 --coverage)
+#   make coverage   that build through unit, e2e and API-fuzz tests; line and branch coverage
 SHELL := /bin/bash
 SAN ?= 0
 FUZZ ?= 0
+COV ?= 0
 ifeq ($(FUZZ),1)
 # Every object is instrumented for coverage (fuzzer-no-link); only the harnesses link libFuzzer.
 B ?= build-fuzz
@@ -15,6 +18,14 @@ CC := $(FUZZ_CC)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 LDSAN := -fsanitize=fuzzer,address,undefined
 .DEFAULT_GOAL := fuzz-build
+else ifeq ($(COV),1)
+# -O0 so that lines and branches map one to one to the source; each process adds its counts to the
+# .gcda files next to the objects when it exits (services: on their graceful SIGTERM stop). The
+# services are multi-threaded: counters are updated atomically, else lost updates make
+# gcov report negative branch counts.
+B ?= build-cov
+OPT := -O0 -g --coverage -fprofile-update=atomic
+LDSAN := --coverage
 else ifeq ($(SAN),1)
 B ?= build-san
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -45,7 +56,7 @@ TOOL_BINS := $(patsubst tools/%/src,$(B)/%,$(TOOL_DIRS))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync fuzz fuzz-build
+.PHONY: all clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync fuzz fuzz-build coverage
 all: $(LIBSHARED) $(SERVICE_BINS) $(TOOL_BINS) $(UNIT_BINS)
 
 $(B)/obj/%.o: %.c
@@ -133,5 +144,9 @@ fuzz:
 	@scripts/install-deps
 	@scripts/fuzz
 
+coverage:
+	@scripts/install-deps
+	@scripts/coverage
+
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-cov
