@@ -243,7 +243,9 @@ echo "  pgbench mean: $pg_tps tx/s ($rows rows in both runs)"
 # --- tx_list -----------------------------------------------------------------------------------------
 # Every user up to LIST_POSTINGS postings: deposits of 0.01 as the posting paths write them (a
 # row with both legs, the external account debited), created one a minute back from two days ago
-# so they sort behind the live ones, and the user's balance credited with their sum.
+# so they sort behind the live ones, and the user's balance credited with their sum; then VACUUM
+# (ANALYZE) as autovacuum would, and a CHECKPOINT so that the seeding's writes are not flushed
+# while the reads are measured.
 cut -d' ' -f2 "$TMP/users" | paste -sd, >"$TMP/uids"
 t0=$(date +%s.%N)
 "${PSQL[@]}" -v uids="{$(cat "$TMP/uids")}" -v target="$LIST_POSTINGS" >/dev/null <<'SQL'
@@ -260,6 +262,7 @@ INSERT INTO transactions.balances AS b (user_id, currency, balance)
 SELECT uid, 'BRL', n * 0.01 FROM seed WHERE n > 0
     ON CONFLICT (user_id, currency) DO UPDATE SET balance = b.balance + EXCLUDED.balance, updated_at = now();
 VACUUM (ANALYZE) transactions.transactions;
+CHECKPOINT;
 SQL
 postings_per_user=$("${PSQL[@]}" -tA -v uids="{$(cat "$TMP/uids")}" <<'SQL'
 SELECT min((SELECT count(*) FROM transactions.transactions t WHERE t.user_id = u.uid)

@@ -251,7 +251,7 @@ static void test_keyset_pages_are_never_planned_per_request(void **state) {
     PGresult *r = PQexec(c, "SELECT string_agg(name || ':' || generic_plans || '/' || custom_plans, ' ' ORDER BY name)"
                             " FROM pg_prepared_statements WHERE name LIKE 'tx_list%'");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_string_equal(PQgetvalue(r, 0, 0), "tx_list_after_v1:8/0 tx_list_v1:8/0");
+    assert_string_equal(PQgetvalue(r, 0, 0), "tx_list_after_v2:8/0 tx_list_v2:8/0");
     PQclear(r);
     PQfinish(c);
 }

@@ -428,38 +428,43 @@ svc_status tx_repo_get(PGconn *c, const char *tx_id, const char *viewer_id, bool
 #define LIST_FILTER                                                                                \
     "($2::text IS NULL OR t.type = $2) AND ($3::text IS NULL OR t.status = $3) AND "               \
     TIME_FILTER("t.created_at", "$4", "$5", "$6")
-/* total: the flag's parameter; inner: the LIMIT of each side; outer: the page's LIMIT/OFFSET. */
-#define LIST_SQL(total, inner, outer, after)                                                       \
-    "WITH n AS (SELECT CASE WHEN " total "::bool THEN"                                             \
-    "    (SELECT count(*) FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER ")" \
-    "  + (SELECT count(*) FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER ")" \
-    "  END AS total),"                                                                             \
-    " p AS ("                                                                                      \
-    "  SELECT * FROM ("                                                                            \
-    "    (SELECT t.* FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER after \
-    "      ORDER BY t.created_at DESC, t.id DESC LIMIT " inner ")"                                   \
-    "    UNION ALL"                                                                                \
-    "    (SELECT t.* FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER after \
-    "      ORDER BY t.created_at DESC, t.id DESC LIMIT " inner ")"                                   \
-    "  ) u ORDER BY u.created_at DESC, u.id DESC " outer ") "                                       \
-    "SELECT p.id, p.type, p.status, p.amount, p.currency, p.description, p.user_id, p.to_user_id,"  \
-    "       p.reverses_id, p.reversed_by, p.created_at, p.updated_at, n.total"                      \
-    "  FROM n LEFT JOIN p ON true ORDER BY p.created_at DESC, p.id DESC"
+#define LIST_COLUMNS                                                                               \
+    "t.id, t.type, t.status, t.amount, t.currency, t.description, t.user_id, t.to_user_id, "      \
+    "t.reverses_id, t.reversed_by, t.created_at, t.updated_at"
+/* One side's rows (only the columns shown: deforming all of a row was a visible cost). inner: the
+ * side's LIMIT; after: the cursor condition or "". */
+#define LIST_SIDE(side, after, inner)                                                              \
+    "(SELECT " LIST_COLUMNS " FROM transactions.transactions t WHERE t." side " = $1::uuid AND "   \
+    LIST_FILTER after " ORDER BY t.created_at DESC, t.id DESC LIMIT " inner ")"
+/* The page's rows in order; outer: its LIMIT (and OFFSET). */
+#define LIST_ROWS(after, inner, outer)                                                             \
+    "SELECT * FROM (" LIST_SIDE("user_id", after, inner) " UNION ALL " LIST_SIDE("to_user_id", after, inner) \
+    ") u ORDER BY u.created_at DESC, u.id DESC " outer
 _Static_assert(SVC_PAGE_LIMIT_MAX + 1 == 101, "the keyset statements' inner LIMIT is the most rows a page reads");
-/* $1 owner, $2-$6 filters, $7 fetch, $8 total, $9/$10 the cursor's (created_at, id). */
-#define LIST_FIRST_STMT "tx_list_v1"
-static const char LIST_FIRST_SQL[] = LIST_SQL("$8", "101", "LIMIT $7::bigint", "");
-#define LIST_AFTER_STMT "tx_list_after_v1"
+/* Keyset pages without a total, the hot path, prepared: $1 owner, $2-$6 filters, $7 fetch, and
+ * after a cursor $8/$9 its (created_at, id). Their rows have no total column. */
+#define LIST_FIRST_STMT "tx_list_v2"
+static const char LIST_FIRST_SQL[] = LIST_ROWS("", "101", "LIMIT $7::bigint");
+#define LIST_AFTER_STMT "tx_list_after_v2"
 static const char LIST_AFTER_SQL[] =
-    LIST_SQL("$8", "101", "LIMIT $7::bigint", " AND (t.created_at, t.id) < ($9::timestamptz, $10::uuid)");
-/* $1 owner, $2-$6 filters, $7 fetch, $8 offset, $9 total. */
-static const char LIST_PAGE_SQL[] = LIST_SQL("$9", "$7::bigint + $8::bigint", "LIMIT $7::bigint OFFSET $8::bigint", "");
+    LIST_ROWS(" AND (t.created_at, t.id) < ($8::timestamptz, $9::uuid)", "101", "LIMIT $7::bigint");
+/* A page with its total (include_total=true, or the deprecated page=, an offset), unnamed: $1
+ * owner, $2-$6 filters, $7 fetch, $8 offset, $9 whether to count, $10/$11 the cursor or NULL.
+ * The rows are LEFT JOINed to the count so that an empty page still carries it. */
+static const char LIST_COUNTED_SQL[] =
+    "WITH n AS (SELECT CASE WHEN $9::bool THEN"
+    "    (SELECT count(*) FROM transactions.transactions t WHERE t.user_id = $1::uuid AND " LIST_FILTER ")"
+    "  + (SELECT count(*) FROM transactions.transactions t WHERE t.to_user_id = $1::uuid AND " LIST_FILTER ")"
+    "  END AS total),"
+    " p AS (" LIST_ROWS(" AND ($10::timestamptz IS NULL OR (t.created_at, t.id) < ($10::timestamptz, $11::uuid))",
+                        "$7::bigint + $8::bigint", "LIMIT $7::bigint OFFSET $8::bigint") ") "
+    "SELECT p.*, n.total FROM n LEFT JOIN p ON true ORDER BY p.created_at DESC, p.id DESC";
 enum { L_ID, L_TYPE, L_STATUS, L_AMOUNT, L_CURRENCY, L_DESCRIPTION, L_USER, L_TO_USER, L_REVERSES, L_REVERSED_BY,
        L_CREATED, L_UPDATED, L_TOTAL, L_COLUMNS };
 
 static void prepare_list(PGconn *c) {
-    PQclear(PQprepare(c, LIST_FIRST_STMT, LIST_FIRST_SQL, 8, NULL));
-    PQclear(PQprepare(c, LIST_AFTER_STMT, LIST_AFTER_SQL, 10, NULL));
+    PQclear(PQprepare(c, LIST_FIRST_STMT, LIST_FIRST_SQL, 7, NULL));
+    PQclear(PQprepare(c, LIST_AFTER_STMT, LIST_AFTER_SQL, 9, NULL));
 }
 
 /* A text column (NULL → NULL); binary text is the bytes themselves, NUL-terminated by libpq. */
@@ -490,11 +495,12 @@ static bool list_row(const PGresult *r, int i, struct svc_buf *b, struct svc_cur
 /* The page from the list result: each shown row rendered into one buffer (NUL after each), then
  * svc_page_render around them. */
 static svc_status list_page(const PGresult *r, const struct svc_page *page, char **json_out) {
-    if (PQnfields(r) != L_COLUMNS) return SVC_INTERNAL;
+    int nf = PQnfields(r);
+    if (nf != L_COLUMNS && nf != L_TOTAL) return SVC_INTERNAL;  /* with or without the total */
     int n = PQntuples(r);
     long long total = -1;
     int64_t t;
-    if (n > 0 && svc_pgbin_int8(r, 0, L_TOTAL, &t)) total = t;
+    if (nf == L_COLUMNS && n > 0 && svc_pgbin_int8(r, 0, L_TOTAL, &t)) total = t;
     if (page->include_total && total < 0) return SVC_INTERNAL;
     struct svc_buf b;
     svc_buf_init(&b);
@@ -532,19 +538,21 @@ svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_qu
     memset(err, 0, sizeof *err);
     struct svc_page_sql pg;
     svc_page_sql(&q->page, &pg);
-    const char *v[10] = {owner_id, q->type, q->status, q->from.set ? q->from.text : NULL,
+    const char *v[11] = {owner_id, q->type, q->status, q->from.set ? q->from.text : NULL,
                          q->to.set ? q->to.text : NULL, q->to.date_only ? "t" : "f", pg.fetch};
     PGresult *res;
-    if (q->page.page > 0) {
+    if (q->page.include_total) {  /* also every deprecated page= */
         v[7] = pg.offset;
         v[8] = pg.total;
-        res = PQexecParams(c, LIST_PAGE_SQL, 9, NULL, v, NULL, NULL, 1);
+        v[9] = pg.time;
+        v[10] = pg.id;
+        res = PQexecParams(c, LIST_COUNTED_SQL, 11, NULL, v, NULL, NULL, 1);
+    } else if (q->page.after) {
+        v[7] = pg.time;
+        v[8] = pg.id;
+        res = exec_prepared_as(c, LIST_AFTER_STMT, LIST_AFTER_SQL, 9, v, 1);
     } else {
-        v[7] = pg.total;
-        v[8] = pg.time;
-        v[9] = pg.id;
-        res = q->page.after ? exec_prepared_as(c, LIST_AFTER_STMT, LIST_AFTER_SQL, 10, v, 1)
-                            : exec_prepared_as(c, LIST_FIRST_STMT, LIST_FIRST_SQL, 8, v, 1);
+        res = exec_prepared_as(c, LIST_FIRST_STMT, LIST_FIRST_SQL, 7, v, 1);
     }
     svc_status st = PQresultStatus(res) == PGRES_TUPLES_OK ? list_page(res, &q->page, json_out) : failure(c, res, err);
     PQclear(res);
