@@ -120,6 +120,7 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     static char default_migrations[128];
     snprintf(default_migrations, sizeof default_migrations, "db/%s", schema);
     app->migrations_dir = svc_config_str(c, "MIGRATIONS_DIR", default_migrations);
+    app->migrate_only = svc_config_bool(c, "MIGRATE_ONLY", false);
 
     const char *db_host = svc_config_str(c, "DB_HOST", NULL);
     long db_port = svc_config_int(c, "DB_PORT", 5432, 1, 65535);
@@ -186,6 +187,12 @@ int svc_app_open(struct svc_app *app) {
             }
             svc_logf(&app->log, SVC_LOG_INFO, NULL, "migrations applied", "{s:i,s:s}", "applied", n,
                      "schema", app->schema);
+            if (app->migrate_only) {
+                /* A migrations job (deploy/k8s): the schema is ready, nothing else to do. */
+                svc_log(&app->log, SVC_LOG_INFO, NULL, "MIGRATE_ONLY set: exiting after migrations", NULL);
+                svc_app_close(app);
+                exit(0);
+            }
             return 0;
         }
         if (svc_now_ms() >= deadline) {

@@ -62,6 +62,7 @@ struct svc_app {
                                     * the answer's headers (zeroed between requests: keep it small) */
     long shutdown_grace_ms;
     const char *migrations_dir;
+    bool migrate_only;              /* MIGRATE_ONLY: svc_app_open applies migrations, then exits 0 */
     char *origins[SVC_MAX_ORIGINS];
     int norigins;
     bool cors_credentials;
@@ -96,7 +97,9 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema);
 void svc_app_prefer_thread_per_connection(struct svc_app *app);
 /* Prints one line and returns -1 when any setting is bad. */
 int svc_app_check_config(struct svc_app *app);
-/* Opens pools and applies migrations (retrying the database for up to DB_STARTUP_WAIT_S). */
+/* Opens pools and applies migrations (retrying the database for up to DB_STARTUP_WAIT_S).
+ * With MIGRATE_ONLY=true it exits the process with status 0 once the migrations are applied
+ * (a migrations job runs the service image that way before a rollout). */
 int svc_app_open(struct svc_app *app);
 /* Registers routes (copied). Built-in /health/live, /health/ready, /metrics are added by run. */
 int svc_app_routes(struct svc_app *app, const struct svc_route *routes, int n);
