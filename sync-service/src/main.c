@@ -13,6 +13,7 @@
 #include "sync_ctx.h"
 #include "sync_maint.h"
 #include "sync_stream.h"
+#include "svc/queue_metrics.h"
 
 static bool is_http_url(const char *u) { return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8)); }
 
@@ -137,7 +138,13 @@ static int ready_hook(struct svc_app *app, json_t *checks) {
 }
 
 static void metrics_hook(struct svc_app *app, struct svc_buf *out) {
-    svc_customers_metrics(&sync_ctx_of(app)->customers, out);
+    struct sync_ctx *cx = sync_ctx_of(app);
+    svc_customers_metrics(&cx->customers, out);
+    struct svc_queue *queues[2];
+    int n = 0;
+    if (cx->q_runs) queues[n++] = cx->q_runs;
+    if (cx->q_batches) queues[n++] = cx->q_batches;
+    svc_queue_metrics_render(queues, n, out);
 }
 
 static void cleanup(struct sync_ctx *cx) {
