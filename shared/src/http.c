@@ -9,6 +9,7 @@
  * which app.c sets to the limit + 1: a received body longer than the limit therefore means "too
  * large", whether or not the client sent Content-Length. */
 #include "svc/http.h"
+#include "svc/trace.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -255,12 +256,15 @@ static void add_allow(char *allow, size_t n, const char *method) {
 }
 
 static void access_log(struct svc_req *r, const char *method, const char *route, double ms) {
-    char fields[512];
+    char fields[600];
     /* route templates and methods come from our own tables or a validated verb: no escaping
-     * needed beyond what snprintf gives; the raw path is not logged (it can carry user names). */
+     * needed beyond what snprintf gives; the raw path is not logged (it can carry user names).
+     * The caller's span (hex) lets a reader rebuild the tree of a trace from the logs. */
+    const struct svc_trace *tr = svc_trace_current();
     snprintf(fields, sizeof fields,
-             "{\"method\":\"%.16s\",\"route\":\"%.200s\",\"status\":%d,\"duration_ms\":%.3f}",
-             method, route, r->status, ms);
+             "{\"method\":\"%.16s\",\"route\":\"%.200s\",\"status\":%d,\"duration_ms\":%.3f%s%s%s}",
+             method, route, r->status, ms, tr && tr->parent_id[0] ? ",\"parent_span_id\":\"" : "",
+             tr && tr->parent_id[0] ? tr->parent_id : "", tr && tr->parent_id[0] ? "\"" : "");
     svc_log_fields_json(&r->app->log, SVC_LOG_INFO, r->cid, "request", fields);
 }
 
@@ -279,13 +283,18 @@ static bool sane_method(const char *m) {
 /* ---- the phases of a request, in order. Each phase either lets the request go on (returns
  * true) or has answered it (returns false). ------------------------------------------------- */
 
-/* Correlation id, headers every answer carries. */
+/* Correlation id, the request's span (W3C traceparent/tracestate, svc/trace.h: continued from
+ * the caller or started here; the thread's current span until the request ends), headers every
+ * answer carries. */
 static void phase_begin(struct svc_req *r) {
     struct svc_app *app = r->app;
     const char *cid = svc_header(r, "X-Correlation-ID");
     if (!svc_cid_is_sane(cid)) cid = svc_header(r, "X-Request-ID");
     if (svc_cid_is_sane(cid)) snprintf(r->cid, sizeof r->cid, "%s", cid);
     else svc_uuid4(r->cid);
+    struct svc_trace tr;
+    svc_trace_begin(&tr, svc_header(r, "traceparent"), svc_header(r, "tracestate"));
+    svc_trace_set(&tr);
     svc_set_header(r, "X-Correlation-ID", r->cid);
     if (atomic_load(&app->draining)) svc_set_header(r, "Connection", "close");
     const char *proto = svc_header(r, "X-Forwarded-Proto");
@@ -493,6 +502,7 @@ done:;
     double secs = (double)(now_us() - t0) / 1e6;
     svc_metrics_observe(&app->metrics, r->route ? r->route->metrics_idx : app->unmatched_metrics_idx, r->status, secs);
     access_log(r, method, r->route ? r->route->tmpl : "unmatched", secs * 1000.0);
+    svc_trace_set(NULL);
     json_decref(r->body);
     free(r);
     atomic_store(&app->last_request_ms, svc_now_ms());

@@ -10,6 +10,7 @@
  * verdict, the metric label, the log level, whether a retry is allowed — is derived from that
  * classification, so the rules in the header live in one table-like set of small functions. */
 #include "svc/httpc.h"
+#include "svc/trace.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -380,6 +381,7 @@ struct call {
     struct xfer x;
     long status;
     CURLcode cerr;
+    char span_id[SVC_SPAN_ID_HEX + 1]; /* this attempt's client span ("" outside a trace) */
 };
 
 static enum attempt_kind classify(const struct call *k) {
@@ -458,12 +460,25 @@ static void free_headers(struct curl_slist *list) {
     curl_slist_free_all(list);
 }
 
-static struct curl_slist *build_headers(const struct call *k) {
+/* Every attempt is a new child span of the thread's current span (svc/trace.h): the callee
+ * continues the trace with it as its parent. */
+static struct curl_slist *build_headers(struct call *k) {
     const struct svc_httpc_request *r = k->req;
     struct curl_slist *list = curl_slist_append(NULL, "Expect:");  /* no 100-continue round trip */
     if (!list) return NULL;
     bool ok = true;
     if (r->correlation_id) ok = ok && add_header(&list, "X-Correlation-ID", "", r->correlation_id);
+    const struct svc_trace *cur = svc_trace_current();
+    k->span_id[0] = '\0';
+    if (cur) {
+        struct svc_trace child;
+        char tp[SVC_TRACEPARENT_LEN + 1];
+        svc_trace_child(cur, &child);
+        svc_traceparent_format(&child, tp);
+        memcpy(k->span_id, child.span_id, sizeof k->span_id);
+        ok = ok && add_header(&list, "traceparent", "", tp);
+        if (child.tracestate[0]) ok = ok && add_header(&list, "tracestate", "", child.tracestate);
+    }
     if (k->token) ok = ok && add_header(&list, "Authorization", "Bearer ", k->token);
     if (r->body) ok = ok && add_header(&list, "Content-Type", "", r->content_type ? r->content_type : "application/json");
     if (r->idempotency_key) ok = ok && add_header(&list, "Idempotency-Key", "", r->idempotency_key);
@@ -548,10 +563,11 @@ static void log_attempt(const struct call *k, enum attempt_kind kind, int n, dou
     svc_log_level lv = kind == K_SUCCESS || kind == K_CLIENT_ERROR ? SVC_LOG_INFO
                        : kind == K_BREAKER_OPEN                    ? SVC_LOG_DEBUG
                                                                    : SVC_LOG_WARN;
-    svc_logf(lg, lv, k->req->correlation_id, "upstream call", "{s:s,s:s,s:s%,s:i,s:f,s:i,s:s,s:s}",
+    svc_logf(lg, lv, k->req->correlation_id, "upstream call", "{s:s,s:s,s:s%,s:i,s:f,s:i,s:s,s:s,s:s*}",
              "upstream", k->u->name, "method", k->req->method, "path", path, plen, "status", (int)k->status,
              "latency_ms", ms, "attempt", n, "breaker", svc_breaker_state_str(st), "outcome",
-             kind < K_COUNT ? kind_label[kind] : "internal");
+             kind < K_COUNT ? kind_label[kind] : "internal", "client_span_id",
+             k->span_id[0] ? k->span_id : NULL);
 }
 
 static bool retryable(enum attempt_kind kind, long status) {

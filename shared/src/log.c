@@ -7,6 +7,7 @@
  * Buffered mode: whole lines are appended under a mutex to one block, written by whoever fills
  * it, by a warn/error line (before itself), or by the flusher thread every flush_ms. */
 #include "svc/log.h"
+#include "svc/trace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -204,6 +205,15 @@ static void emit(const struct svc_logger *l, svc_log_level lv, const char *cid, 
     if (cid) {
         off = put_raw(buf, off, cap, ",\"correlation_id\":");
         off = put_json_str(buf, off, cap, cid);
+    }
+    /* The span this thread serves (svc/trace.h): ids are hex, written as they are. */
+    const struct svc_trace *tr = svc_trace_current();
+    if (tr) {
+        off = put_raw(buf, off, cap, ",\"trace_id\":\"");
+        off = put_raw(buf, off, cap, tr->trace_id);
+        off = put_raw(buf, off, cap, "\",\"span_id\":\"");
+        off = put_raw(buf, off, cap, tr->span_id);
+        off = put_raw(buf, off, cap, "\"");
     }
     off = put_raw(buf, off, cap, ",\"msg\":");
     off = put_json_str(buf, off, cap, msg);

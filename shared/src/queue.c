@@ -11,7 +11,9 @@
  * A job travels with all its data: stream entries and dead entries carry the fields
  *   j (job id)  a (attempts made before this delivery)  m (max attempts)  t (enqueue ms)
  *   p (payload) e (last error, optional)  f (dead only: when it failed, ms)
- * and a delayed job is one sorted-set member, cmsgpack.pack{j, a, m, t, e, p}. Completions and
+ *   tp (optional: the W3C traceparent of a child span of whoever enqueued it, svc/trace.h;
+ *       the worker continues that trace, so a job's log lines carry its request's trace id)
+ * and a delayed job is one sorted-set member, cmsgpack.pack{j, a, m, t, e, p, tp}. Completions and
  * dead letters are also counted per minute in q:{name}:stats:m:<unix minute> (fields c, f; kept
  * two hours), in the same script: the dashboard's chart (queue_admin.c reads them). So a delivery is
  * one XREADGROUP (no second read of a job hash) and nothing is left behind once a job is done.
@@ -28,6 +30,7 @@
 #include <time.h>
 
 #include "svc/cid.h"
+#include "svc/trace.h"
 
 /* ---- scripts ---- */
 
@@ -37,21 +40,22 @@
     "local function ms(x) return string.format('%d', x) end\n"                                    \
     "local function fields(arr) local f = {} for i = 1, #arr, 2 do f[arr[i]] = arr[i + 1] end "   \
     "return f end\n"                                                                              \
-    "local function job_fields(j, a, m, t, e, p) local x = {'j', j, 'a', a, 'm', m, 't', t, "     \
-    "'p', p} if e and e ~= '' then x[#x + 1] = 'e' x[#x + 1] = e end return x end\n"               \
+    "local function job_fields(j, a, m, t, e, p, tp) local x = {'j', j, 'a', a, 'm', m, 't', t, " \
+    "'p', p} if e and e ~= '' then x[#x + 1] = 'e' x[#x + 1] = e end "                           \
+    "if tp and tp ~= '' then x[#x + 1] = 'tp' x[#x + 1] = tp end return x end\n"                  \
     "local function tick(stats, field, now) local k = stats .. ':m:' .. string.format('%d', "     \
     "math.floor(now / 60000)) redis.call('HINCRBY', k, field, 1) "                                \
     "redis.call('PEXPIRE', k, " QUEUE_MINUTE_TTL_MS ") end\n"
 
-/* KEYS: stream, delayed[, marker]  ARGV: id, max, payload, delay_ms, dedupe_ttl_ms */
+/* KEYS: stream, delayed[, marker]  ARGV: id, max, payload, delay_ms, dedupe_ttl_ms, traceparent */
 static const char LUA_ENQUEUE[] = LUA_PRELUDE
     "if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then return 0 end\n"
     "local now = now_ms()\n"
     "local delay = tonumber(ARGV[4])\n"
     "if delay > 0 then\n"
-    "  redis.call('ZADD', KEYS[2], ms(now + delay), cmsgpack.pack({ARGV[1], '0', ARGV[2], ms(now), '', ARGV[3]}))\n"
+    "  redis.call('ZADD', KEYS[2], ms(now + delay), cmsgpack.pack({ARGV[1], '0', ARGV[2], ms(now), '', ARGV[3], ARGV[6]}))\n"
     "else\n"
-    "  redis.call('XADD', KEYS[1], '*', unpack(job_fields(ARGV[1], '0', ARGV[2], ms(now), nil, ARGV[3])))\n"
+    "  redis.call('XADD', KEYS[1], '*', unpack(job_fields(ARGV[1], '0', ARGV[2], ms(now), nil, ARGV[3], ARGV[6])))\n"
     "end\n"
     "return 1\n";
 
@@ -61,7 +65,7 @@ static const char LUA_PROMOTE[] = LUA_PRELUDE
     "for _, m in ipairs(due) do\n"
     "  local ok, x = pcall(cmsgpack.unpack, m)\n"
     "  if ok and type(x) == 'table' and x[1] then\n"
-    "    redis.call('XADD', KEYS[1], '*', unpack(job_fields(x[1], x[2], x[3], x[4], x[5], x[6] or '')))\n"
+    "    redis.call('XADD', KEYS[1], '*', unpack(job_fields(x[1], x[2], x[3], x[4], x[5], x[6] or '', x[7])))\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[2], m)\n"
     "end\n"
@@ -85,12 +89,12 @@ static const char LUA_FINISH[] = LUA_PRELUDE
     "local now = now_ms()\n"
     "if ARGV[4] == 'retry' and a < m then\n"
     "  redis.call('ZADD', KEYS[2], ms(now + tonumber(ARGV[5])),\n"
-    "             cmsgpack.pack({f.j or '', ms(a), ms(m), f.t or '0', ARGV[6], f.p or ''}))\n"
+    "             cmsgpack.pack({f.j or '', ms(a), ms(m), f.t or '0', ARGV[6], f.p or '', f.tp or ''}))\n"
     "  redis.call('HINCRBY', KEYS[4], 'retried', 1)\n"
     "  return 'retry'\n"
     "end\n"
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'j', f.j or '', 'a', ms(a), 'm', ms(m),\n"
-    "           't', f.t or '0', 'f', ms(now), 'e', ARGV[6], 'p', f.p or '')\n"
+    "           't', f.t or '0', 'f', ms(now), 'e', ARGV[6], 'p', f.p or '', 'tp', f.tp or '')\n"
     "redis.call('HINCRBY', KEYS[4], 'failed', 1)\n"
     "tick(KEYS[4], 'f', now)\n"
     "return 'dead'\n";
@@ -108,12 +112,12 @@ static const char LUA_RECLAIM[] = LUA_PRELUDE
     "    local a = (tonumber(f.a) or 0) + 1\n"
     "    local m = tonumber(f.m) or 1\n"
     "    if a < m then\n"
-    "      redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', ms(a), ms(m), f.t or '0', ARGV[7], f.p or '')))\n"
+    "      redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', ms(a), ms(m), f.t or '0', ARGV[7], f.p or '', f.tp)))\n"
     "      redis.call('HINCRBY', KEYS[3], 'reclaimed', 1)\n"
     "      requeued = requeued + 1\n"
     "    else\n"
     "      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'j', f.j or '', 'a', ms(a), 'm', ms(m),\n"
-    "                 't', f.t or '0', 'f', ms(now), 'e', ARGV[7], 'p', f.p or '')\n"
+    "                 't', f.t or '0', 'f', ms(now), 'e', ARGV[7], 'p', f.p or '', 'tp', f.tp or '')\n"
     "      redis.call('HINCRBY', KEYS[3], 'failed', 1)\n"
     "      tick(KEYS[3], 'f', now)\n"
     "      dead = dead + 1\n"
@@ -155,7 +159,7 @@ static const char LUA_REQUEUE[] = LUA_PRELUDE
     "local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])\n"
     "if #e == 0 then return 0 end\n"
     "local f = fields(e[1][2])\n"
-    "redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', '0', f.m or '1', f.t or '0', f.e, f.p or '')))\n"
+    "redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', '0', f.m or '1', f.t or '0', f.e, f.p or '', f.tp)))\n"
     "redis.call('XDEL', KEYS[2], ARGV[1])\n"
     "return 1\n";
 
@@ -165,7 +169,7 @@ static const char LUA_REQUEUE_ALL[] = LUA_PRELUDE
     "local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', tonumber(ARGV[1]))\n"
     "for _, ent in ipairs(e) do\n"
     "  local f = fields(ent[2])\n"
-    "  redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', '0', f.m or '1', f.t or '0', f.e, f.p or '')))\n"
+    "  redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', '0', f.m or '1', f.t or '0', f.e, f.p or '', f.tp)))\n"
     "  redis.call('XDEL', KEYS[2], ent[1])\n"
     "end\n"
     "return #e\n";
@@ -376,9 +380,10 @@ struct queue_enqueue_call {
     char id[SVC_QUEUE_JOB_ID_MAX + 1];
     char marker[QUEUE_KEY_MAX + SVC_QUEUE_JOB_ID_MAX];
     char max[16], delay[24], ttl[24];
+    char tp[SVC_TRACEPARENT_LEN + 1];   /* a child span of the enqueuer's (svc/trace.h), or "" */
     const char *keys[3];
-    const char *args[5];
-    size_t lens[5];
+    const char *args[6];
+    size_t lens[6];
     int nkeys;
 };
 
@@ -403,7 +408,15 @@ static void queue_enqueue_prepare(const struct svc_queue *q, struct queue_enqueu
     k->args[2] = len ? payload : "";
     k->args[3] = k->delay;
     k->args[4] = k->ttl;
-    for (int i = 0; i < 5; i++) k->lens[i] = i == 2 ? len : strlen(k->args[i]);
+    k->tp[0] = '\0';
+    const struct svc_trace *cur = svc_trace_current();
+    if (cur) {
+        struct svc_trace child;
+        svc_trace_child(cur, &child);
+        svc_traceparent_format(&child, k->tp);
+    }
+    k->args[5] = k->tp;
+    for (int i = 0; i < 6; i++) k->lens[i] = i == 2 ? len : strlen(k->args[i]);
 }
 
 /* Interprets an enqueue reply (integer 1 created, 0 duplicate). */
@@ -432,7 +445,7 @@ svc_status svc_queue_enqueue(struct svc_queue *q, const void *payload, size_t le
         free(k);
         return st;
     }
-    redisReply *r = svcq_eval(q, c, QS_ENQUEUE, k->nkeys, k->keys, 5, k->args, k->lens, &st);
+    redisReply *r = svcq_eval(q, c, QS_ENQUEUE, k->nkeys, k->keys, 6, k->args, k->lens, &st);
     svc_redis_release(q->pool, c);
     bool made = false;
     if (r) {
@@ -450,8 +463,8 @@ svc_status svc_queue_enqueue(struct svc_queue *q, const void *payload, size_t le
 /* Appends an EVALSHA for one prepared enqueue to c's output buffer. */
 static int queue_append_enqueue(const struct svc_queue *q, redisContext *c,
                                 const struct queue_enqueue_call *k) {
-    const char *argv[3 + 3 + 5];
-    size_t lens[3 + 3 + 5];
+    const char *argv[3 + 3 + 6];
+    size_t lens[3 + 3 + 6];
     char nk[4];
     snprintf(nk, sizeof(nk), "%d", k->nkeys);
     int argc = 0;
@@ -465,7 +478,7 @@ static int queue_append_enqueue(const struct svc_queue *q, redisContext *c,
         argv[argc] = k->keys[i];
         lens[argc++] = strlen(k->keys[i]);
     }
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         argv[argc] = k->args[i];
         lens[argc++] = k->lens[i];
     }
@@ -524,7 +537,7 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
         for (size_t i = 0; i < appended && !c->err; i++) {
             if (!again[i]) continue;
             svc_status est;
-            redisReply *r = svcq_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, 5,
+            redisReply *r = svcq_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, 6,
                                        calls[i].args, calls[i].lens, &est);
             if (!r) {
                 if (st == SVC_OK) st = est;

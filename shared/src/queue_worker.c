@@ -18,6 +18,7 @@
  * read by the maintenance thread) and the condition variable the maintenance thread sleeps on.
  * The stop flags and counters are C11 atomics. */
 #include "queue_internal.h"
+#include "svc/trace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -229,6 +230,12 @@ static void worker_handle_entry(struct worker_thread *t, const redisReply *ent) 
         .retry_delay_ms = -1,
     };
     job.error[0] = '\0';
+    /* The job's span (svc/trace.h): continues the trace of whoever enqueued it (field tp), so the
+     * handler's log lines and calls carry that trace id; a job without one starts a trace. */
+    const redisReply *tp = svcq_field(f, "tp");
+    struct svc_trace tr;
+    svc_trace_begin(&tr, tp && tp->type == REDIS_REPLY_STRING ? tp->str : NULL, NULL);
+    svc_trace_set(&tr);
 
     worker_set_inflight(t, entry);
     svc_job_result res = w->cfg.handler(&job, w->cfg.arg);
@@ -264,6 +271,7 @@ static void worker_handle_entry(struct worker_thread *t, const redisReply *ent) 
         worker_log(w, SVC_LOG_WARN, "queue job was reclaimed while running; outcome dropped", job.id,
                    job.attempt, NULL);
     }
+    svc_trace_set(NULL);
 }
 
 /* Waits after the fails-th consecutive connection failure (100 ms doubling to 5 s, jittered). */

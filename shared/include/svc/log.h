@@ -1,7 +1,10 @@
 /* Structured JSON logs, one object per line on stdout.
  *
  * {"ts":"2026-11-25T15:30:00.123Z","level":"info","service":"customers","instance":"c1",
- *  "correlation_id":"...","msg":"...","fields":{...}}
+ *  "correlation_id":"...","trace_id":"<32 hex>","span_id":"<16 hex>","msg":"...","fields":{...}}
+ *
+ * trace_id and span_id are those of the calling thread's current span (svc/trace.h: the request
+ * or queue job being served), absent on lines logged outside one (start-up, background loops).
  *
  * Lines are formatted into a local buffer and written with one write(2), so lines from
  * concurrent threads never interleave. The logger identity (service/instance/level) is set once

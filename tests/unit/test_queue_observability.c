@@ -1,10 +1,12 @@
-/* Specification of a queue's /metrics lines (svc/queue_metrics.h), against a real Redis
- * (TEST_REDIS_HOST / TEST_REDIS_PORT, as test_queue.c). */
+/* Specification of what a queue tells about itself, against a real Redis (TEST_REDIS_HOST /
+ * TEST_REDIS_PORT, as test_queue.c): its /metrics lines (svc/queue_metrics.h) and the trace
+ * context a job carries from whoever enqueued it to the worker that runs it (svc/trace.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "svc/queue.h"
 #include "svc/queue_metrics.h"
 #include "svc/redisx.h"
+#include "svc/trace.h"
 
 static const char *g_host;
 static int g_port;
@@ -127,11 +130,98 @@ static void test_redis_away_reports_the_queue_down_without_figures(void **state)
     svc_redis_pool_free(wd.pool);
 }
 
+/* ---- trace context through the queue ---- */
+
+#define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+struct seen {
+    pthread_mutex_t mu;
+    int runs;
+    struct svc_trace trace[4];
+    int retry_first;   /* 1: the first attempt asks for a retry (with no delay) */
+};
+
+static svc_job_result remember_trace(struct svc_job *job, void *arg) {
+    struct seen *s = arg;
+    pthread_mutex_lock(&s->mu);
+    const struct svc_trace *t = svc_trace_current();
+    if (s->runs < 4 && t) s->trace[s->runs] = *t;
+    int run = s->runs++;
+    pthread_mutex_unlock(&s->mu);
+    if (s->retry_first && run == 0) {
+        job->retry_delay_ms = 0;
+        snprintf(job->error, sizeof job->error, "try again");
+        return SVC_JOB_RETRY;
+    }
+    return SVC_JOB_OK;
+}
+
+static int runs_of(struct seen *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->runs;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* Enqueues one job under the span `under` (NULL: none), runs a worker until `want` runs happened. */
+static void run_job(const char *test, const struct svc_trace *under, struct seen *s, int want) {
+    struct world wd;
+    world_open(&wd, test, g_port);
+    svc_trace_set(under);
+    assert_int_equal(svc_queue_enqueue(wd.q, "x", 1, NULL, NULL, NULL), SVC_OK);
+    svc_trace_set(NULL);
+    struct svc_queue_worker_config cfg = {.concurrency = 1, .handler = remember_trace, .arg = s,
+                                          .redis = &wd.rcfg, .block_ms = 100, .maintenance_ms = 20};
+    struct svc_queue_worker *w = NULL;
+    assert_int_equal(svc_queue_worker_start(wd.q, &cfg, &w), SVC_OK);
+    for (int i = 0; i < 200 && runs_of(s) < want; i++) {
+        struct timespec ts = {.tv_nsec = 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    svc_queue_worker_free(w);
+    world_close(&wd);
+    assert_int_equal(runs_of(s), want);
+}
+
+static void test_a_job_runs_in_the_trace_of_whoever_enqueued_it(void **state) {
+    struct svc_trace req;
+    svc_trace_begin(&req, TP, NULL);
+    struct seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    run_job("trace", &req, &s, 1);
+    assert_string_equal(s.trace[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_not_equal(s.trace[0].span_id, req.span_id);
+    /* its parent is the span the enqueue made: neither the request's span nor its caller's */
+    assert_int_equal(strlen(s.trace[0].parent_id), 16);
+    assert_string_not_equal(s.trace[0].parent_id, req.span_id);
+    assert_string_not_equal(s.trace[0].parent_id, req.parent_id);
+}
+
+static void test_a_retried_job_keeps_its_trace(void **state) {
+    struct svc_trace req;
+    svc_trace_begin(&req, TP, NULL);
+    struct seen s = {.mu = PTHREAD_MUTEX_INITIALIZER, .retry_first = 1};
+    run_job("retry", &req, &s, 2);
+    assert_string_equal(s.trace[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(s.trace[1].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(s.trace[1].parent_id, s.trace[0].parent_id);
+    assert_string_not_equal(s.trace[1].span_id, s.trace[0].span_id);
+}
+
+static void test_a_job_enqueued_outside_a_trace_starts_its_own(void **state) {
+    struct seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    run_job("notrace", NULL, &s, 1);
+    assert_int_equal(strlen(s.trace[0].trace_id), 32);
+    assert_string_equal(s.trace[0].parent_id, "");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_empty_queue_has_no_lag_and_no_jobs),
         cmocka_unit_test(test_waiting_jobs_are_counted_and_the_oldest_ages),
         cmocka_unit_test(test_redis_away_reports_the_queue_down_without_figures),
+        cmocka_unit_test(test_a_job_runs_in_the_trace_of_whoever_enqueued_it),
+        cmocka_unit_test(test_a_retried_job_keeps_its_trace),
+        cmocka_unit_test(test_a_job_enqueued_outside_a_trace_starts_its_own),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
