@@ -2,10 +2,12 @@
 #   make            optimised build into build/
 #   make SAN=1      AddressSanitizer + UBSan build into build-san/
 #   make FUZZ=1     the libFuzzer harnesses of fuzz/ (clang) into build-fuzz/fuzz/
+#   make services   only what the stack runs (the services and the legacy API simulator)
 #   make up / down  local stack (README);  make test  everything;  make bench  benchmarks
 #   make fuzz       builds the harnesses and runs each for FUZZ_SECONDS (scripts/fuzz)
 #   make COV=1      gcov-instrumented build into build-cov/ (-O0 --coverage)
 #   make coverage   that build through unit, e2e and API-fuzz tests; line and branch coverage
+#   V=1             print the full compiler and linker command lines (default: "CC file.c")
 SHELL := /bin/bash
 SAN ?= 0
 FUZZ ?= 0
@@ -56,23 +58,37 @@ TOOL_BINS := $(patsubst tools/%/src,$(B)/%,$(TOOL_DIRS))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync fuzz fuzz-build coverage
+# Quiet by default: one "CC file.c" / "LD binary" line per step; V=1 shows the commands.
+V ?= 0
+ifeq ($(V),1)
+Q :=
+say := @true
+else
+Q := @
+say := @printf '  %-3s %s\n'
+endif
+
+.PHONY: all services clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync fuzz fuzz-build coverage
 all: $(LIBSHARED) $(SERVICE_BINS) $(TOOL_BINS) $(UNIT_BINS)
+services: $(SERVICE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I$(dir $<) -c $< -o $@
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS) -I$(dir $<) -c $< -o $@
 
 $(LIBSHARED): $(SHARED_OBJ)
 	@mkdir -p $(dir $@)
-	ar rcs $@ $^
+	$(say) AR $@
+	$(Q)ar rcs $@ $^
 
 objs_of = $(patsubst %.c,$(B)/obj/%.o,$(wildcard $(1)/src/*.c))
 
 # $(1) = source dir (customers-service, tools/legacy-api), $(2) = binary name
 define binary_rule
 $(B)/$(2): $(call objs_of,$(1)) $(LIBSHARED)
-	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIBSHARED) $$(PKG_LIBS)
+	$$(say) LD $$@
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIBSHARED) $$(PKG_LIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call binary_rule,$(s),$(s))))
 $(foreach t,$(TOOL_DIRS),$(eval $(call binary_rule,$(patsubst %/src,%,$(t)),$(patsubst tools/%/src,%,$(t)))))
@@ -88,7 +104,8 @@ svc_objs = $(foreach s,$(SERVICES),$(if $(findstring test_$(subst -service,,$(s)
 define test_rule
 $(B)/tests/$(1): tests/unit/$(1).c $(LIBSHARED) $(call svc_objs,$(1))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $(foreach s,$(SERVICES),-I$(s)/src) $$(LDFLAGS) -o $$@ $$< $(call svc_objs,$(1)) $(LIBSHARED) $$(PKG_LIBS) -lcmocka
+	$$(say) CC $$<
+	$$(Q)$$(CC) $$(CFLAGS) $(foreach s,$(SERVICES),-I$(s)/src) $$(LDFLAGS) -o $$@ $$< $(call svc_objs,$(1)) $(LIBSHARED) $$(PKG_LIBS) -lcmocka
 endef
 $(foreach t,$(UNIT_SRC:tests/unit/%.c=%),$(eval $(call test_rule,$(t))))
 
@@ -100,7 +117,8 @@ fuzz_svc_objs = $(foreach s,$(SERVICES),$(if $(findstring fuzz_$(subst -service,
 define fuzz_rule
 $(B)/fuzz/$(1): fuzz/$(1).c fuzz/fuzz.h $(LIBSHARED) $(call fuzz_svc_objs,$(1))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) -Ifuzz $(foreach s,$(SERVICES),-I$(s)/src) $$(LDFLAGS) -o $$@ $$< $(call fuzz_svc_objs,$(1)) $(LIBSHARED) $$(PKG_LIBS)
+	$$(say) CC $$<
+	$$(Q)$$(CC) $$(CFLAGS) -Ifuzz $(foreach s,$(SERVICES),-I$(s)/src) $$(LDFLAGS) -o $$@ $$< $(call fuzz_svc_objs,$(1)) $(LIBSHARED) $$(PKG_LIBS)
 endef
 $(foreach t,$(FUZZ_SRC:fuzz/%.c=%),$(eval $(call fuzz_rule,$(t))))
 
@@ -117,7 +135,7 @@ test-san:
 
 up:
 	@scripts/install-deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory services
 	@scripts/stack up
 
 down:
