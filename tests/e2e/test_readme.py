@@ -63,3 +63,6 @@ def test_readme_first_steps_work_as_written(ctx):
     last = progress[-1]
     assert last["status"] == "COMPLETED", progress[-3:]
     assert last["received"] == COUNT and last["inserted"] == COUNT, last
+
+
+test_readme_first_steps_work_as_written.timeout = 240

@@ -141,3 +141,6 @@ def test_one_trace_through_an_import_and_its_queue_jobs(ctx):
         assert len(batch_spans) >= 2 and request_span not in batch_spans, batch_spans
     finally:
         restore()
+
+
+test_one_trace_through_an_import_and_its_queue_jobs.timeout = 240
