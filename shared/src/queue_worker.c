@@ -490,6 +490,9 @@ static void *maint_main(void *arg) {
                 continue;
             }
             fails = 0;
+            /* known as soon as a worker runs, even when it is stopped before its first round */
+            maint_register(w);
+            if (!w->mc) continue;
         }
         int64_t now = svcq_mono_ms();
         if (now >= next_hb) {
