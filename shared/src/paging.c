@@ -164,10 +164,16 @@ bool svc_page_parse(const struct svc_list *l, const struct svc_page_params *p, s
                     json_t *fields) {
     memset(out, 0, sizeof *out);
     bool ok = true;
-    long limit = SVC_PAGE_LIMIT_DEFAULT;
-    if (p->limit && !strict_long(p->limit, 1, SVC_PAGE_LIMIT_MAX, &limit)) {
-        svc_query_reason(fields, "limit", SVC_PAGE_LIMIT_REASON);
-        limit = SVC_PAGE_LIMIT_DEFAULT;
+    long def = l->limit_default > 0 ? l->limit_default : SVC_PAGE_LIMIT_DEFAULT;
+    long max = l->limit_max > 0 ? l->limit_max : SVC_PAGE_LIMIT_MAX;
+    if (max > SVC_PAGE_LIMIT_CAP) max = SVC_PAGE_LIMIT_CAP;
+    if (def > max) def = max;
+    long limit = def;
+    if (p->limit && !strict_long(p->limit, 1, max, &limit)) {
+        char why[64];
+        snprintf(why, sizeof why, "must be an integer from 1 to %ld", max);
+        svc_query_reason(fields, "limit", max == SVC_PAGE_LIMIT_MAX ? SVC_PAGE_LIMIT_REASON : why);
+        limit = def;
         ok = false;
     }
     out->limit = (int)limit;
@@ -278,7 +284,8 @@ svc_status svc_page_render_pg(const struct svc_list *l, const struct svc_page *p
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 4) return SVC_INTERNAL;
     int n = PQntuples(res);
     if (n > p->limit + 2) return SVC_INTERNAL;  /* limit + 1 rows, or one filler row */
-    const char *rows[SVC_PAGE_LIMIT_MAX + 2];
+    if (p->limit > SVC_PAGE_LIMIT_CAP) return SVC_INTERNAL;
+    const char *rows[SVC_PAGE_LIMIT_CAP + 2];
     int nrows = 0;
     long long total = -1;
     struct svc_cursor last = {0};

@@ -103,6 +103,27 @@ static void test_include_total_is_true_or_false(void **state) {
                             SVC_QUERY_BOOL_REASON);
 }
 
+static void test_a_list_may_declare_its_own_limits(void **state) {
+    (void)state;
+    static const struct svc_list WIDE = {
+        .kind = 'V', .timed = true, .id = SVC_CURSOR_UUID, .limit_default = 50, .limit_max = 500};
+    struct svc_page pg;
+    assert_null(reason_of(&WIDE, params(NULL, NULL, NULL, NULL), "limit", &pg));
+    assert_int_equal(pg.limit, 50);
+    assert_null(reason_of(&WIDE, params("500", NULL, NULL, NULL), "limit", &pg));
+    assert_int_equal(pg.limit, 500);
+    assert_string_equal(reason_of(&WIDE, params("501", NULL, NULL, NULL), "limit", &pg),
+                        "must be an integer from 1 to 500");
+    assert_int_equal(pg.limit, 50);
+    /* a maximum beyond the cap is held to the cap */
+    static const struct svc_list HUGE = {.kind = 'V', .timed = true, .id = SVC_CURSOR_UUID, .limit_max = 100000};
+    assert_null(reason_of(&HUGE, params("1000", NULL, NULL, NULL), "limit", &pg));
+    assert_string_equal(reason_of(&HUGE, params("1001", NULL, NULL, NULL), "limit", NULL),
+                        "must be an integer from 1 to 1000");
+    /* every other list keeps the platform's limits and message */
+    assert_string_equal(reason_of(&TIMED, params("101", NULL, NULL, NULL), "limit", NULL), SVC_PAGE_LIMIT_REASON);
+}
+
 static void test_every_bad_parameter_is_reported_at_once(void **state) {
     (void)state;
     json_t *fields = json_object();
@@ -448,6 +469,7 @@ int main(void) {
         cmocka_unit_test(test_render_from_a_result_with_only_the_total),
         cmocka_unit_test(test_render_from_a_malformed_result_is_an_internal_error),
         cmocka_unit_test(test_query_long_and_bool_share_the_rules),
+        cmocka_unit_test(test_a_list_may_declare_its_own_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

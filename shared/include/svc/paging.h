@@ -2,8 +2,9 @@
  * cursor format, one page shape and one error envelope, for every service.
  *
  * Every list pages by key (keyset paging, as Stripe's starting_after and GitHub's Link cursors):
- * a page holds `limit` rows (default 20, at most 100) in the list's order (newest first unless
- * the list says otherwise) and, when more rows follow, an opaque `next_cursor` naming the last
+ * a page holds `limit` rows (default 20, at most 100, unless the list declares its own default and
+ * maximum, as the event lists do: 50 and 500) in the list's order (newest first unless the list
+ * says otherwise) and, when more rows follow, an opaque `next_cursor` naming the last
  * row shown; sent back as `cursor`, it asks for the rows after that row. A position is a row's
  * unique key, never an offset, so rows inserted meanwhile neither shift a page (no row twice)
  * nor push older rows out of reach (no row missed), and a page costs one index range scan of
@@ -28,7 +29,7 @@
  * another list; it is not a signature: a crafted cursor can only name a position in a list the
  * caller may read anyway (filters and permissions are applied on every page), so no secret is
  * involved. Kind letters in use (keep them distinct): U users, T transactions, R sync runs,
- * E a sync run's errors, J job runs.
+ * E a sync run's errors, J job runs, V ingested events, D their dead letters.
  *
  * Integers in the query are digits only: no sign, space or '+' (`page=+2` is as wrong as
  * `page=abc`), and no value outside the parameter's range (so no overflow). A bad parameter is
@@ -51,6 +52,7 @@
 
 #define SVC_PAGE_LIMIT_DEFAULT 20
 #define SVC_PAGE_LIMIT_MAX 100
+#define SVC_PAGE_LIMIT_CAP 1000         /* the largest maximum a list may declare */
 #define SVC_PAGE_MAX 1000000            /* deprecated page=: offsets up to 10^8 rows */
 
 /* The reasons given in details.fields, the same in every service. */
@@ -72,6 +74,9 @@ struct svc_list {
     bool timed;                 /* the key is (time, id); otherwise id alone */
     enum svc_cursor_id id;      /* a UUID, or a non-negative integer (identity, stream position) */
     bool legacy_page;           /* takes the deprecated page= */
+    int limit_default;          /* 0: SVC_PAGE_LIMIT_DEFAULT */
+    int limit_max;              /* 0: SVC_PAGE_LIMIT_MAX; at most SVC_PAGE_LIMIT_CAP. The reason for a
+                                 * bad limit then names this maximum */
 };
 
 #define SVC_CURSOR_ID_MAX 36    /* a UUID's text; an integer id has at most 18 digits */
