@@ -58,6 +58,7 @@ static void load_settings(struct sync_ctx *cx) {
     why = NULL;
     if (cx->dash.enabled && assets_dir && dash_assets_load(&cx->assets, assets_dir, &why) != 0)
         svc_config_error(c, "QUEUE_DASHBOARD_ASSETS_DIR", why);
+    events_service_configure(&cx->ev, c);
 
     struct svc_metrics *m = &cx->app.metrics;
     struct sync_metrics *sm = &cx->m;
@@ -125,6 +126,7 @@ static int start_workers(struct sync_ctx *cx) {
 /* Runs from svc_app_close once HTTP has drained: background threads stop before the pools go. */
 static void stop_hook(struct svc_app *app) {
     struct sync_ctx *cx = sync_ctx_of(app);
+    events_service_stop(cx);   /* consumers write and acknowledge what they hold */
     sync_maint_stop(cx);   /* sets the stop flag: the stream reader aborts its transfer */
     if (cx->w_runs) svc_queue_worker_request_stop(cx->w_runs);
     if (cx->w_batches) svc_queue_worker_request_stop(cx->w_batches);
@@ -145,6 +147,7 @@ static void metrics_hook(struct svc_app *app, struct svc_buf *out) {
     if (cx->q_runs) queues[n++] = cx->q_runs;
     if (cx->q_batches) queues[n++] = cx->q_batches;
     svc_queue_metrics_render(queues, n, out);
+    events_metrics_render(&cx->ev.m, out);
 }
 
 static void cleanup(struct sync_ctx *cx) {
@@ -153,6 +156,7 @@ static void cleanup(struct sync_ctx *cx) {
     svc_queue_free(cx->q_runs);
     svc_customers_close(&cx->customers);
     svc_auth_free(&cx->auth);
+    events_service_free(&cx->ev);
     pthread_cond_destroy(&cx->stop_cv);
     pthread_mutex_destroy(&cx->stop_mu);
 }
@@ -183,7 +187,7 @@ int main(void) {
         return EXIT_FAILURE;
     }
     cx.app.stop_hook = stop_hook;
-    if (start_workers(&cx) != 0) {
+    if (start_workers(&cx) != 0 || events_service_start(&cx) != 0) {
         svc_logf(&cx.app.log, SVC_LOG_ERROR, NULL, "cannot start the job workers", NULL);
         svc_app_close(&cx.app);
         cleanup(&cx);
@@ -191,6 +195,7 @@ int main(void) {
     }
     svc_app_routes(&cx.app, routes_sync, routes_sync_count);
     if (cx.dash.enabled) svc_app_routes(&cx.app, routes_dashboard, routes_dashboard_count);
+    svc_app_routes(&cx.app, routes_events, routes_events_count);
     int rc = svc_app_run(&cx.app);
     cleanup(&cx);
     return rc;

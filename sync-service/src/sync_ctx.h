@@ -1,5 +1,6 @@
 /* sync-service context: the shared svc_app (first member), this service's settings, the
- * customers-service client, the two job queues and their workers, and the maintenance thread.
+ * customers-service client, the two job queues and their workers, the maintenance thread, and
+ * event ingestion (events_service.h).
  *
  * Built in main.c before serving; afterwards only the atomics below, the pools, the queues and
  * the client (each thread-safe on its own) change. The stop flag is set once by the stop hook. */
@@ -17,6 +18,7 @@
 #include "svc/queue.h"
 #include "dash_assets.h"
 #include "dash_auth.h"
+#include "events_service.h"
 #include "sync_cron.h"
 
 #define SYNC_QUEUE_RUNS "user-sync"
@@ -71,6 +73,7 @@ struct sync_ctx {
     atomic_bool stopping;
     pthread_mutex_t stop_mu;         /* with stop_cv: interruptible sleeps */
     pthread_cond_t stop_cv;
+    struct events_rt ev;
 };
 
 static inline struct sync_ctx *sync_ctx_of(struct svc_app *app) { return svc_app_service(app, struct sync_ctx); }

@@ -16,7 +16,7 @@ whatever it is sent.
    operation, a non-admin on an admin operation, a user reading another user's record, a user
    naming another user's account (`user_id`), a party-less caller reading a transaction.
 6. A refused request (4xx) writes nothing: no committed row in PostgreSQL, no session created,
-   changed or removed in Redis and no job enqueued. A read (GET) writes no row either, whatever
+   changed or removed in Redis, no job enqueued and no event queued. A read (GET) writes no row either, whatever
    its status. Documented exceptions: presenting a reused refresh token revokes its session.
 """
 
@@ -363,5 +363,7 @@ class Oracle:
 def _protected(write):
     cmd, key = write
     if key.startswith(PROTECTED_REDIS):
+        return True
+    if key == "ev:{events}:stream" and cmd == "XADD":           # an event accepted
         return True
     return key.startswith("q:") and cmd in ("XADD", "SET")      # a job enqueued
