@@ -11,7 +11,8 @@
  *
  * Properties, for every request: one answer with a status of 200..599; an X-Correlation-ID that
  * is the client's sane X-Correlation-ID, else its sane X-Request-ID, else a fresh UUID; no
- * response header value with a control character; every 4xx/5xx is the JSON envelope with that
+ * response header value with a control character; HSTS exactly behind an HTTPS proxy; CORS
+ * headers exactly for the allowed origin; every 4xx/5xx is the JSON envelope with that
  * correlation id; 405 carries Allow, 503 Retry-After, 413 its limit. And the status is the one a
  * model of the dispatcher's rules written here predicts (limits 414/431, 413 by the declared or
  * received size, an unparsable Content-Length counting as too large, 404/405/204/403 without a
@@ -353,10 +354,29 @@ static void check_cid(const struct _u_request *req, const char *cid) {
     else FUZZ_CHECK(svc_uuid_is_valid(cid) && cid[14] == '4', "correlation id %s is not a fresh UUID", cid);
 }
 
+/* HSTS behind an HTTPS proxy; CORS headers only for the allowed origin. */
+static void check_proxy_and_cors(const struct _u_request *req, const struct _u_response *res) {
+    const char *proto = u_map_get_case(req->map_header, "X-Forwarded-Proto");
+    bool https = proto && !strcasecmp(proto, "https");
+    FUZZ_CHECK(https == (u_map_get(res->map_header, "Strict-Transport-Security") != NULL),
+               "HSTS %s for X-Forwarded-Proto %s", https ? "missing" : "sent", proto ? proto : "(none)");
+    const char *origin = u_map_get_case(req->map_header, "Origin");
+    const char *acao = u_map_get(res->map_header, "Access-Control-Allow-Origin");
+    if (origin && !strcmp(origin, ORIGIN)) {
+        const char *vary = u_map_get(res->map_header, "Vary"), *cred = u_map_get(res->map_header, "Access-Control-Allow-Credentials");
+        FUZZ_CHECK(acao && !strcmp(acao, ORIGIN) && vary && !strcmp(vary, "Origin") && cred && !strcmp(cred, "true"),
+                   "CORS headers missing for the allowed origin");
+    } else {
+        FUZZ_CHECK(!acao && !u_map_get(res->map_header, "Access-Control-Allow-Credentials"),
+                   "CORS headers sent for origin %s", origin ? origin : "(none)");
+    }
+}
+
 static void check_answer(const struct _u_request *req, const struct _u_response *res) {
     const char *cid = u_map_get(res->map_header, "X-Correlation-ID");
     check_cid(req, cid);
     check_headers(res);
+    check_proxy_and_cors(req, res);
     FUZZ_CHECK(res->status >= 200 && res->status <= 599, "status %ld", res->status);
     json_t *body = res->binary_body_length ? json_loadb(res->binary_body, res->binary_body_length, 0, NULL) : NULL;
     if (res->status == 204) FUZZ_CHECK(!res->binary_body_length, "204 with a body");
