@@ -22,6 +22,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -615,14 +616,26 @@ svc_status svc_queue_promote_due(struct svc_queue *q, int limit, int *moved) {
 
 /* ---- dead letters ---- */
 
+/* Digits [s, end) as a number Redis accepts in a stream id: at most 2^64 - 1. */
+static bool queue_u64_ok(const char *s, const char *end) {
+    if (s == end) return false;
+    unsigned long long v = 0;
+    for (; s < end; s++) {
+        if (!isdigit((unsigned char)*s)) return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (ULLONG_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    return true;
+}
+
+/* A stream entry id "<ms>-<seq>" as Redis reads it: both parts 64-bit (a larger number made
+ * Redis refuse the command, answered as a 500). */
 static bool queue_entry_id_ok(const char *s) {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n >= sizeof(((struct svc_dead_job *)0)->entry_id)) return false;
     const char *dash = strchr(s, '-');
-    if (!dash || dash == s || dash[1] == '\0') return false;
-    for (const char *p = s; *p; p++)
-        if (p != dash && !isdigit((unsigned char)*p)) return false;
-    return true;
+    return dash && queue_u64_ok(s, dash) && queue_u64_ok(dash + 1, s + n);
 }
 
 void svcq_copy_field(char *dst, size_t cap, const redisReply *v) {

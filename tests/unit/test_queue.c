@@ -814,6 +814,18 @@ static void test_invalid_names_ids_and_options_are_rejected(void **state) {
     assert_int_equal(svc_queue_enqueue(wd.q, "x", 1, &o3, NULL, NULL), SVC_INVALID);
     assert_int_equal(svc_queue_dead_requeue(wd.q, "not-an-id"), SVC_INVALID);
     assert_int_equal(svc_queue_dead_requeue(wd.q, "1-1"), SVC_NOT_FOUND);
+    /* found by the API fuzzer: digits past 2^64 - 1 made Redis refuse the script (a 500) */
+    const char *bad_ids[] = {"20011233445666778889-5", "18446744073709551616-0", "1-18446744073709551616", "1-2-3",
+                             "-1", "1-", "+1-1"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        assert_int_equal(svc_queue_dead_requeue(wd.q, bad_ids[i]), SVC_INVALID);
+        assert_int_equal(svc_queue_dead_remove(wd.q, bad_ids[i]), SVC_INVALID);
+        struct svc_dead_job *list = NULL;
+        size_t nlist = 0;
+        assert_int_equal(svc_queue_dead_list(wd.q, bad_ids[i], 10, &list, &nlist), SVC_INVALID);
+    }
+    assert_int_equal(svc_queue_dead_requeue(wd.q, "18446744073709551615-18446744073709551615"), SVC_NOT_FOUND);
+    assert_int_equal(svc_queue_dead_remove(wd.q, "18446744073709551615-18446744073709551615"), SVC_NOT_FOUND);
     struct svc_queue_worker *w = NULL;
     struct svc_queue_worker_config cfg = {.redis = &wd.rcfg};   /* no handler */
     assert_int_equal(svc_queue_worker_start(wd.q, &cfg, &w), SVC_INVALID);
