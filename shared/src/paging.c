@@ -19,7 +19,7 @@
 #define HEAD_LEN 10                     /* version, kind, time */
 #define UUID_BYTES 16
 #define INT_BYTES 8
-#define CURSOR_BYTES_MAX (HEAD_LEN + UUID_BYTES + CHECK_LEN)
+#define CURSOR_BYTES_MAX (HEAD_LEN + 1 + SVC_CURSOR_ID_MAX + CHECK_LEN)
 #define INT_ID_MAX 999999999999999999LL /* 18 digits: what strict_long reads */
 
 /* ---------------------------------------------------------------- query parameters */
@@ -89,7 +89,12 @@ static int hexval(int c) {
     return -1;
 }
 
-static size_t id_bytes(const struct svc_list *l) { return l->id == SVC_CURSOR_UUID ? UUID_BYTES : INT_BYTES; }
+static bool text_id_ok(const unsigned char *s, size_t n) {
+    if (n == 0 || n > SVC_CURSOR_ID_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
 
 static bool check_bytes(const unsigned char *data, size_t n, unsigned char out[CHECK_LEN]) {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -115,11 +120,17 @@ bool svc_cursor_encode(const struct svc_list *l, const struct svc_cursor *c, cha
             b[n++] = (unsigned char)(hi << 4 | lo);
             s++;
         }
-    } else {
+    } else if (l->id == SVC_CURSOR_INT) {
         long v;
         if (!strict_long(c->id, 0, LONG_MAX, &v)) return false;
         put_be64(b + n, (uint64_t)v);
         n += INT_BYTES;
+    } else {
+        size_t len = strnlen(c->id, sizeof c->id);
+        if (!text_id_ok((const unsigned char *)c->id, len)) return false;
+        b[n++] = (unsigned char)len;
+        memcpy(b + n, c->id, len);
+        n += len;
     }
     if (!check_bytes(b, n, b + n)) return false;
     n += CHECK_LEN;
@@ -128,11 +139,14 @@ bool svc_cursor_encode(const struct svc_list *l, const struct svc_cursor *c, cha
 
 bool svc_cursor_decode(const struct svc_list *l, const char *text, struct svc_cursor *out) {
     memset(out, 0, sizeof *out);
-    size_t want = HEAD_LEN + id_bytes(l) + CHECK_LEN;
     size_t len = strnlen(text, SVC_CURSOR_TEXT_MAX + 1);
     unsigned char b[CURSOR_BYTES_MAX];
     size_t n = 0;
-    if (len > SVC_CURSOR_TEXT_MAX || svc_b64url_decode(text, len, b, sizeof b, &n) != 0 || n != want) return false;
+    if (len > SVC_CURSOR_TEXT_MAX || svc_b64url_decode(text, len, b, sizeof b, &n) != 0 || n < HEAD_LEN + 1) return false;
+    size_t want = HEAD_LEN + CHECK_LEN + (l->id == SVC_CURSOR_UUID  ? UUID_BYTES
+                                          : l->id == SVC_CURSOR_INT ? INT_BYTES
+                                                                    : 1 + (size_t)b[HEAD_LEN]);
+    if (n != want) return false;
     unsigned char check[CHECK_LEN];
     if (b[0] != CURSOR_VERSION || b[1] != (unsigned char)l->kind || !check_bytes(b, n - CHECK_LEN, check) ||
         memcmp(check, b + n - CHECK_LEN, CHECK_LEN) != 0)
@@ -150,10 +164,15 @@ bool svc_cursor_decode(const struct svc_list *l, const char *text, struct svc_cu
             *o++ = hex[id[i] & 15];
         }
         *o = '\0';
-    } else {
+    } else if (l->id == SVC_CURSOR_INT) {
         uint64_t v = get_be64(id);
         if (v > (uint64_t)INT_ID_MAX) return false;
         snprintf(out->id, sizeof out->id, "%llu", (unsigned long long)v);
+    } else {
+        size_t tlen = id[0];
+        if (!text_id_ok(id + 1, tlen)) return false;
+        memcpy(out->id, id + 1, tlen);
+        out->id[tlen] = '\0';
     }
     return true;
 }

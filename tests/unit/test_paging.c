@@ -170,6 +170,38 @@ static void test_cursor_round_trips_integer_keys(void **state) {
     assert_int_equal(back.time_us, 5);
 }
 
+/* Lists keyed by a foreign system's id (a tenant's ERP records): any text of 1-128 bytes without
+ * control characters, UTF-8 included; anything else cannot be encoded, and a cursor of another
+ * length or kind does not decode. */
+static void test_cursor_round_trips_text_keys(void **state) {
+    (void)state;
+    static const struct svc_list BY_TEXT = {.kind = 'C', .timed = false, .id = SVC_CURSOR_TEXT};
+    char text[SVC_CURSOR_TEXT_MAX + 1];
+    struct svc_cursor c = {.time_us = 0}, back;
+    const char *ids[] = {"C000001", "a/b?c=d&e f", "Zo\xc3\xab-\xe7\xbe\x8e", "x"};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        strcpy(c.id, ids[i]);
+        assert_true(svc_cursor_encode(&BY_TEXT, &c, text));
+        assert_true(svc_cursor_decode(&BY_TEXT, text, &back));
+        assert_string_equal(back.id, ids[i]);
+        assert_false(svc_cursor_decode(&BY_ID, text, &back));      /* another list's cursor */
+    }
+    memset(c.id, 'k', SVC_CURSOR_ID_MAX);
+    c.id[SVC_CURSOR_ID_MAX] = '\0';
+    assert_true(svc_cursor_encode(&BY_TEXT, &c, text));
+    assert_true(strlen(text) <= SVC_CURSOR_TEXT_MAX);
+    assert_true(svc_cursor_decode(&BY_TEXT, text, &back));
+    assert_int_equal(strlen(back.id), SVC_CURSOR_ID_MAX);
+    strcpy(c.id, "");
+    assert_false(svc_cursor_encode(&BY_TEXT, &c, text));
+    strcpy(c.id, "tab\there");
+    assert_false(svc_cursor_encode(&BY_TEXT, &c, text));
+    strcpy(c.id, "C000002");
+    assert_true(svc_cursor_encode(&BY_TEXT, &c, text));
+    text[strlen(text) - 2] = '\0';                                 /* cut */
+    assert_false(svc_cursor_decode(&BY_TEXT, text, &back));
+}
+
 static void test_cursor_encode_refuses_keys_out_of_range(void **state) {
     (void)state;
     char text[SVC_CURSOR_TEXT_MAX + 1];
@@ -457,6 +489,7 @@ int main(void) {
         cmocka_unit_test(test_every_bad_parameter_is_reported_at_once),
         cmocka_unit_test(test_cursor_round_trips_a_time_and_uuid_key),
         cmocka_unit_test(test_cursor_round_trips_integer_keys),
+        cmocka_unit_test(test_cursor_round_trips_text_keys),
         cmocka_unit_test(test_cursor_encode_refuses_keys_out_of_range),
         cmocka_unit_test(test_cursor_with_any_character_changed_is_refused),
         cmocka_unit_test(test_cursor_of_another_list_is_refused),

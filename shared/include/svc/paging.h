@@ -22,14 +22,16 @@
  *
  * The cursor is base64url (no padding) of: version (1), the list's kind letter, the time of the
  * row (µs since the Unix epoch, big-endian int64; 0 in lists keyed by id alone), the row's id
- * (16 UUID bytes, or a big-endian integer of at most 18 decimal digits) and 4 check bytes (the start of SHA-256
+ * (16 UUID bytes, a big-endian integer of at most 18 decimal digits, or a length byte and 1-128
+ * bytes of text for lists keyed by a foreign system's id) and 4 check bytes (the start of SHA-256
  * over the bytes before them). Decoding is strict — exact length, the canonical base64url text,
  * version, kind, check and value ranges — and any failure is the same validation error on
  * `cursor`, whatever was wrong. The check catches a cursor that was cut, mangled or taken from
  * another list; it is not a signature: a crafted cursor can only name a position in a list the
  * caller may read anyway (filters and permissions are applied on every page), so no secret is
  * involved. Kind letters in use (keep them distinct): U users, T transactions, R sync runs,
- * E a sync run's errors, J job runs, V ingested events, D their dead letters.
+ * E a sync run's errors, J job runs, V ingested events, D their dead letters, N tenants,
+ * C a tenant's ERP customers, P its ERP products.
  *
  * Integers in the query are digits only: no sign, space or '+' (`page=+2` is as wrong as
  * `page=abc`), and no value outside the parameter's range (so no overflow). A bad parameter is
@@ -66,7 +68,11 @@
 #define SVC_QUERY_INVALID_MESSAGE "some query parameters are invalid"
 
 /* What a list's key is made of. */
-enum svc_cursor_id { SVC_CURSOR_UUID, SVC_CURSOR_INT };
+enum svc_cursor_id {
+    SVC_CURSOR_UUID,
+    SVC_CURSOR_INT,
+    SVC_CURSOR_TEXT   /* 1..SVC_CURSOR_ID_MAX bytes without NUL or control characters */
+};
 
 /* A list, as its owner declares it once (a static const). */
 struct svc_list {
@@ -79,14 +85,14 @@ struct svc_list {
                                  * bad limit then names this maximum */
 };
 
-#define SVC_CURSOR_ID_MAX 36    /* a UUID's text; an integer id has at most 18 digits */
-#define SVC_CURSOR_TEXT_MAX 48  /* an encoded cursor, without the NUL (40 characters today) */
+#define SVC_CURSOR_ID_MAX 128   /* a text id; a UUID's text is 36, an integer id at most 18 digits */
+#define SVC_CURSOR_TEXT_MAX 192 /* an encoded cursor, without the NUL (40 characters for UUID lists) */
 #define SVC_CURSOR_TIME_MAX 253402300799999999LL /* 9999-12-31T23:59:59.999999Z in µs */
 
 /* A position in a list: the key of the row after which the next page starts. */
 struct svc_cursor {
     int64_t time_us;                   /* 0 in a list that is not timed */
-    char id[SVC_CURSOR_ID_MAX + 1];    /* lower-case UUID text, or decimal digits */
+    char id[SVC_CURSOR_ID_MAX + 1];    /* lower-case UUID text, decimal digits, or the text id */
 };
 
 /* A parsed page request. */
@@ -126,7 +132,7 @@ void svc_page_sql(const struct svc_page *p, struct svc_page_sql *out);
 
 /* Encodes / decodes a cursor of list l. Encode returns false when c is out of range for l (a
  * time outside 0..SVC_CURSOR_TIME_MAX, or a time in a list that is not timed; an id that is not
- * a UUID or not a non-negative int64). Decode is the strict check above. */
+ * a UUID, not a non-negative int64, or text that is empty, too long or holds a control character). Decode is the strict check above. */
 bool svc_cursor_encode(const struct svc_list *l, const struct svc_cursor *c, char out[SVC_CURSOR_TEXT_MAX + 1]);
 bool svc_cursor_decode(const struct svc_list *l, const char *text, struct svc_cursor *out);
 
