@@ -59,6 +59,7 @@ static void load_settings(struct sync_ctx *cx) {
     if (cx->dash.enabled && assets_dir && dash_assets_load(&cx->assets, assets_dir, &why) != 0)
         svc_config_error(c, "QUEUE_DASHBOARD_ASSETS_DIR", why);
     events_service_configure(&cx->ev, c);
+    erp_settings_load(&cx->erp, c);
 
     struct svc_metrics *m = &cx->app.metrics;
     struct sync_metrics *sm = &cx->m;
@@ -157,6 +158,7 @@ static void cleanup(struct sync_ctx *cx) {
     svc_customers_close(&cx->customers);
     svc_auth_free(&cx->auth);
     events_service_free(&cx->ev);
+    erp_free(&cx->erp);
     pthread_cond_destroy(&cx->stop_cv);
     pthread_mutex_destroy(&cx->stop_mu);
 }
@@ -196,6 +198,7 @@ int main(void) {
     svc_app_routes(&cx.app, routes_sync, routes_sync_count);
     if (cx.dash.enabled) svc_app_routes(&cx.app, routes_dashboard, routes_dashboard_count);
     svc_app_routes(&cx.app, routes_events, routes_events_count);
+    svc_app_routes(&cx.app, routes_tenants, routes_tenants_count);
     int rc = svc_app_run(&cx.app);
     cleanup(&cx);
     return rc;

@@ -4,6 +4,7 @@
 #define SYNC_ROUTES_H
 
 #include "svc/http.h"
+#include "sync_ctx.h"
 
 extern const struct svc_route routes_sync[];
 extern const int routes_sync_count;
@@ -12,5 +13,8 @@ extern const struct svc_route routes_dashboard[];
 extern const int routes_dashboard_count;
 extern const struct svc_route routes_events[];
 extern const int routes_events_count;
+/* /api/tenants (routes_tenants.c) */
+extern const struct svc_route routes_tenants[];
+extern const int routes_tenants_count;
 
 #endif

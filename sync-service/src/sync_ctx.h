@@ -19,6 +19,7 @@
 #include "dash_assets.h"
 #include "dash_auth.h"
 #include "events_service.h"
+#include "erp_ctx.h"
 #include "sync_cron.h"
 
 #define SYNC_QUEUE_RUNS "user-sync"
@@ -74,6 +75,7 @@ struct sync_ctx {
     pthread_mutex_t stop_mu;         /* with stop_cv: interruptible sleeps */
     pthread_cond_t stop_cv;
     struct events_rt ev;
+    struct erp erp;                  /* tenants and their ERP synchronisation (erp_ctx.h) */
 };
 
 static inline struct sync_ctx *sync_ctx_of(struct svc_app *app) { return svc_app_service(app, struct sync_ctx); }
