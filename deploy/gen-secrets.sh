@@ -3,8 +3,8 @@
 #
 #   deploy/gen-secrets.sh [DIR]      (default: deploy/secrets next to this script)
 #
-# Passwords and client secrets are 32 random bytes, hex-encoded (no quoting issues anywhere they
-# are used). The token signing key pair comes from scripts/gen-jwt-key: jwt-private.pem (a compose
+# Passwords, client secrets and the AES-256 key that seals tenants' ERP API keys
+# (tenant_secrets_key) are 32 random bytes, hex-encoded (no quoting issues anywhere they are used). The token signing key pair comes from scripts/gen-jwt-key: jwt-private.pem (a compose
 # secret, customers-service only) and jwt-public/jwt-private.pub.pem, the directory every service
 # loads verification keys from (mounted read-only; keep an old *.pub.pem there after a rotation
 # until the tokens it signed have expired).
@@ -19,7 +19,8 @@ umask 077
 mkdir -p "$dir"
 chmod 700 "$dir"
 for name in postgres_password redis_password customers_db_password transactions_db_password \
-            sync_db_password admin_password client_transactions_secret client_sync_secret; do
+            sync_db_password admin_password client_transactions_secret client_sync_secret \
+            tenant_secrets_key; do
     f="$dir/$name"
     if [ ! -s "$f" ]; then
         openssl rand -hex 32 > "$f.tmp"
