@@ -35,13 +35,14 @@ enum attempt_kind {
     K_NETWORK_ERROR,
     K_TOO_LARGE,
     K_BREAKER_OPEN,
+    K_REFUSED,
     K_COUNT,
     K_INTERNAL = K_COUNT /* not a metric label: local failure */
 };
 
 static const char *const kind_label[K_COUNT] = {
     "success", "client_error", "rate_limited", "server_error", "timeout",
-    "connect_error", "network_error", "too_large", "breaker_open",
+    "connect_error", "network_error", "too_large", "breaker_open", "refused",
 };
 
 struct upstream {
@@ -144,6 +145,7 @@ const char *svc_httpc_outcome_str(enum svc_httpc_outcome o) {
     case SVC_HTTPC_NO_TOKEN: return "no_token";
     case SVC_HTTPC_INVALID: return "invalid";
     case SVC_HTTPC_INTERNAL: return "internal";
+    case SVC_HTTPC_REFUSED: return "refused";
     }
     return "unknown";
 }
@@ -218,10 +220,13 @@ static struct upstream *find_upstream(struct svc_httpc *c, const char *name) {
     return NULL;
 }
 
+static bool base_url_ok(const char *u) {
+    return (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0) && header_value_ok(u) && !strchr(u, ' ');
+}
+
 int svc_httpc_add_upstream(struct svc_httpc *c, const char *name, const char *base_url, const struct svc_breaker_config *bc) {
-    if (!name || !base_url || !name_ok(name)) return -1;
-    if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0) return -1;
-    if (!header_value_ok(base_url) || strchr(base_url, ' ')) return -1;
+    if (!name || !name_ok(name)) return -1;
+    if (base_url && !base_url_ok(base_url)) return -1;
 
     int rc = -1;
     pthread_mutex_lock(&c->upstreams_mu);
@@ -232,10 +237,12 @@ int svc_httpc_add_upstream(struct svc_httpc *c, const char *name, const char *ba
     memset(u, 0, sizeof *u);
     snprintf(u->name, sizeof u->name, "%s", name);
     u->client = c;
-    u->base_url = strdup(base_url);
-    if (!u->base_url) goto out;
-    size_t len = strlen(u->base_url);
-    while (len > 0 && u->base_url[len - 1] == '/') u->base_url[--len] = '\0';
+    if (base_url) {
+        u->base_url = strdup(base_url);
+        if (!u->base_url) goto out;
+        size_t len = strlen(u->base_url);
+        while (len > 0 && u->base_url[len - 1] == '/') u->base_url[--len] = '\0';
+    }
 
     struct svc_breaker_config b = { 0 };
     if (bc) b = *bc;
@@ -375,6 +382,7 @@ struct call {
     struct svc_httpc *c;
     struct upstream *u;
     const struct svc_httpc_request *req;
+    struct svc_breaker *breaker;   /* the target's, else the upstream's */
     struct handle *h;
     char *url;
     char *token;       /* owned copy, wiped on release */
@@ -382,9 +390,11 @@ struct call {
     long status;
     CURLcode cerr;
     char span_id[SVC_SPAN_ID_HEX + 1]; /* this attempt's client span ("" outside a trace) */
+    bool refused;      /* the target's allow_address refused an address */
 };
 
 static enum attempt_kind classify(const struct call *k) {
+    if (k->refused) return K_REFUSED;
     switch (k->cerr) {
     case CURLE_OK: break;
     case CURLE_OPERATION_TIMEDOUT: return K_TIMEOUT;
@@ -435,6 +445,7 @@ static enum svc_httpc_outcome outcome_of(enum attempt_kind kind) {
     case K_NETWORK_ERROR: return SVC_HTTPC_NETWORK_ERROR;
     case K_TOO_LARGE: return SVC_HTTPC_TOO_LARGE;
     case K_BREAKER_OPEN: return SVC_HTTPC_BREAKER_OPEN;
+    case K_REFUSED: return SVC_HTTPC_REFUSED;
     default: return SVC_HTTPC_INTERNAL;
     }
 }
@@ -483,9 +494,22 @@ static struct curl_slist *build_headers(struct call *k) {
     if (r->body) ok = ok && add_header(&list, "Content-Type", "", r->content_type ? r->content_type : "application/json");
     if (r->idempotency_key) ok = ok && add_header(&list, "Idempotency-Key", "", r->idempotency_key);
     if (r->accept) ok = ok && add_header(&list, "Accept", "", r->accept);
+    if (r->target && r->target->header_name)
+        ok = ok && add_header(&list, r->target->header_name, "", r->target->header_value);
     if (ok) return list;
     free_headers(list);
     return NULL;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the connect-time address check of a target. */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a) {
+    struct call *k = arg;
+    const struct svc_httpc_target *t = k->req->target;
+    if (purpose == CURLSOCKTYPE_IPCXN && t->allow_address && !t->allow_address(t->allow_arg, &a->addr, a->addrlen)) {
+        k->refused = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
 }
 
 #define SETOPT(opt, val)                                                     \
@@ -503,6 +527,7 @@ static enum attempt_kind attempt(struct call *k) {
     xfer_reset(&k->x);
     k->status = 0;
     k->cerr = CURLE_OK;
+    k->refused = false;
     struct curl_slist *headers = build_headers(k);
     if (!headers) return K_INTERNAL;
 
@@ -523,6 +548,14 @@ static enum attempt_kind attempt(struct call *k) {
     SETOPT(CURLOPT_WRITEDATA, &k->x);
     SETOPT(CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(CURLOPT_HEADERDATA, &k->x);
+    if (r->target && r->target->allow_address) {
+        SETOPT(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        SETOPT(CURLOPT_OPENSOCKETDATA, k);
+        /* A reused connection was checked when it was opened, but to whichever address the name
+         * had then: a target's calls always connect afresh, so every call is checked. */
+        SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+        SETOPT(CURLOPT_FORBID_REUSE, 1L);
+    }
 
     const char *m = r->method;
     bool sends_body = r->body || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
@@ -596,6 +629,10 @@ static bool fetch_token(struct call *k, bool force) {
 static bool request_ok(const struct svc_httpc_request *r) {
     if (!r || !r->upstream || !r->method || !r->path) return false;
     if (!method_ok(r->method) || !path_ok(r->path)) return false;
+    const struct svc_httpc_target *t = r->target;
+    if (t && (!t->base_url || !base_url_ok(t->base_url) || !t->breaker)) return false;
+    if (t && t->header_name && (!name_ok(t->header_name) || !t->header_value || !header_value_ok(t->header_value)))
+        return false;
     const char *vals[] = { r->correlation_id, r->idempotency_key, r->content_type, r->accept };
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
         if (vals[i] && !header_value_ok(vals[i])) return false;
@@ -622,12 +659,17 @@ enum svc_httpc_outcome svc_httpc_request(struct svc_httpc *c, const struct svc_h
     enum svc_httpc_outcome result = SVC_HTTPC_INVALID;
 
     if (!request_ok(req) || !(k.u = find_upstream(c, req->upstream))) goto done;
+    const char *base = req->target ? req->target->base_url : k.u->base_url;
+    if (!base) goto done;   /* a target-only upstream called without a target */
+    k.breaker = req->target ? req->target->breaker : k.u->breaker;
 
     result = SVC_HTTPC_INTERNAL;
-    size_t ulen = strlen(k.u->base_url) + strlen(req->path) + 1;
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/') blen--;
+    size_t ulen = blen + strlen(req->path) + 1;
     k.url = malloc(ulen);
     if (!k.url) goto done;
-    snprintf(k.url, ulen, "%s%s", k.u->base_url, req->path);
+    snprintf(k.url, ulen, "%.*s%s", (int)blen, base, req->path);
 
     if (c->cfg.token_fn && !req->no_auth && !fetch_token(&k, false)) {
         result = SVC_HTTPC_NO_TOKEN;
@@ -641,7 +683,7 @@ enum svc_httpc_outcome svc_httpc_request(struct svc_httpc *c, const struct svc_h
     int retries = 0;
     for (int n = 1;; n++) {
         struct svc_breaker_permit permit;
-        if (!svc_breaker_allow(k.u->breaker, &permit)) {
+        if (!svc_breaker_allow(k.breaker, &permit)) {
             atomic_fetch_add_explicit(&k.u->attempts[K_BREAKER_OPEN], 1, memory_order_relaxed);
             xfer_reset(&k.x);
             k.status = 0;
@@ -653,9 +695,9 @@ enum svc_httpc_outcome svc_httpc_request(struct svc_httpc *c, const struct svc_h
         enum attempt_kind kind = attempt(&k);
         double ms = now_ms() - ta;
         out->attempts++;
-        svc_breaker_record(k.u->breaker, &permit, verdict(kind));
+        svc_breaker_record(k.breaker, &permit, verdict(kind));
         if (kind < K_COUNT) atomic_fetch_add_explicit(&k.u->attempts[kind], 1, memory_order_relaxed);
-        log_attempt(&k, kind, n, ms, svc_breaker_state(k.u->breaker));
+        log_attempt(&k, kind, n, ms, svc_breaker_state(k.breaker));
         result = outcome_of(kind);
 
         if (k.status == 401 && k.token && !refreshed) {

@@ -43,6 +43,7 @@ struct seen {
     char idem[64];
     char ua[128];
     char ctype[64];
+    char apikey[64];
     size_t body_len;
 };
 
@@ -106,6 +107,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         copy_hdr(conn, MHD_HEADER_KIND, "Idempotency-Key", w->idem, sizeof w->idem);
         copy_hdr(conn, MHD_HEADER_KIND, "User-Agent", w->ua, sizeof w->ua);
         copy_hdr(conn, MHD_HEADER_KIND, "Content-Type", w->ctype, sizeof w->ctype);
+        copy_hdr(conn, MHD_HEADER_KIND, "X-Api-Key", w->apikey, sizeof w->apikey);
         w->body_len = rc->body_len;
     }
     s->hits++;
@@ -794,6 +796,73 @@ static void test_concurrent_calls_share_the_client(void **state) {
     assert_int_equal(metric(f, "http_client_requests_total{upstream=\"api\",outcome=\"success\"} "), 200);
 }
 
+/* A target: its own base URL, breaker and secret header, and the connect-time address check. */
+struct addr_check {
+    int calls;
+    bool allow;
+    int family;
+};
+
+static bool check_address(void *arg, const struct sockaddr *a, socklen_t len) {
+    struct addr_check *c = arg;
+    c->calls++;
+    c->family = a->sa_family;
+    return c->allow;
+}
+
+static void test_target_calls_use_their_own_url_breaker_header_and_address_check(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(svc_httpc_add_upstream(f->c, "ext", NULL, NULL), 0);
+    struct svc_breaker *b = svc_breaker_new("tenant-1", &(struct svc_breaker_config){.failure_threshold = 2, .open_timeout_ms = 60000});
+    assert_non_null(b);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u/tenants/t1/", (unsigned)f->srv.port);
+    struct addr_check chk = {.allow = true};
+    struct svc_httpc_target t = {.base_url = base, .breaker = b, .header_name = "X-Api-Key", .header_value = "sk-secret-42",
+                             .allow_address = check_address, .allow_arg = &chk};
+    struct svc_httpc_request req = {.upstream = "ext", .method = "GET", .path = "/customers?page=1", .target = &t};
+    struct svc_httpc_response r;
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_OK);
+    assert_int_equal(r.status, 200);
+    svc_httpc_response_free(&r);
+    assert_string_equal(f->srv.seen[0].path, "/tenants/t1/customers");
+    assert_string_equal(f->srv.seen[0].apikey, "sk-secret-42");
+    assert_int_equal(chk.calls, 1);
+    assert_int_equal(chk.family, AF_INET);
+    /* Refused at connect time: nothing reaches the server, no retry, no breaker verdict. */
+    chk.allow = false;
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_REFUSED);
+    svc_httpc_response_free(&r);
+    assert_int_equal(hits(&f->srv), 1);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(svc_breaker_state(b), SVC_BREAKER_CLOSED);
+    /* The target's breaker opens on its failures; the upstream's own stays closed. */
+    chk.allow = true;
+    struct step fail[] = {{.status = 503}, {.status = 503}, {.status = 503}, {.status = 503}};
+    script(&f->srv, 4, fail);
+    /* Two 503s open it (threshold 2); the third attempt meets the open breaker. */
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_BREAKER_OPEN);
+    svc_httpc_response_free(&r);
+    assert_int_equal(hits(&f->srv), 3);
+    assert_int_equal(svc_breaker_state(b), SVC_BREAKER_OPEN);
+    assert_int_equal(svc_httpc_upstream_state(f->c, "ext"), SVC_BREAKER_CLOSED);
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_BREAKER_OPEN);
+    svc_httpc_response_free(&r);
+    /* A target-only upstream without a target, and a header value with CR/LF, are refused. */
+    struct svc_httpc_request bare = {.upstream = "ext", .method = "GET", .path = "/x"};
+    assert_int_equal(svc_httpc_request(f->c, &bare, &r), SVC_HTTPC_INVALID);
+    svc_httpc_response_free(&r);
+    t.header_value = "a\r\nX-Evil: 1";
+    assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_INVALID);
+    svc_httpc_response_free(&r);
+    /* The secret is never logged. */
+    fflush(f->logf);
+    rewind(f->logf);
+    char line[4096];
+    while (fgets(line, sizeof line, f->logf)) assert_null(strstr(line, "sk-secret-42"));
+    svc_breaker_free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_retries_503_then_succeeds, setup, teardown),
@@ -822,6 +891,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_body_over_limit_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_limit_is_4_mib, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_calls_share_the_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_target_calls_use_their_own_url_breaker_header_and_address_check, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("httpc", tests, NULL, NULL);
 }

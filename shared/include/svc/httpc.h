@@ -45,6 +45,14 @@
  * Counters are relaxed atomics, each breaker has its own mutex, the handle pool has a mutex.
  * svc_httpc_request is safe from any number of threads; svc_httpc_free only when no call is in flight.
  *
+ * Targets: a call may name a target instead of using its upstream's base URL and breaker — for
+ * hosts not known in advance, such as each tenant's ERP. The target gives the base URL, its own
+ * breaker (the caller keeps one per target), one extra header that may hold a secret (wiped after
+ * use, never logged), and a check of every address libcurl is about to connect to (after name
+ * resolution, for each address tried), which refuses the connection with SVC_HTTPC_REFUSED: the
+ * connect-time half of an SSRF guard. The upstream then only names the call in logs and metrics
+ * (an upstream added with base_url NULL serves only such calls).
+ *
  * Ownership: svc_httpc_new and svc_httpc_add_upstream copy every string and struct they are given, except
  * cfg->logger and callback args, which are borrowed and must outlive the client. Request fields
  * are borrowed for the duration of the call. A response's body belongs to the response: release
@@ -55,6 +63,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include "svc/backoff.h"
 #include "svc/breaker.h"
 #include "svc/buf.h"
@@ -91,7 +100,19 @@ enum svc_httpc_outcome {
     SVC_HTTPC_TOO_LARGE,      /* response body over max_response_bytes */
     SVC_HTTPC_NO_TOKEN,       /* the token callback returned NULL */
     SVC_HTTPC_INVALID,        /* unknown upstream or a malformed request (e.g. CR/LF in a header) */
-    SVC_HTTPC_INTERNAL        /* out of memory or a libcurl setup failure */
+    SVC_HTTPC_INTERNAL,       /* out of memory or a libcurl setup failure */
+    SVC_HTTPC_REFUSED         /* the target's allow_address refused the address to connect to */
+};
+
+/* A call to a host not known in advance (see "Targets" above). Borrowed for the call. */
+struct svc_httpc_target {
+    const char *base_url;             /* http(s)://host[:port][/prefix]; the request path is appended */
+    struct svc_breaker *breaker;          /* this target's breaker (required) */
+    const char *header_name;          /* one extra header, e.g. "X-Api-Key" (NULL: none) */
+    const char *header_value;         /* its value: copied into the request and wiped after use */
+    /* Called for every address about to be connected to; false refuses it. NULL: no check. */
+    bool (*allow_address)(void *arg, const struct sockaddr *addr, socklen_t len);
+    void *allow_arg;
 };
 
 struct svc_httpc_request {
@@ -106,6 +127,7 @@ struct svc_httpc_request {
     const char *accept;          /* Accept; may be NULL */
     long timeout_ms;             /* per-attempt total timeout; 0 = client default */
     bool no_auth;                /* send no Authorization (e.g. the call that obtains the token) */
+    const struct svc_httpc_target *target; /* NULL: the upstream's base URL and breaker */
 };
 
 struct svc_httpc_response {
@@ -127,9 +149,9 @@ struct svc_httpc *svc_httpc_new(const struct svc_httpc_config *cfg);
 void svc_httpc_free(struct svc_httpc *c);
 
 /* name: 1..47 chars of [A-Za-z0-9_.-] (it becomes a metric label); base_url: http(s)://host[:port]
- * [/prefix], a trailing '/' is dropped. bc may be NULL (breaker defaults); its on_change, if any,
- * is called after httpc's own log line. Returns 0, or -1 (bad argument, duplicate name, table full,
- * no memory). */
+ * [/prefix], a trailing '/' is dropped, or NULL for an upstream whose calls all name a target.
+ * bc may be NULL (breaker defaults); its on_change, if any, is called after httpc's own log line.
+ * Returns 0, or -1 (bad argument, duplicate name, table full, no memory). */
 int svc_httpc_add_upstream(struct svc_httpc *c, const char *name, const char *base_url, const struct svc_breaker_config *bc);
 
 /* Performs the call with retries. Always initialises *out (free it with svc_httpc_response_free) and
