@@ -10,10 +10,10 @@
  *
  * A job travels with all its data: stream entries and dead entries carry the fields
  *   j (job id)  a (attempts made before this delivery)  m (max attempts)  t (enqueue ms)
- *   p (payload) e (last error, optional)  f (dead only: when it failed, ms)
+ *   p (payload) e (last error, optional)  u (unique key, optional)  f (dead only: when it failed, ms)
  *   tp (optional: the W3C traceparent of a child span of whoever enqueued it, svc/trace.h;
  *       the worker continues that trace, so a job's log lines carry its request's trace id)
- * and a delayed job is one sorted-set member, cmsgpack.pack{j, a, m, t, e, p, tp}. Completions and
+ * and a delayed job is one sorted-set member, cmsgpack.pack{j, a, m, t, e, p, tp, u}. Completions and
  * dead letters are also counted per minute in q:{name}:stats:m:<unix minute> (fields c, f; kept
  * two hours), in the same script: the dashboard's chart (queue_admin.c reads them). So a delivery is
  * one XREADGROUP (no second read of a job hash) and nothing is left behind once a job is done.
@@ -41,22 +41,30 @@
     "local function ms(x) return string.format('%d', x) end\n"                                    \
     "local function fields(arr) local f = {} for i = 1, #arr, 2 do f[arr[i]] = arr[i + 1] end "   \
     "return f end\n"                                                                              \
-    "local function job_fields(j, a, m, t, e, p, tp) local x = {'j', j, 'a', a, 'm', m, 't', t, " \
+    "local function job_fields(j, a, m, t, e, p, tp, u) local x = {'j', j, 'a', a, 'm', m, 't', t, " \
     "'p', p} if e and e ~= '' then x[#x + 1] = 'e' x[#x + 1] = e end "                           \
-    "if tp and tp ~= '' then x[#x + 1] = 'tp' x[#x + 1] = tp end return x end\n"                  \
+    "if tp and tp ~= '' then x[#x + 1] = 'tp' x[#x + 1] = tp end "                                \
+    "if u and u ~= '' then x[#x + 1] = 'u' x[#x + 1] = u end return x end\n"                       \
+    "local function unique_done(prefix, u, j) if u and u ~= '' then local k = prefix .. u "       \
+    "if redis.call('GET', k) == j then redis.call('DEL', k) end end end\n"                        \
     "local function tick(stats, field, now) local k = stats .. ':m:' .. string.format('%d', "     \
     "math.floor(now / 60000)) redis.call('HINCRBY', k, field, 1) "                                \
     "redis.call('PEXPIRE', k, " QUEUE_MINUTE_TTL_MS ") end\n"
 
-/* KEYS: stream, delayed[, marker]  ARGV: id, max, payload, delay_ms, dedupe_ttl_ms, traceparent */
+/* KEYS: stream, delayed[, marker[, unique marker]]
+ * ARGV: id, max, payload, delay_ms, dedupe_ttl_ms, traceparent[, unique key, unique ttl_ms]
+ * → 1 created, 0 duplicate id, or the id of the live job holding the unique key */
 static const char LUA_ENQUEUE[] = LUA_PRELUDE
+    "if KEYS[4] then local cur = redis.call('GET', KEYS[4]) if cur then return cur end end\n"
     "if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then return 0 end\n"
+    "if KEYS[4] then redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[8]) end\n"
+    "local u = ARGV[7] or ''\n"
     "local now = now_ms()\n"
     "local delay = tonumber(ARGV[4])\n"
     "if delay > 0 then\n"
-    "  redis.call('ZADD', KEYS[2], ms(now + delay), cmsgpack.pack({ARGV[1], '0', ARGV[2], ms(now), '', ARGV[3], ARGV[6]}))\n"
+    "  redis.call('ZADD', KEYS[2], ms(now + delay), cmsgpack.pack({ARGV[1], '0', ARGV[2], ms(now), '', ARGV[3], ARGV[6], u}))\n"
     "else\n"
-    "  redis.call('XADD', KEYS[1], '*', unpack(job_fields(ARGV[1], '0', ARGV[2], ms(now), nil, ARGV[3], ARGV[6])))\n"
+    "  redis.call('XADD', KEYS[1], '*', unpack(job_fields(ARGV[1], '0', ARGV[2], ms(now), nil, ARGV[3], ARGV[6], u)))\n"
     "end\n"
     "return 1\n";
 
@@ -66,34 +74,47 @@ static const char LUA_PROMOTE[] = LUA_PRELUDE
     "for _, m in ipairs(due) do\n"
     "  local ok, x = pcall(cmsgpack.unpack, m)\n"
     "  if ok and type(x) == 'table' and x[1] then\n"
-    "    redis.call('XADD', KEYS[1], '*', unpack(job_fields(x[1], x[2], x[3], x[4], x[5], x[6] or '', x[7])))\n"
+    "    redis.call('XADD', KEYS[1], '*', unpack(job_fields(x[1], x[2], x[3], x[4], x[5], x[6] or '', x[7], x[8])))\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[2], m)\n"
     "end\n"
     "return #due\n";
 
 /* KEYS: stream, delayed, dead, stats
- * ARGV: group, consumer, entry id, outcome (ok|retry|fail), delay_ms, error, dead_max_len
- * → 'ok' | 'retry' | 'dead' | 'lost' (the entry is no longer this consumer's: do nothing) */
+ * ARGV: group, consumer, entry id, outcome (ok|retry|defer|fail), delay_ms, error, dead_max_len,
+ *       unique prefix, unique ttl_ms
+ * → 'ok' | 'retry' | 'deferred' | 'dead' | 'lost' (the entry is no longer this consumer's: do nothing)
+ * A deferred job goes back to the delayed set with the same attempt count and last error. */
 static const char LUA_FINISH[] = LUA_PRELUDE
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)\n"
     "if #p == 0 or p[1][2] ~= ARGV[2] then return 'lost' end\n"
-    "local e = {}\n"
-    "if ARGV[4] ~= 'ok' then e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) end\n"
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
     "redis.call('XDEL', KEYS[1], ARGV[3])\n"
-    "if ARGV[4] == 'ok' then redis.call('HINCRBY', KEYS[4], 'completed', 1) tick(KEYS[4], 'c', now_ms()) return 'ok' end\n"
+    "local f = #e > 0 and fields(e[1][2]) or {}\n"
+    "if ARGV[4] == 'ok' then\n"
+    "  unique_done(ARGV[8], f.u, f.j)\n"
+    "  redis.call('HINCRBY', KEYS[4], 'completed', 1) tick(KEYS[4], 'c', now_ms()) return 'ok'\n"
+    "end\n"
     "if #e == 0 then return 'lost' end\n"
-    "local f = fields(e[1][2])\n"
-    "local a = (tonumber(f.a) or 0) + 1\n"
-    "local m = tonumber(f.m) or 1\n"
     "local now = now_ms()\n"
+    "local m = tonumber(f.m) or 1\n"
+    "if ARGV[4] == 'defer' then\n"
+    "  redis.call('ZADD', KEYS[2], ms(now + tonumber(ARGV[5])),\n"
+    "             cmsgpack.pack({f.j or '', f.a or '0', ms(m), f.t or '0', f.e or '', f.p or '', f.tp or '', f.u or ''}))\n"
+    "  if f.u and f.u ~= '' then redis.call('PEXPIRE', ARGV[8] .. f.u, ARGV[9]) end\n"
+    "  redis.call('HINCRBY', KEYS[4], 'deferred', 1)\n"
+    "  return 'deferred'\n"
+    "end\n"
+    "local a = (tonumber(f.a) or 0) + 1\n"
     "if ARGV[4] == 'retry' and a < m then\n"
     "  redis.call('ZADD', KEYS[2], ms(now + tonumber(ARGV[5])),\n"
-    "             cmsgpack.pack({f.j or '', ms(a), ms(m), f.t or '0', ARGV[6], f.p or '', f.tp or ''}))\n"
+    "             cmsgpack.pack({f.j or '', ms(a), ms(m), f.t or '0', ARGV[6], f.p or '', f.tp or '', f.u or ''}))\n"
+    "  if f.u and f.u ~= '' then redis.call('PEXPIRE', ARGV[8] .. f.u, ARGV[9]) end\n"
     "  redis.call('HINCRBY', KEYS[4], 'retried', 1)\n"
     "  return 'retry'\n"
     "end\n"
+    "unique_done(ARGV[8], f.u, f.j)\n"
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'j', f.j or '', 'a', ms(a), 'm', ms(m),\n"
     "           't', f.t or '0', 'f', ms(now), 'e', ARGV[6], 'p', f.p or '', 'tp', f.tp or '')\n"
     "redis.call('HINCRBY', KEYS[4], 'failed', 1)\n"
@@ -101,7 +122,7 @@ static const char LUA_FINISH[] = LUA_PRELUDE
     "return 'dead'\n";
 
 /* KEYS: stream, dead, stats
- * ARGV: group, reaper consumer, min idle ms, count, cursor, dead_max_len, error
+ * ARGV: group, reaper consumer, min idle ms, count, cursor, dead_max_len, error, unique prefix
  * → {reclaimed, dead-lettered, next cursor} */
 static const char LUA_RECLAIM[] = LUA_PRELUDE
     "local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[5], 'COUNT', tonumber(ARGV[4]))\n"
@@ -113,10 +134,11 @@ static const char LUA_RECLAIM[] = LUA_PRELUDE
     "    local a = (tonumber(f.a) or 0) + 1\n"
     "    local m = tonumber(f.m) or 1\n"
     "    if a < m then\n"
-    "      redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', ms(a), ms(m), f.t or '0', ARGV[7], f.p or '', f.tp)))\n"
+    "      redis.call('XADD', KEYS[1], '*', unpack(job_fields(f.j or '', ms(a), ms(m), f.t or '0', ARGV[7], f.p or '', f.tp, f.u)))\n"
     "      redis.call('HINCRBY', KEYS[3], 'reclaimed', 1)\n"
     "      requeued = requeued + 1\n"
     "    else\n"
+    "      unique_done(ARGV[8], f.u, f.j)\n"
     "      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'j', f.j or '', 'a', ms(a), 'm', ms(m),\n"
     "                 't', f.t or '0', 'f', ms(now), 'e', ARGV[7], 'p', f.p or '', 'tp', f.tp or '')\n"
     "      redis.call('HINCRBY', KEYS[3], 'failed', 1)\n"
@@ -143,7 +165,7 @@ static const char LUA_HEARTBEAT[] = LUA_PRELUDE
     "return lost\n";
 
 /* KEYS: stream, delayed, dead, stats  ARGV: group
- * → {waiting, active, delayed, dead, completed, failed, retried, reclaimed} */
+ * → {waiting, active, delayed, dead, completed, failed, retried, reclaimed, deferred} */
 static const char LUA_STATS[] =
     "local len = redis.call('XLEN', KEYS[1])\n"
     "local active = 0\n"
@@ -151,9 +173,14 @@ static const char LUA_STATS[] =
     "  local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])\n"
     "  if type(p) == 'table' and p.err == nil then active = p[1] end\n"
     "end\n"
-    "local c = redis.call('HMGET', KEYS[4], 'completed', 'failed', 'retried', 'reclaimed')\n"
+    "local c = redis.call('HMGET', KEYS[4], 'completed', 'failed', 'retried', 'reclaimed', 'deferred')\n"
     "return {len - active, active, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3]),\n"
-    "        tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0}\n";
+    "        tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0,\n"
+    "        tonumber(c[5]) or 0}\n";
+
+/* KEYS: dead  ARGV: max age ms  → entries removed (dead longer than max age, by entry id time) */
+static const char LUA_PRUNE_DEAD[] = LUA_PRELUDE
+    "return redis.call('XTRIM', KEYS[1], 'MINID', ms(now_ms() - tonumber(ARGV[1])) .. '-0')\n";
 
 /* KEYS: stream, dead  ARGV: dead entry id  → 1 moved, 0 not found */
 static const char LUA_REQUEUE[] = LUA_PRELUDE
@@ -199,6 +226,7 @@ static const char *const queue_scripts[QS_COUNT] = {
     [QS_ENQUEUE] = LUA_ENQUEUE, [QS_PROMOTE] = LUA_PROMOTE,     [QS_FINISH] = LUA_FINISH,
     [QS_RECLAIM] = LUA_RECLAIM, [QS_HEARTBEAT] = LUA_HEARTBEAT, [QS_STATS] = LUA_STATS,
     [QS_REQUEUE] = LUA_REQUEUE, [QS_FORGET] = LUA_FORGET,       [QS_REQUEUE_ALL] = LUA_REQUEUE_ALL,
+    [QS_PRUNE_DEAD] = LUA_PRUNE_DEAD,
 };
 
 static int queue_sha1_hex(const char *text, char out[41]) {
@@ -319,7 +347,8 @@ struct svc_queue *svc_queue_new(struct svc_redis_pool *pool, const struct svc_qu
     *st = SVC_INVALID;
     if (!pool || !opt || !queue_name_ok(opt->name)) return NULL;
     if (opt->max_payload > SVC_QUEUE_HARD_MAX_PAYLOAD || opt->max_attempts < 0 ||
-        opt->visibility_timeout_ms < 0 || opt->dedupe_ttl_ms < 0 || opt->dead_max_len < 0)
+        opt->visibility_timeout_ms < 0 || opt->dedupe_ttl_ms < 0 || opt->dead_max_len < 0 ||
+        opt->dead_max_age_ms < 0 || opt->unique_ttl_ms < 0)
         return NULL;
     struct svc_queue *q = calloc(1, sizeof(*q));
     if (!q) {
@@ -332,6 +361,7 @@ struct svc_queue *svc_queue_new(struct svc_redis_pool *pool, const struct svc_qu
     snprintf(q->k_dead, sizeof(q->k_dead), "q:{%s}:dead", q->name);
     snprintf(q->k_stats, sizeof(q->k_stats), "q:{%s}:stats", q->name);
     snprintf(q->k_id_prefix, sizeof(q->k_id_prefix), "q:{%s}:id:", q->name);
+    snprintf(q->k_unique_prefix, sizeof(q->k_unique_prefix), "q:{%s}:u:", q->name);
     q->max_payload = opt->max_payload ? opt->max_payload : SVC_QUEUE_DEFAULT_MAX_PAYLOAD;
     q->max_attempts = opt->max_attempts ? opt->max_attempts : 5;
     q->backoff = opt->backoff;
@@ -342,6 +372,8 @@ struct svc_queue *svc_queue_new(struct svc_redis_pool *pool, const struct svc_qu
     q->visibility_timeout_ms = opt->visibility_timeout_ms ? opt->visibility_timeout_ms : 30000;
     q->dedupe_ttl_ms = opt->dedupe_ttl_ms ? opt->dedupe_ttl_ms : 86400000;
     q->dead_max_len = opt->dead_max_len ? opt->dead_max_len : 100000;
+    q->dead_max_age_ms = opt->dead_max_age_ms;
+    q->unique_ttl_ms = opt->unique_ttl_ms ? opt->unique_ttl_ms : 172800000;
     q->pool = pool;
     q->log = log;
     for (int i = 0; i < QS_COUNT; i++) {
@@ -371,6 +403,7 @@ static svc_status queue_check_job(const struct svc_queue *q, size_t len, const v
     if (len > 0 && !payload) return SVC_INVALID;
     if (len > q->max_payload) return SVC_TOO_LARGE;
     if (opt && opt->id && !svc_cid_is_sane(opt->id)) return SVC_INVALID;
+    if (opt && opt->unique_key && (!opt->id || !svc_cid_is_sane(opt->unique_key))) return SVC_INVALID;
     if (opt && (opt->max_attempts < 0 || opt->delay_ms < 0)) return SVC_INVALID;
     *max_attempts = opt && opt->max_attempts ? opt->max_attempts : q->max_attempts;
     return SVC_OK;
@@ -380,12 +413,13 @@ static svc_status queue_check_job(const struct svc_queue *q, size_t len, const v
 struct queue_enqueue_call {
     char id[SVC_QUEUE_JOB_ID_MAX + 1];
     char marker[QUEUE_KEY_MAX + SVC_QUEUE_JOB_ID_MAX];
-    char max[16], delay[24], ttl[24];
+    char unique[QUEUE_KEY_MAX + SVC_QUEUE_JOB_ID_MAX];
+    char max[16], delay[24], ttl[24], unique_ttl[24];
     char tp[SVC_TRACEPARENT_LEN + 1];   /* a child span of the enqueuer's (svc/trace.h), or "" */
-    const char *keys[3];
-    const char *args[6];
-    size_t lens[6];
-    int nkeys;
+    const char *keys[4];
+    const char *args[8];
+    size_t lens[8];
+    int nkeys, nargs;
 };
 
 static void queue_enqueue_prepare(const struct svc_queue *q, struct queue_enqueue_call *k,
@@ -417,13 +451,32 @@ static void queue_enqueue_prepare(const struct svc_queue *q, struct queue_enqueu
         svc_traceparent_format(&child, k->tp);
     }
     k->args[5] = k->tp;
-    for (int i = 0; i < 6; i++) k->lens[i] = i == 2 ? len : strlen(k->args[i]);
+    k->nargs = 6;
+    if (given && opt->unique_key) {
+        snprintf(k->unique, sizeof(k->unique), "%s%s", q->k_unique_prefix, opt->unique_key);
+        snprintf(k->unique_ttl, sizeof(k->unique_ttl), "%lld", (long long)q->unique_ttl_ms);
+        k->keys[3] = k->unique;
+        k->nkeys = 4;
+        k->args[6] = opt->unique_key;
+        k->args[7] = k->unique_ttl;
+        k->nargs = 8;
+    }
+    for (int i = 0; i < k->nargs; i++) k->lens[i] = i == 2 ? len : strlen(k->args[i]);
 }
 
-/* Interprets an enqueue reply (integer 1 created, 0 duplicate). */
-static svc_status queue_enqueue_result(const struct svc_queue *q, const redisReply *r, bool *created) {
+/* Interprets an enqueue reply (integer 1 created, 0 duplicate, or the id of the live job holding
+ * the unique key, copied into held_by when given). */
+static svc_status queue_enqueue_result(const struct svc_queue *q, const redisReply *r, bool *created,
+                                       bool *unique_held, char *held_by) {
+    if (unique_held) *unique_held = false;
     if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
         *created = r->integer == 1;
+        return SVC_OK;
+    }
+    if (r->type == REDIS_REPLY_STRING && r->str) {
+        *created = false;
+        if (unique_held) *unique_held = true;
+        if (held_by) snprintf(held_by, SVC_QUEUE_JOB_ID_MAX + 1, "%s", r->str);
         return SVC_OK;
     }
     if (q->log)
@@ -446,15 +499,16 @@ svc_status svc_queue_enqueue(struct svc_queue *q, const void *payload, size_t le
         free(k);
         return st;
     }
-    redisReply *r = svcq_eval(q, c, QS_ENQUEUE, k->nkeys, k->keys, 6, k->args, k->lens, &st);
+    redisReply *r = svcq_eval(q, c, QS_ENQUEUE, k->nkeys, k->keys, k->nargs, k->args, k->lens, &st);
     svc_redis_release(q->pool, c);
-    bool made = false;
+    bool made = false, held = false;
+    char held_by[SVC_QUEUE_JOB_ID_MAX + 1] = "";
     if (r) {
-        st = queue_enqueue_result(q, r, &made);
+        st = queue_enqueue_result(q, r, &made, &held, held_by);
         freeReplyObject(r);
     }
     if (st == SVC_OK) {
-        if (id_out) snprintf(id_out, SVC_QUEUE_JOB_ID_MAX + 1, "%s", k->id);
+        if (id_out) snprintf(id_out, SVC_QUEUE_JOB_ID_MAX + 1, "%s", held ? held_by : k->id);
         if (created) *created = made;
     }
     free(k);
@@ -464,8 +518,8 @@ svc_status svc_queue_enqueue(struct svc_queue *q, const void *payload, size_t le
 /* Appends an EVALSHA for one prepared enqueue to c's output buffer. */
 static int queue_append_enqueue(const struct svc_queue *q, redisContext *c,
                                 const struct queue_enqueue_call *k) {
-    const char *argv[3 + 3 + 6];
-    size_t lens[3 + 3 + 6];
+    const char *argv[3 + 4 + 8];
+    size_t lens[3 + 4 + 8];
     char nk[4];
     snprintf(nk, sizeof(nk), "%d", k->nkeys);
     int argc = 0;
@@ -479,7 +533,7 @@ static int queue_append_enqueue(const struct svc_queue *q, redisContext *c,
         argv[argc] = k->keys[i];
         lens[argc++] = strlen(k->keys[i]);
     }
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < k->nargs; i++) {
         argv[argc] = k->args[i];
         lens[argc++] = k->lens[i];
     }
@@ -526,7 +580,7 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
         if (queue_is_noscript(r)) {
             again[got] = true;
         } else {
-            svc_status one = queue_enqueue_result(q, r, &jobs[got].created);
+            svc_status one = queue_enqueue_result(q, r, &jobs[got].created, &jobs[got].unique_held, NULL);
             if (one != SVC_OK && st == SVC_OK) st = one;
         }
         freeReplyObject(r);
@@ -538,13 +592,13 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
         for (size_t i = 0; i < appended && !c->err; i++) {
             if (!again[i]) continue;
             svc_status est;
-            redisReply *r = svcq_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, 6,
+            redisReply *r = svcq_eval(q, c, QS_ENQUEUE, calls[i].nkeys, calls[i].keys, calls[i].nargs,
                                        calls[i].args, calls[i].lens, &est);
             if (!r) {
                 if (st == SVC_OK) st = est;
                 break;
             }
-            svc_status one = queue_enqueue_result(q, r, &jobs[i].created);
+            svc_status one = queue_enqueue_result(q, r, &jobs[i].created, &jobs[i].unique_held, NULL);
             if (one != SVC_OK && st == SVC_OK) st = one;
             freeReplyObject(r);
         }
@@ -582,12 +636,12 @@ svc_status svc_queue_stats(struct svc_queue *q, struct svc_queue_stats *out) {
     svc_status st;
     redisReply *r = queue_pool_eval(q, QS_STATS, 4, keys, 1, args, &st);
     if (!r) return st;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 8) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
         freeReplyObject(r);
         return SVC_INTERNAL;
     }
-    long long v[8];
-    for (size_t i = 0; i < 8; i++) {
+    long long v[9];
+    for (size_t i = 0; i < 9; i++) {
         if (r->element[i]->type != REDIS_REPLY_INTEGER) {
             freeReplyObject(r);
             return SVC_INTERNAL;
@@ -596,7 +650,43 @@ svc_status svc_queue_stats(struct svc_queue *q, struct svc_queue_stats *out) {
     }
     freeReplyObject(r);
     *out = (struct svc_queue_stats){.waiting = v[0], .active = v[1], .delayed = v[2], .dead = v[3],
-                                    .completed = v[4], .failed = v[5], .retried = v[6], .reclaimed = v[7]};
+                                    .completed = v[4], .failed = v[5], .retried = v[6], .reclaimed = v[7],
+                                    .deferred = v[8]};
+    return SVC_OK;
+}
+
+svc_status svc_queue_unique_get(struct svc_queue *q, const char *unique_key, char *id_out) {
+    if (!unique_key || !svc_cid_is_sane(unique_key)) return SVC_INVALID;
+    svc_status st;
+    redisContext *c = svc_redis_acquire(q->pool, -1, &st);
+    if (!c) return st;
+    errno = 0;
+    redisReply *r = redisCommand(c, "GET %s%s", q->k_unique_prefix, unique_key);
+    if (!r) st = svcq_io_status(c, errno);
+    svc_redis_release(q->pool, c);
+    if (!r) return st;
+    if (r->type == REDIS_REPLY_STRING && r->str) {
+        snprintf(id_out, SVC_QUEUE_JOB_ID_MAX + 1, "%s", r->str);
+        st = SVC_OK;
+    } else {
+        st = r->type == REDIS_REPLY_NIL ? SVC_NOT_FOUND : SVC_INTERNAL;
+    }
+    freeReplyObject(r);
+    return st;
+}
+
+svc_status svc_queue_prune_dead(struct svc_queue *q, long long *removed) {
+    if (removed) *removed = 0;
+    if (q->dead_max_age_ms <= 0) return SVC_OK;
+    char age[24];
+    snprintf(age, sizeof(age), "%lld", (long long)q->dead_max_age_ms);
+    const char *keys[] = {q->k_dead};
+    const char *args[] = {age};
+    svc_status st;
+    redisReply *r = queue_pool_eval(q, QS_PRUNE_DEAD, 1, keys, 1, args, &st);
+    if (!r) return st;
+    if (removed && r->type == REDIS_REPLY_INTEGER) *removed = r->integer;
+    freeReplyObject(r);
     return SVC_OK;
 }
 

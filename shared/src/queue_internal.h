@@ -25,6 +25,7 @@ enum queue_script_id {
     QS_REQUEUE,
     QS_FORGET,
     QS_REQUEUE_ALL,
+    QS_PRUNE_DEAD,
     QS_COUNT
 };
 
@@ -35,11 +36,14 @@ struct svc_queue {
     char k_dead[QUEUE_KEY_MAX];
     char k_stats[QUEUE_KEY_MAX];
     char k_id_prefix[QUEUE_KEY_MAX];   /* q:{name}:id: */
+    char k_unique_prefix[QUEUE_KEY_MAX]; /* q:{name}:u: */
     size_t max_payload;
     int max_attempts;
     struct svc_backoff_policy backoff;
     int visibility_timeout_ms;
     int64_t dedupe_ttl_ms;
+    int64_t unique_ttl_ms;
+    int64_t dead_max_age_ms;            /* 0: dead entries are kept (up to dead_max_len) */
     long dead_max_len;
     struct svc_redis_pool *pool;        /* borrowed */
     const struct svc_logger *log;       /* borrowed, may be NULL */

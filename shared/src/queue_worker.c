@@ -75,7 +75,7 @@ struct svc_queue_worker {
     char maint_name[128];    /* client name of the maintenance connection */
 
     _Atomic unsigned long long processed, succeeded, retried, dead, lost, reclaimed, promoted,
-        redis_errors;
+        redis_errors, deferred;
 };
 
 /* ---- connections ---- */
@@ -160,23 +160,25 @@ static void worker_set_inflight(struct worker_thread *t, const char *entry) {
 }
 
 /* Records the outcome; retries on a new connection when the reply is lost. Returns the script's
- * answer ("ok", "retry", "dead", "lost") or NULL when it could not be recorded (the job then
- * stays pending and is reclaimed after the visibility timeout). */
+ * answer ("ok", "retry", "deferred", "dead", "lost") or NULL when it could not be recorded (the job
+ * then stays pending and is reclaimed after the visibility timeout). */
 static const char *worker_finish(struct worker_thread *t, const char *entry, const char *outcome,
                                  int64_t delay_ms, const char *error) {
     struct svc_queue_worker *w = t->w;
     struct svc_queue *q = w->q;
-    char delay[24], maxlen[24];
+    char delay[24], maxlen[24], uttl[24];
     snprintf(delay, sizeof(delay), "%lld", (long long)(delay_ms > 0 ? delay_ms : 0));
     snprintf(maxlen, sizeof(maxlen), "%ld", q->dead_max_len);
+    snprintf(uttl, sizeof(uttl), "%lld", (long long)q->unique_ttl_ms);
     const char *keys[] = {q->k_stream, q->k_delayed, q->k_dead, q->k_stats};
-    const char *args[] = {QUEUE_GROUP, t->consumer, entry, outcome, delay, error ? error : "", maxlen};
+    const char *args[] = {QUEUE_GROUP, t->consumer, entry, outcome, delay, error ? error : "", maxlen,
+                          q->k_unique_prefix, uttl};
     for (int attempt = 0; attempt < WORKER_FINISH_TRIES; attempt++) {
         if (attempt > 0) worker_sleep(w, &w->maint_stop, 50LL << attempt);
         if (!t->c) t->c = worker_connect(w, w->cmd_timeout_ms, t->consumer);
         if (!t->c) continue;
         svc_status st;
-        redisReply *r = svcq_eval(q, t->c, QS_FINISH, 4, keys, 7, args, NULL, &st);
+        redisReply *r = svcq_eval(q, t->c, QS_FINISH, 4, keys, 9, args, NULL, &st);
         if (!r) {
             atomic_fetch_add(&w->redis_errors, 1);
             redisFree(t->c);
@@ -185,8 +187,8 @@ static const char *worker_finish(struct worker_thread *t, const char *entry, con
         }
         const char *res = NULL;
         if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
-            static const char *const answers[] = {"ok", "retry", "dead", "lost"};
-            for (size_t i = 0; i < 4; i++)
+            static const char *const answers[] = {"ok", "retry", "deferred", "dead", "lost"};
+            for (size_t i = 0; i < 5; i++)
                 if (r->str && strcmp(r->str, answers[i]) == 0) res = answers[i];
         }
         if (!res) {
@@ -242,19 +244,27 @@ static void worker_handle_entry(struct worker_thread *t, const redisReply *ent) 
     worker_set_inflight(t, NULL);
     atomic_fetch_add(&w->processed, 1);
 
-    const char *outcome = res == SVC_JOB_OK ? "ok" : res == SVC_JOB_RETRY ? "retry" : "fail";
+    const char *outcome = res == SVC_JOB_OK      ? "ok"
+                          : res == SVC_JOB_RETRY ? "retry"
+                          : res == SVC_JOB_DEFER ? "defer"
+                                                 : "fail";
     int64_t delay = 0;
+    if (res == SVC_JOB_DEFER) delay = job.retry_delay_ms >= 0 ? job.retry_delay_ms : 1000;
     if (res == SVC_JOB_RETRY) {
         delay = job.retry_delay_ms >= 0
                     ? job.retry_delay_ms
                     : (int64_t)svc_backoff_delay_ms(&w->q->backoff, (unsigned)(job.attempt - 1),
                                                 svc_backoff_splitmix64, &t->rng);
     }
-    if (res != SVC_JOB_OK && !job.error[0])
+    if ((res == SVC_JOB_RETRY || res == SVC_JOB_FAIL) && !job.error[0])
         snprintf(job.error, sizeof(job.error), "%s", res == SVC_JOB_RETRY ? "retryable failure" : "failed");
     job.error[sizeof(job.error) - 1] = '\0';
 
     const char *done = worker_finish(t, entry, outcome, delay, res == SVC_JOB_OK ? NULL : job.error);
+    if (done && strcmp(done, "deferred") == 0) {
+        atomic_fetch_add(&w->deferred, 1);
+        return;
+    }
     if (!done) {
         worker_log(w, SVC_LOG_WARN, "queue outcome not recorded; job will be reclaimed", job.id,
                    job.attempt, NULL);
@@ -410,8 +420,8 @@ static void maint_reclaim(struct svc_queue_worker *w) {
     /* Follow XAUTOCLAIM's cursor through the pending list, a bounded number of rounds per pass. */
     for (int round = 0; round < 10; round++) {
         const char *args[] = {QUEUE_GROUP, QUEUE_REAPER, idle, count, w->reclaim_cursor, maxlen,
-                              "worker lost: visibility timeout exceeded"};
-        redisReply *r = maint_eval(w, QS_RECLAIM, 3, keys, 7, args);
+                              "worker lost: visibility timeout exceeded", q->k_unique_prefix};
+        redisReply *r = maint_eval(w, QS_RECLAIM, 3, keys, 8, args);
         if (!r) return;
         bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
                   r->element[0]->type == REDIS_REPLY_INTEGER &&
@@ -452,6 +462,17 @@ static void maint_heartbeat(struct svc_queue_worker *w) {
         }
         freeReplyObject(r);
     }
+}
+
+/* Trims dead entries older than the queue's dead_max_age_ms (when set). */
+static void maint_prune_dead(struct svc_queue_worker *w) {
+    if (w->q->dead_max_age_ms <= 0) return;
+    char age[24];
+    snprintf(age, sizeof(age), "%lld", (long long)w->q->dead_max_age_ms);
+    const char *keys[] = {w->q->k_dead};
+    const char *args[] = {age};
+    redisReply *r = maint_eval(w, QS_PRUNE_DEAD, 1, keys, 1, args);
+    if (r) freeReplyObject(r);
 }
 
 /* Deletes consumers with nothing pending: ours (any idle time) when ours is true, else every
@@ -507,6 +528,7 @@ static void *maint_main(void *arg) {
         if (now >= next_forget && !atomic_load(&w->stop)) {
             maint_register(w);
             maint_forget(w, false);
+            maint_prune_dead(w);
             next_forget = now + WORKER_FORGET_EVERY_MS;
         }
         int64_t wake = next_hb < next_maint ? next_hb : next_maint;
@@ -663,5 +685,6 @@ void svc_queue_worker_counts(struct svc_queue_worker *w, struct svc_queue_worker
         .reclaimed = atomic_load(&w->reclaimed),
         .promoted = atomic_load(&w->promoted),
         .redis_errors = atomic_load(&w->redis_errors),
+        .deferred = atomic_load(&w->deferred),
     };
 }

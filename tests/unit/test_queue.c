@@ -124,6 +124,7 @@ struct rec {
     pthread_mutex_t mu;
     /* behaviour */
     int retry_while_attempt_below;   /* RETRY while attempt < this */
+    int defer_first_calls;           /* DEFER the first n calls (retry_delay_ms) */
     bool always_retry, always_fail;
     int sleep_ms, sleep_first_ms;
     int64_t retry_delay_ms;          /* -1: backoff */
@@ -165,6 +166,10 @@ static svc_job_result rec_handler(struct svc_job *job, void *arg) {
     int sleep_for = first && r->sleep_first_ms ? r->sleep_first_ms : r->sleep_ms;
     pthread_mutex_unlock(&r->mu);
     if (sleep_for) sleep_ms(sleep_for);
+    if (n < r->defer_first_calls) {
+        job->retry_delay_ms = r->retry_delay_ms;
+        return SVC_JOB_DEFER;
+    }
     if (r->always_fail) {
         snprintf(job->error, sizeof(job->error), "permanent %d", job->attempt);
         return SVC_JOB_FAIL;
@@ -321,6 +326,107 @@ static void test_same_job_id_twice_is_one_job(void **state) {
     svc_queue_worker_free(w);
     assert_int_equal(s.completed, 4);
     assert_int_equal(r.calls, 4);
+    world_close(&wd);
+}
+
+/* DEFER ("not now", e.g. a rate limit): back to the delayed set after retry_delay_ms, the attempt
+ * count unchanged, so a job deferred many times is never dead-lettered for it. */
+static void test_deferred_job_keeps_its_attempts(void **state) {
+    struct world wd;
+    struct svc_queue_options opt = {.max_attempts = 2};
+    world_open(&wd, "defer", &opt);
+    struct rec r;
+    rec_init(&r);
+    r.defer_first_calls = 5;
+    r.retry_delay_ms = 30;
+    enqueue_text(&wd, "i=0", NULL);
+    struct svc_queue_worker *w = start_worker(&wd, &r, 1);
+    struct svc_queue_stats s = wait_finished(&wd, 1, 5000);
+    struct svc_queue_worker_counts counts;
+    svc_queue_worker_counts(w, &counts);
+    svc_queue_worker_free(w);
+    assert_int_equal(s.completed, 1);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.retried, 0);
+    assert_int_equal(s.deferred, 5);
+    assert_int_equal(counts.deferred, 5);
+    assert_int_equal(r.calls, 6);
+    for (int i = 0; i < 6; i++) assert_int_equal(r.attempts[i], 1);
+    for (int i = 1; i < 6; i++) assert_true(r.at_ms[i] - r.at_ms[i - 1] >= 25);
+    world_close(&wd);
+}
+
+/* A unique key admits one live job: a second enqueue names the live one, and the key is free
+ * again once that job completes, or once it is dead-lettered. */
+static void test_unique_key_admits_one_live_job(void **state) {
+    struct world wd;
+    struct svc_queue_options opt = {.max_attempts = 1};
+    world_open(&wd, "unique", &opt);
+    char id[SVC_QUEUE_JOB_ID_MAX + 1];
+    bool created = false;
+    struct svc_job_options a = {.id = "customers:t1:s1", .unique_key = "customers:t1", .delay_ms = 50};
+    assert_int_equal(svc_queue_enqueue(wd.q, "a", 1, &a, id, &created), SVC_OK);
+    assert_true(created);
+    struct svc_job_options b = {.id = "customers:t1:m2", .unique_key = "customers:t1"};
+    assert_int_equal(svc_queue_enqueue(wd.q, "b", 1, &b, id, &created), SVC_OK);
+    assert_false(created);
+    assert_string_equal(id, "customers:t1:s1");
+    assert_int_equal(svc_queue_unique_get(wd.q, "customers:t1", id), SVC_OK);
+    assert_string_equal(id, "customers:t1:s1");
+    assert_int_equal(svc_queue_unique_get(wd.q, "products:t1", id), SVC_NOT_FOUND);
+    /* Another key is independent; the pipelined form reports a held key. */
+    struct svc_job_spec many[2] = {
+        {.payload = "c", .len = 1, .opt = {.id = "products:t1:s1", .unique_key = "products:t1"}},
+        {.payload = "d", .len = 1, .opt = {.id = "customers:t1:s9", .unique_key = "customers:t1"}},
+    };
+    assert_int_equal(svc_queue_enqueue_many(wd.q, many, 2), SVC_OK);
+    assert_true(many[0].created);
+    assert_false(many[1].created);
+    assert_true(many[1].unique_held);
+    /* A unique key without an id is refused. */
+    struct svc_job_options bad = {.unique_key = "k"};
+    assert_int_equal(svc_queue_enqueue(wd.q, "x", 1, &bad, NULL, NULL), SVC_INVALID);
+
+    struct rec r;
+    rec_init(&r);
+    struct svc_queue_worker *w = start_worker(&wd, &r, 1);
+    wait_finished(&wd, 2, 5000);
+    assert_int_equal(svc_queue_unique_get(wd.q, "customers:t1", id), SVC_NOT_FOUND);
+    assert_int_equal(svc_queue_enqueue(wd.q, "b", 1, &b, id, &created), SVC_OK);
+    assert_true(created);
+    wait_finished(&wd, 3, 5000);
+    /* Dead-lettered: the key is freed too. */
+    r.always_fail = true;
+    struct svc_job_options c = {.id = "customers:t1:m3", .unique_key = "customers:t1"};
+    assert_int_equal(svc_queue_enqueue(wd.q, "c", 1, &c, id, &created), SVC_OK);
+    assert_true(created);
+    struct svc_queue_stats s = wait_finished(&wd, 4, 5000);
+    svc_queue_worker_free(w);
+    assert_int_equal(s.failed, 1);
+    assert_int_equal(svc_queue_unique_get(wd.q, "customers:t1", id), SVC_NOT_FOUND);
+    world_close(&wd);
+}
+
+/* With dead_max_age_ms, dead entries older than that are trimmed; younger ones stay. */
+static void test_dead_entries_are_pruned_by_age(void **state) {
+    struct world wd;
+    struct svc_queue_options opt = {.max_attempts = 1, .dead_max_age_ms = 300};
+    world_open(&wd, "deadage", &opt);
+    struct rec r;
+    rec_init(&r);
+    r.always_fail = true;
+    struct svc_queue_worker *w = start_worker(&wd, &r, 1);
+    enqueue_text(&wd, "i=0", NULL);
+    wait_finished(&wd, 1, 5000);
+    sleep_ms(400);
+    enqueue_text(&wd, "i=1", NULL);
+    wait_finished(&wd, 2, 5000);
+    svc_queue_worker_free(w);
+    assert_int_equal(stats_of(&wd).dead, 2);
+    long long removed = -1;
+    assert_int_equal(svc_queue_prune_dead(wd.q, &removed), SVC_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(stats_of(&wd).dead, 1);
     world_close(&wd);
 }
 
@@ -1046,6 +1152,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enqueued_jobs_are_consumed_and_acknowledged),
         cmocka_unit_test(test_same_job_id_twice_is_one_job),
+        cmocka_unit_test(test_deferred_job_keeps_its_attempts),
+        cmocka_unit_test(test_unique_key_admits_one_live_job),
+        cmocka_unit_test(test_dead_entries_are_pruned_by_age),
         cmocka_unit_test(test_delayed_job_is_not_delivered_before_its_delay),
         cmocka_unit_test(test_failed_job_is_retried_with_backoff_then_succeeds),
         cmocka_unit_test(test_handler_retry_delay_overrides_backoff),

@@ -8,17 +8,26 @@
  *      q:{name}:dead     dead-letter stream (job id, attempts, last error, payload), capped
  *      q:{name}:stats    hash of counters (completed, failed, retried, reclaimed)
  *      q:{name}:id:<id>  idempotency marker of a caller-given job id (expires after dedupe_ttl)
+ *      q:{name}:u:<key>  the id of the live job holding a unique key (see "Unique keys")
  *  - A job = id + opaque payload bytes (binary-safe, 0..max_payload bytes) + attempts made so far
  *    + max attempts (total runs including the first). The payload is never logged.
  *  - Enqueue with a caller-given id is idempotent for dedupe_ttl_ms after the first enqueue: a
  *    second enqueue with the same id is a no-op reporting created = false, whatever state the
  *    first job is in (waiting, running, done, dead). Without an id a UUIDv4 is generated.
+ *  - Unique keys: a job enqueued with a unique key (and a caller-given id) is refused while another
+ *    job holding the same key is live (waiting, delayed, running or being retried): the enqueue
+ *    reports created = false with the live job's id. The key is freed when its job completes or
+ *    is dead-lettered; it also expires unique_ttl_ms after its job was last enqueued, deferred or
+ *    retried, so a job lost with Redis data cannot hold it forever. Use: "at most one job per
+ *    tenant and kind", with 409 naming the existing job.
  *  - Delivery is at-least-once: a handler may see a job again (after a crash, a lost Redis reply
  *    or a visibility timeout), so handlers must be idempotent.
  *  - Outcomes: SVC_JOB_OK acknowledges and deletes the entry (completed += 1).
  *    SVC_JOB_RETRY schedules attempt+1 after svc_backoff_delay_ms(policy, attempt-1) (full jitter) or
  *    after the handler's retry_delay_ms, through the delayed set; when no attempt is left the job
  *    goes to the dead stream with its error instead. SVC_JOB_FAIL dead-letters at once.
+ *    SVC_JOB_DEFER puts the job back in the delayed set for retry_delay_ms without spending an
+ *    attempt (e.g. a rate limit or a lock said "not now": not a failure); counted in deferred.
  *    A job moved to the dead stream counts in failed; a rescheduled one in retried.
  *  - A job whose worker died (crash, SIGKILL, network partition) stays pending in the group; once
  *    it has been idle longer than visibility_timeout_ms a worker's maintenance pass takes it with
@@ -30,7 +39,8 @@
  *    while its process is alive. With job_timeout_ms > 0 the heartbeat stops after that long and
  *    the job becomes reclaimable (a hung handler then runs twice: it must be idempotent anyway).
  *  - Pruning: an entry is XACKed and XDELed in one script when its job finishes, so the stream
- *    only holds waiting + in-flight jobs; the dead stream is capped (XADD MAXLEN ~ dead_max_len).
+ *    only holds waiting + in-flight jobs; the dead stream is capped (XADD MAXLEN ~ dead_max_len)
+ *    and, with dead_max_age_ms, a worker's maintenance pass trims entries dead for longer.
  *  - Stats: waiting = XLEN(stream) - pending, active = pending entries (XPENDING), delayed =
  *    ZCARD, dead = XLEN(dead), completed/failed/retried/reclaimed = counters since creation.
  *  - All due times use the Redis server clock (TIME inside the scripts), so process clocks may
@@ -75,6 +85,8 @@ struct svc_queue_options {
     int visibility_timeout_ms;     /* 0: 30000. Every process using the queue must agree. */
     int64_t dedupe_ttl_ms;         /* life of idempotency markers; 0: 86400000 (24 h) */
     long dead_max_len;             /* approximate cap of the dead stream; 0: 100000 */
+    int64_t dead_max_age_ms;       /* 0: dead entries stay until the cap; else pruned after this long */
+    int64_t unique_ttl_ms;         /* longest life of a unique key (see above); 0: 172800000 (48 h) */
 };
 
 /* Validates and copies options. NULL with *st = SVC_INVALID (bad name/option) or SVC_INTERNAL
@@ -91,11 +103,13 @@ struct svc_job_options {
     const char *id;        /* NULL: generated UUIDv4 (never deduplicated) */
     int max_attempts;      /* 0: the queue's default */
     int64_t delay_ms;      /* > 0: first delivery not before now + delay (Redis clock) */
+    const char *unique_key; /* NULL: none; else (with id) 1..128 chars of [A-Za-z0-9._:-] */
 };
 
 /* Adds one job. opt may be NULL. id_out (>= SVC_QUEUE_JOB_ID_MAX + 1 bytes, may be NULL) gets the
- * job id; *created (may be NULL) is false when the caller's id was already enqueued (then nothing
- * changes and the call returns SVC_OK).
+ * job id; *created (may be NULL) is false when the caller's id was already enqueued, or when its
+ * unique key is held by a live job (id_out then gets that job's id); nothing changes and the call
+ * returns SVC_OK.
  * Errors: SVC_INVALID (bad id/options), SVC_TOO_LARGE (payload over max_payload),
  * SVC_UNAVAILABLE / SVC_TIMEOUT (Redis), SVC_INTERNAL (unexpected reply). */
 svc_status svc_queue_enqueue(struct svc_queue *q, const void *payload, size_t len,
@@ -106,6 +120,7 @@ struct svc_job_spec {
     size_t len;
     struct svc_job_options opt;
     bool created;          /* out */
+    bool unique_held;      /* out: not created because its unique key is held by a live job */
 };
 
 /* Adds n jobs in one pipelined round trip on one pooled context (each job is still added
@@ -118,7 +133,8 @@ svc_status svc_queue_enqueue_many(struct svc_queue *q, struct svc_job_spec *jobs
 typedef enum {
     SVC_JOB_OK = 0,  /* done: acknowledge and delete */
     SVC_JOB_RETRY,   /* transient failure: retry after backoff while attempts remain */
-    SVC_JOB_FAIL     /* permanent failure: dead-letter now */
+    SVC_JOB_FAIL,    /* permanent failure: dead-letter now */
+    SVC_JOB_DEFER    /* not now: back to the delayed set for retry_delay_ms, no attempt spent */
 } svc_job_result;
 
 /* What a handler sees. Input fields are valid only during the handler call. */
@@ -134,8 +150,8 @@ struct svc_job {
     void *thread_ctx;               /* what thread_init returned for this worker thread */
     /* outputs */
     char error[SVC_QUEUE_ERROR_MAX]; /* set on RETRY/FAIL: stored with the job; no PII */
-    int64_t retry_delay_ms;         /* RETRY only: >= 0 overrides the backoff (e.g. Retry-After);
-                                       preset to -1 */
+    int64_t retry_delay_ms;         /* RETRY: >= 0 overrides the backoff (e.g. Retry-After);
+                                       DEFER: the wait (-1: 1000 ms); preset to -1 */
 };
 
 typedef svc_job_result (*svc_job_handler)(struct svc_job *job, void *arg);
@@ -177,6 +193,7 @@ struct svc_queue_worker_counts {
     unsigned long long succeeded;
     unsigned long long retried;
     unsigned long long dead;       /* dead-lettered by this worker's handler outcomes */
+    unsigned long long deferred;   /* put back by SVC_JOB_DEFER */
     unsigned long long lost;       /* outcome not recorded: the job had been reclaimed meanwhile */
     unsigned long long reclaimed;  /* jobs of dead workers re-queued or dead-lettered by this
                                       worker's maintenance thread */
@@ -190,9 +207,18 @@ void svc_queue_worker_counts(struct svc_queue_worker *w, struct svc_queue_worker
 struct svc_queue_stats {
     long long waiting, active, delayed, dead;          /* current sizes */
     long long completed, failed, retried, reclaimed;   /* counters */
+    long long deferred;
 };
 /* One atomic read (a read-only script). Errors: SVC_UNAVAILABLE / SVC_TIMEOUT / SVC_INTERNAL. */
 svc_status svc_queue_stats(struct svc_queue *q, struct svc_queue_stats *out);
+
+/* The id of the live job holding a unique key: SVC_OK with id_out (>= SVC_QUEUE_JOB_ID_MAX + 1
+ * bytes), SVC_NOT_FOUND when none holds it, or a Redis status. */
+svc_status svc_queue_unique_get(struct svc_queue *q, const char *unique_key, char *id_out);
+
+/* Removes dead entries older than the queue's dead_max_age_ms (workers do this on their own);
+ * *removed may be NULL. SVC_OK without effect when no age is set. */
+svc_status svc_queue_prune_dead(struct svc_queue *q, long long *removed);
 
 /* Moves delayed jobs that are due to the stream (at most limit; 0: 1000). *moved may be NULL.
  * Workers do this on their own; exposed for tools and tests. */
