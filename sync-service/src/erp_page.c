@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "svc/utf8.h"
+
 #define MAX_DEPTH 32
 
 const char *erp_kind_name(enum erp_kind k) { return k == ERP_PRODUCTS ? "products" : "customers"; }
@@ -175,25 +177,6 @@ static void put_cp(struct sval *v, unsigned cp) {
     put(v, b, n);
 }
 
-/* Length of a valid UTF-8 sequence starting at p (lead byte >= 0x80), or 0. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-    unsigned c = p[0];
-    size_t n;
-    unsigned min;
-    if (c >= 0xC2 && c <= 0xDF) n = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) n = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) n = 4, min = 0x10000;
-    else return 0;
-    if ((size_t)(end - p) < n) return 0;
-    unsigned cp = c & (0x3F >> (n - 1));
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return n;
-}
-
 /* Reads a string (the opening quote next); v may be NULL (skip). -1 when malformed. */
 static int str(struct rd *r, struct sval *v) {
     if (!eat(r, '"')) return -1;
@@ -246,7 +229,7 @@ static int str(struct rd *r, struct sval *v) {
             continue;
         }
         if (c >= 0x80) {
-            size_t n = utf8_len((const unsigned char *)r->p, (const unsigned char *)r->end);
+            size_t n = svc_utf8_seq((const unsigned char *)r->p, (const unsigned char *)r->end);
             if (!n) return -1;
             r->p += n;
             continue;

@@ -5,6 +5,7 @@
 
 #include "erp_repo.h"
 #include "svc/cid.h"
+#include "svc/pg.h"
 #include "tenants_repo.h"
 
 struct svc_result erp_records_list(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
@@ -36,9 +37,7 @@ struct svc_result erp_records_list(struct sync_ctx *cx, const char *cid, const s
     if (st != SVC_OK) {
         svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "erp: listing records failed", "{s:s,s:s}", "kind",
                  erp_kind_name(kind), "status", svc_status_code(st));
-        return st == SVC_UNAVAILABLE || st == SVC_TIMEOUT
-                   ? SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "database unavailable, retry later")
-                   : SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
+        return svc_pg_result(st);
     }
     struct svc_result r = {.st = SVC_OK, .raw = json};
     return r;

@@ -1,6 +1,8 @@
 /* libpq helpers of sync-service's repositories (see sync_sql.h). */
 #include "sync_sql.h"
 
+#include "svc/pg.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +12,7 @@ const char *sql_state(const PGresult *r) {
     return s ? s : "";
 }
 
-svc_status sql_status(PGconn *c, const PGresult *r) {
-    if (PQstatus(c) != CONNECTION_OK) return SVC_UNAVAILABLE;
-    const char *state = sql_state(r);
-    if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0) return SVC_TIMEOUT;
-    if (strncmp(state, "08", 2) == 0) return SVC_UNAVAILABLE;
-    return SVC_INTERNAL;
-}
+svc_status sql_status(PGconn *c, const PGresult *r) { return svc_pg_status(c, r, NULL); }
 
 svc_status sql_run(PGconn *c, const char *sql, int n, const char *const *v, PGresult **out, char state[6]) {
     PGresult *r = PQexecParams(c, sql, n, NULL, v, NULL, NULL, 0);

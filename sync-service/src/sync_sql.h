@@ -2,9 +2,8 @@
  * older sync_repo.c keeps its own copies until it is moved over): one place maps a failed
  * statement to a domain status, runs a parameterised statement and copies values out.
  *
- * Error mapping: a broken connection or SQLSTATE class 08 is SVC_UNAVAILABLE; a statement or
- * lock timeout (57014, 55P03) SVC_TIMEOUT; anything else SVC_INTERNAL (callers that expect a
- * particular SQLSTATE look at it first with sql_state).
+ * Error mapping: svc_pg_status's (svc/pg.h), the one mapping every service uses; callers that
+ * expect a particular SQLSTATE look at it first with sql_state.
  *
  * Ownership: results handed out are the caller's (PQclear); copied strings are malloc'd (free).
  * The PGconn is borrowed. Nothing here logs. */

@@ -6,6 +6,8 @@
 
 #include "svc/aead.h"
 #include "svc/cid.h"
+#include "svc/pg.h"
+#include "svc/utf8.h"
 #include "tenants_repo.h"
 
 #define FORBIDDEN SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden", "admin role required")
@@ -14,9 +16,7 @@
 static struct svc_result db_error(struct sync_ctx *cx, const char *cid, const char *what, svc_status st) {
     svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "tenants: database call failed", "{s:s,s:s}", "call", what, "status",
              svc_status_code(st));
-    if (st == SVC_UNAVAILABLE || st == SVC_TIMEOUT)
-        return SVC_RESULT_ERR(SVC_UNAVAILABLE, NULL, "database unavailable, retry later");
-    return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
+    return svc_pg_result(st);
 }
 
 static struct svc_result raw(svc_status st, char *json) {
@@ -29,16 +29,9 @@ static void reason(json_t *fields, const char *name, const char *why) {
 }
 
 static bool name_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > TENANT_NAME_MAX * 4) return false;   /* bytes; characters are checked below */
-    bool visible = false;
     size_t chars = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) return false;
-        if (*p != ' ') visible = true;
-        if ((*p & 0xc0) != 0x80) chars++;   /* jansson guarantees UTF-8 */
-    }
-    return visible && chars <= TENANT_NAME_MAX;
+    if (svc_text_check(s, strlen(s), 0, &chars) != SVC_TEXT_OK || chars == 0 || chars > TENANT_NAME_MAX) return false;
+    return strspn(s, " ") < strlen(s);   /* not only spaces */
 }
 
 static bool api_key_ok(const char *s) {
