@@ -18,3 +18,7 @@ if [[ ! -s "$tenant_key" ]]; then
 fi
 stack_env TENANT_SECRETS_KEY_FILE "$tenant_key"
 stack_env ERP_ALLOWED_HOSTS "${ERP_ALLOWED_HOSTS:-127.0.0.1,localhost}"
+# The ERP schedule is off in the local stack (syncs on demand: POST /api/tenants/{id}/sync) unless
+# ERP_SYNC_CUSTOMERS_CRON / ERP_SYNC_PRODUCTS_CRON are exported.
+stack_env ERP_SYNC_CUSTOMERS_CRON "${ERP_SYNC_CUSTOMERS_CRON:-off}"
+stack_env ERP_SYNC_PRODUCTS_CRON "${ERP_SYNC_PRODUCTS_CRON:-off}"

@@ -59,7 +59,7 @@ static void load_settings(struct sync_ctx *cx) {
     if (cx->dash.enabled && assets_dir && dash_assets_load(&cx->assets, assets_dir, &why) != 0)
         svc_config_error(c, "QUEUE_DASHBOARD_ASSETS_DIR", why);
     events_service_configure(&cx->ev, c);
-    erp_settings_load(&cx->erp, c);
+    erp_settings_load(&cx->erp, c, &cx->app.metrics);
 
     struct svc_metrics *m = &cx->app.metrics;
     struct sync_metrics *sm = &cx->m;
@@ -113,6 +113,7 @@ static int start_workers(struct sync_ctx *cx) {
                                          .redis = &cx->app.redis_cfg,
                                          .consumer_prefix = cx->app.instance};
     if (svc_queue_worker_start(cx->q_runs, &wr, &cx->w_runs) != SVC_OK) return -1;
+    if (erp_start(cx) != 0) return -1;
     if (cx->set.workers > 0) {
         struct svc_queue_worker_config wb = {.concurrency = (int)cx->set.workers,
                                              .handler = sync_batch_job,
@@ -129,6 +130,7 @@ static void stop_hook(struct svc_app *app) {
     struct sync_ctx *cx = sync_ctx_of(app);
     events_service_stop(cx);   /* consumers write and acknowledge what they hold */
     sync_maint_stop(cx);   /* sets the stop flag: the stream reader aborts its transfer */
+    erp_stop(cx);
     if (cx->w_runs) svc_queue_worker_request_stop(cx->w_runs);
     if (cx->w_batches) svc_queue_worker_request_stop(cx->w_batches);
     svc_queue_worker_free(cx->w_runs);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "erp_records.h"
+#include "erp_sched.h"
 #include "routes.h"
 #include "tenants.h"
 
@@ -57,9 +58,34 @@ static void records(struct svc_req *r, enum erp_kind kind) {
 }
 
 static void h_customers(struct svc_req *r) { records(r, ERP_CUSTOMERS); }
+
+/* 202 with the job(s) queued; errors as usual. */
+static void accepted(struct svc_req *r, struct svc_principal *who, struct svc_result *res) {
+    if (res->st == SVC_OK) {
+        svc_principal_clear(who);
+        svc_respond_json(r, 202, res->body);
+        res->body = NULL;
+        svc_result_clear(res);
+        return;
+    }
+    svc_respond_as(r, who, res);
+}
+
+static void h_sync_tenant(struct svc_req *r) {
+    AUTHENTICATED(r, who);
+    struct svc_result res = erp_trigger_tenant(cx_of(r), r->cid, &who, svc_param(r, "id"), r->body);
+    accepted(r, &who, &res);
+}
+
+static void h_sync_all(struct svc_req *r) {
+    AUTHENTICATED(r, who);
+    struct svc_result res = erp_trigger_all(cx_of(r), r->cid, &who, r->body);
+    accepted(r, &who, &res);
+}
 static void h_products(struct svc_req *r) { records(r, ERP_PRODUCTS); }
 
 const struct svc_route routes_tenants[] = {
+    {"POST", "/api/tenants/sync", h_sync_all, SVC_ROUTE_JSON, 0},
     {"POST", "/api/tenants", h_create, SVC_ROUTE_JSON, 0},
     {"GET", "/api/tenants", h_list, 0, 0},
     {"GET", "/api/tenants/{id}", h_get, 0, 0},
@@ -67,5 +93,6 @@ const struct svc_route routes_tenants[] = {
     {"DELETE", "/api/tenants/{id}", h_delete, 0, 0},
     {"GET", "/api/tenants/{id}/customers", h_customers, 0, 0},
     {"GET", "/api/tenants/{id}/products", h_products, 0, 0},
+    {"POST", "/api/tenants/{id}/sync", h_sync_tenant, SVC_ROUTE_JSON, 0},
 };
 const int routes_tenants_count = (int)(sizeof routes_tenants / sizeof routes_tenants[0]);

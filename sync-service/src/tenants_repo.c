@@ -124,6 +124,39 @@ void tenants_repo_secret_free(struct tenant_secret *s) {
     s->sealed_key = NULL;
 }
 
+svc_status tenants_repo_active_page(PGconn *c, long long after_seq, int max, struct tenant_ref *out, int *n) {
+    char a[24], m[16];
+    snprintf(a, sizeof a, "%lld", after_seq);
+    snprintf(m, sizeof m, "%d", max);
+    const char *v[2] = {a, m};
+    PGresult *r;
+    *n = 0;
+    svc_status st = sql_run(c, "SELECT id::text, seq FROM sync.tenants WHERE is_active AND seq > $1 ORDER BY seq LIMIT $2",
+                            2, v, &r, NULL);
+    if (st != SVC_OK) return st;
+    for (int i = 0; i < PQntuples(r) && i < max; i++) {
+        snprintf(out[i].id, sizeof out[i].id, "%s", PQgetvalue(r, i, 0));
+        out[i].seq = sql_ll(r, i, 1);
+        (*n)++;
+    }
+    PQclear(r);
+    return SVC_OK;
+}
+
+svc_status tenants_repo_brief(PGconn *c, const char *id, bool *is_active, long long *seq) {
+    const char *v[1] = {id};
+    PGresult *r;
+    svc_status st = sql_run(c, "SELECT is_active, seq FROM sync.tenants WHERE id = $1", 1, v, &r, NULL);
+    if (st != SVC_OK) return st;
+    if (PQntuples(r) != 1) st = SVC_NOT_FOUND;
+    else {
+        *is_active = PQgetvalue(r, 0, 0)[0] == 't';
+        *seq = sql_ll(r, 0, 1);
+    }
+    PQclear(r);
+    return st;
+}
+
 svc_status tenants_repo_reseal(PGconn *c, const char *id, const unsigned char *old, size_t old_len,
                                const unsigned char *sealed, size_t len) {
     const char *v[3] = {id, (const char *)old, (const char *)sealed};

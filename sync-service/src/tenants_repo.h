@@ -49,6 +49,15 @@ struct tenant_secret {
 };
 svc_status tenants_repo_secret(PGconn *c, const char *id, struct tenant_secret *out);
 void tenants_repo_secret_free(struct tenant_secret *s);
+/* Active tenants after creation sequence number after_seq, in sequence order, at most max: ids
+ * and sequence numbers (a slot pages through them, never holding all in memory). */
+struct tenant_ref {
+    char id[SVC_UUID_LEN + 1];
+    long long seq;
+};
+svc_status tenants_repo_active_page(PGconn *c, long long after_seq, int max, struct tenant_ref *out, int *n);
+/* The tenant's activity and creation sequence number (status API); SVC_NOT_FOUND when absent. */
+svc_status tenants_repo_brief(PGconn *c, const char *id, bool *is_active, long long *seq);
 /* Re-seals a key (key rotation), only when the stored value is still `old`. */
 svc_status tenants_repo_reseal(PGconn *c, const char *id, const unsigned char *old, size_t old_len,
                                const unsigned char *sealed, size_t len);
