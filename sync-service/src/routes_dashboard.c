@@ -184,8 +184,13 @@ static void h_runs(struct svc_req *r) {
 static void h_job_runs(struct svc_req *r) {
     if (!gate(r)) return;
     struct svc_principal op = operator_principal();
-    struct svc_result res = sync_job_runs(cx_of(r), r->cid, &op, &SVC_PAGE_PARAMS(r), svc_query(r, "queue"),
-                                          svc_query(r, "run_id"));
+    struct sync_job_runs_query q = {.queue = svc_query(r, "queue"),
+                                    .run_id = svc_query(r, "run_id"),
+                                    .tenant = svc_query(r, "tenant"),
+                                    .status = svc_query(r, "status"),
+                                    .from = svc_query(r, "from"),
+                                    .to = svc_query(r, "to")};
+    struct svc_result res = sync_job_runs(cx_of(r), r->cid, &op, &SVC_PAGE_PARAMS(r), &q);
     svc_respond_result(r, &res);
 }
 

@@ -51,8 +51,13 @@ static void h_errors(struct svc_req *r) {
 
 static void h_job_runs(struct svc_req *r) {
     AUTHENTICATED(r, who);
-    answer(r, &who, sync_job_runs(cx_of(r), r->cid, &who, &SVC_PAGE_PARAMS(r), svc_query(r, "queue"),
-                                  svc_query(r, "run_id")));
+    struct sync_job_runs_query q = {.queue = svc_query(r, "queue"),
+                                    .run_id = svc_query(r, "run_id"),
+                                    .tenant = svc_query(r, "tenant"),
+                                    .status = svc_query(r, "status"),
+                                    .from = svc_query(r, "from"),
+                                    .to = svc_query(r, "to")};
+    answer(r, &who, sync_job_runs(cx_of(r), r->cid, &who, &SVC_PAGE_PARAMS(r), &q));
 }
 
 /* GET /admin/queues: JSON for API clients; a browser asking for HTML (the previous system's

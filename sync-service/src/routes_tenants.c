@@ -4,6 +4,7 @@
 
 #include "erp_records.h"
 #include "erp_sched.h"
+#include "erp_status.h"
 #include "routes.h"
 #include "tenants.h"
 
@@ -71,6 +72,12 @@ static void accepted(struct svc_req *r, struct svc_principal *who, struct svc_re
     svc_respond_as(r, who, res);
 }
 
+static void h_status(struct svc_req *r) {
+    AUTHENTICATED(r, who);
+    struct svc_result res = erp_tenant_status(cx_of(r), r->cid, &who, svc_param(r, "id"));
+    svc_respond_as(r, &who, &res);
+}
+
 static void h_sync_tenant(struct svc_req *r) {
     AUTHENTICATED(r, who);
     struct svc_result res = erp_trigger_tenant(cx_of(r), r->cid, &who, svc_param(r, "id"), r->body);
@@ -94,5 +101,6 @@ const struct svc_route routes_tenants[] = {
     {"GET", "/api/tenants/{id}/customers", h_customers, 0, 0},
     {"GET", "/api/tenants/{id}/products", h_products, 0, 0},
     {"POST", "/api/tenants/{id}/sync", h_sync_tenant, SVC_ROUTE_JSON, 0},
+    {"GET", "/api/tenants/{id}/status", h_status, 0, 0},
 };
 const int routes_tenants_count = (int)(sizeof routes_tenants / sizeof routes_tenants[0]);

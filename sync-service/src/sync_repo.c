@@ -225,24 +225,24 @@ svc_status sync_repo_run_errors(PGconn *c, const char *run_id, const struct svc_
                      5, v, true, json);
 }
 
-svc_status sync_repo_job_runs(PGconn *c, const char *queue, const char *run_id, const struct svc_page *page, char **json) {
+svc_status sync_repo_job_runs(PGconn *c, const struct sync_repo_job_filter *f, const struct svc_page *page, char **json) {
     struct svc_page_sql p;
     svc_page_sql(page, &p);
-    const char *v[] = {queue, run_id, p.fetch, p.offset, p.total, p.time, p.id};
-#define JOB_FILTER "($1::text IS NULL OR j.queue = $1) AND ($2::uuid IS NULL OR j.run_id = $2::uuid)"
+    const char *v[] = {f->queue, f->run_id, p.fetch, p.offset, p.total, p.time, p.id, f->tenant, f->status, f->from, f->to};
+#define JOB_FILTER                                                                                              \
+    "($1::text IS NULL OR j.queue = $1) AND ($2::uuid IS NULL OR j.run_id = $2::uuid)"                       \
+    " AND ($8::uuid IS NULL OR j.tenant_id = $8::uuid) AND ($9::text IS NULL OR j.status = $9)"              \
+    " AND ($10::timestamptz IS NULL OR j.started_at >= $10::timestamptz)"                                    \
+    " AND ($11::timestamptz IS NULL OR j.started_at < $11::timestamptz)"
     return page_rows(c, &sync_repo_job_runs_kind, page,
                      "WITH " TOTAL("$5", "SELECT count(*) FROM sync.job_runs j WHERE " JOB_FILTER) ","
-                     " p AS (SELECT j.* FROM sync.job_runs j WHERE " JOB_FILTER
+                     " p AS (SELECT j FROM sync.job_runs j WHERE " JOB_FILTER
                      "        AND ($6::timestamptz IS NULL OR (j.started_at, j.id) < ($6::timestamptz, $7::bigint))"
                      "        ORDER BY j.started_at DESC, j.id DESC LIMIT $3::bigint OFFSET $4::bigint) "
-                     "SELECT CASE WHEN p.id IS NOT NULL THEN json_build_object('id', p.id, 'queue', p.queue,"
-                     "     'job_id', p.job_id,"
-                     "     'run_id', p.run_id, 'attempt', p.attempt, 'instance', p.instance, 'status', p.status,"
-                     "     'started_at', sync.ts_json(p.started_at), 'finished_at', sync.ts_json(p.finished_at),"
-                     "     'duration_ms', p.duration_ms, 'error', p.error)::text END,"
-                     "     (extract(epoch FROM p.started_at) * 1000000)::bigint, p.id, n.total"
-                     "  FROM n LEFT JOIN p ON true ORDER BY p.started_at DESC, p.id DESC",
-                     7, v, false, json);
+                     "SELECT CASE WHEN (p.j).id IS NOT NULL THEN sync.job_run_json(p.j)::text END,"
+                     "     (extract(epoch FROM (p.j).started_at) * 1000000)::bigint, (p.j).id, n.total"
+                     "  FROM n LEFT JOIN p ON true ORDER BY (p.j).started_at DESC, (p.j).id DESC",
+                     11, v, false, json);
 #undef JOB_FILTER
 }
 

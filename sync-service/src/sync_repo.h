@@ -78,8 +78,12 @@ extern const struct svc_list sync_repo_job_runs_kind;
 svc_status sync_repo_run_history(PGconn *c, const struct svc_page *page, char **json);
 /* data items {"position","reason","created_at"}; SVC_NOT_FOUND when the run does not exist. */
 svc_status sync_repo_run_errors(PGconn *c, const char *run_id, const struct svc_page *page, char **json);
-/* queue/run_id filters may be NULL. */
-svc_status sync_repo_job_runs(PGconn *c, const char *queue, const char *run_id, const struct svc_page *page, char **json);
+/* Filters of GET /api/job-runs (NULL: not filtered): from/to are RFC 3339 texts (started_at in
+ * [from, to)), status one of running/completed/failed/dead, tenant a UUID. */
+struct sync_repo_job_filter {
+    const char *queue, *run_id, *tenant, *status, *from, *to;
+};
+svc_status sync_repo_job_runs(PGconn *c, const struct sync_repo_job_filter *f, const struct svc_page *page, char **json);
 
 /* ---- the stream reader (all guarded by the lease of owner) ---- */
 

@@ -8,6 +8,7 @@
 
 #include "svc/cid.h"
 #include "svc/pg.h"
+#include "erp_page.h"
 #include "sync_repo.h"
 
 #define FORBIDDEN SVC_RESULT_ERR(SVC_FORBIDDEN, "forbidden", "admin role required")
@@ -166,12 +167,35 @@ struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct
     return raw_ok(json);
 }
 
+static bool rfc3339_ok(const char *s) {
+    int64_t us;
+    return erp_parse_rfc3339(s, strlen(s), &us) == 0;
+}
+
 struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
-                                const struct svc_page_params *paging, const char *queue, const char *run_id) {
+                                const struct svc_page_params *paging, const struct sync_job_runs_query *q) {
     if (!who->is_admin) return FORBIDDEN;
+    const char *queue = q->queue, *run_id = q->run_id;
     struct svc_page page;
     json_t *fields = json_object();
     bool ok = svc_page_parse(&sync_repo_job_runs_kind, paging, &page, fields);
+    if (q->tenant && !svc_uuid_is_valid(q->tenant)) {
+        svc_query_reason(fields, "tenant", "must be a tenant id (UUID)");
+        ok = false;
+    }
+    if (q->status && strcmp(q->status, "running") && strcmp(q->status, "completed") && strcmp(q->status, "failed") &&
+        strcmp(q->status, "dead")) {
+        svc_query_reason(fields, "status", "must be running, completed, failed or dead");
+        ok = false;
+    }
+    if (q->from && !rfc3339_ok(q->from)) {
+        svc_query_reason(fields, "from", "must be an RFC 3339 date-time");
+        ok = false;
+    }
+    if (q->to && !rfc3339_ok(q->to)) {
+        svc_query_reason(fields, "to", "must be an RFC 3339 date-time");
+        ok = false;
+    }
     if (run_id && !svc_uuid_is_valid(run_id)) {
         svc_query_reason(fields, "run_id", "must be a run id (UUID)");
         ok = false;
@@ -187,7 +211,9 @@ struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const stru
     PGconn *c = acquire(cx, &st);
     if (!c) return db_error(cx, cid, "acquire", st);
     char *json = NULL;
-    st = sync_repo_job_runs(c, queue, run_id, &page, &json);
+    struct sync_repo_job_filter f = {.queue = queue, .run_id = run_id, .tenant = q->tenant, .status = q->status,
+                                .from = q->from, .to = q->to};
+    st = sync_repo_job_runs(c, &f, &page, &json);
     svc_pg_release(cx->app.pg, c);
     if (st != SVC_OK) return db_error(cx, cid, "job runs", st);
     return raw_ok(json);

@@ -36,8 +36,13 @@ struct svc_result sync_get(struct sync_ctx *cx, const char *cid, const struct sv
 struct svc_result sync_errors(struct sync_ctx *cx, const char *cid, const struct svc_principal *who, const char *id,
                               const struct svc_page_params *paging);
 /* GET /api/job-runs, paged likewise, with &queue=&run_id= */
+/* GET /api/job-runs: filters queue, run_id, tenant (UUID), status (running/completed/failed/dead),
+ * from/to (RFC 3339: started_at in [from, to)); a bad one is 400 naming it. */
+struct sync_job_runs_query {
+    const char *queue, *run_id, *tenant, *status, *from, *to;
+};
 struct svc_result sync_job_runs(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
-                                const struct svc_page_params *paging, const char *queue, const char *run_id);
+                                const struct svc_page_params *paging, const struct sync_job_runs_query *q);
 /* GET /admin/queues: stats of this service's queues and of every queue discovered in Redis. */
 struct svc_result sync_queues(struct sync_ctx *cx, const char *cid, const struct svc_principal *who);
 
