@@ -68,7 +68,7 @@ Q := @
 say := @printf '  %-3s %s\n'
 endif
 
-.PHONY: all services clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync bench-events fuzz fuzz-build coverage
+.PHONY: all services clean up down test test-unit test-san bench bench-health bench-users bench-tx bench-sync bench-events bench-erp fuzz fuzz-build coverage
 all: $(LIBSHARED) $(SERVICE_BINS) $(TOOL_BINS) $(UNIT_BINS)
 services: $(SERVICE_BINS) $(TOOL_BINS)
 
@@ -150,7 +150,7 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all
 
-bench-health bench-tx bench-sync bench-events:
+bench-health bench-tx bench-sync bench-events bench-erp:
 	@$(MAKE) --no-print-directory all
 	@bench/run-all $(@:bench-%=%)
 
