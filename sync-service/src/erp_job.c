@@ -86,7 +86,8 @@ enum run_end {
     RUN_AUTH,         /* 401: dead at once */
     RUN_PERMANENT,    /* dead at once */
     RUN_SUPERSEDED,   /* a newer lock holder writes this tenant: stop, no retry */
-    RUN_GONE          /* the tenant was deleted meanwhile */
+    RUN_GONE,         /* the tenant was deleted meanwhile */
+    RUN_STOPPING      /* this instance is stopping: hand the job back at once, no attempt spent */
 };
 
 struct run {
@@ -161,6 +162,7 @@ static enum run_end run_sync(struct job_ctx *j, struct run *r) {
     bool more = true;
     for (long page = 1; more; page++) {
         if (page > s->max_pages) return set_end(r, RUN_PERMANENT, "the ERP kept answering has_more past ERP_SYNC_MAX_PAGES");
+        if (atomic_load(&cx->stopping)) return set_end(r, RUN_STOPPING, "interrupted: the instance is stopping");
         if (!erp_lock_usable(j->lock)) return set_end(r, RUN_TRANSIENT, "lost the tenant lock");
         struct erp_call call = {.tenant_id = j->tenant->id,
                                 .base_url = j->tenant->erp_base_url,
@@ -295,6 +297,11 @@ static svc_job_result outcome_of(struct sync_ctx *cx, struct svc_job *job, struc
         *status = "completed";
         atomic_fetch_add_explicit(cx->erp.m.jobs_completed, 1, memory_order_relaxed);
         return SVC_JOB_OK;
+    case RUN_STOPPING:
+        /* Another instance (or this one after its restart) takes it from its watermark. */
+        *status = "failed";
+        job->retry_delay_ms = 0;
+        return SVC_JOB_DEFER;
     case RUN_SUPERSEDED:
     case RUN_GONE:
         *status = "failed";

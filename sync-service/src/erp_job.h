@@ -20,7 +20,9 @@
  * ERP_SYNC_RETRY_ATTEMPTS times, then dead-lettered; a 429 is retried after its Retry-After and
  * no job calls that tenant's ERP before then; a 401 (the tenant's status says auth_failed), a
  * refused address (SSRF) or any other client error is dead-lettered at once; a stale fencing
- * token means a newer holder synchronises the tenant: this job stops without retrying.
+ * token means a newer holder synchronises the tenant: this job stops without retrying. When the
+ * instance stops (SIGTERM) a running job stops between two pages and goes back to the queue at
+ * once, without spending an attempt.
  * Every execution has a row in sync.job_runs (running → completed / failed / dead, with counts).
  *
  * Ownership: arg is the struct sync_ctx (borrowed); the thread context (erp_job_thread_init) owns

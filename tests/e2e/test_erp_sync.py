@@ -514,6 +514,28 @@ def test_erp_job_runs_are_filtered_and_retention_deletes_only_old_rows(ctx):
 
 # ------------------------------------------------------------------ a killed worker (restarts an instance)
 
+def test_erp_a_stopping_instance_hands_its_running_job_back_at_once(ctx):
+    configure(ctx)
+    tid, name, key = make_tenant(ctx, customers=2000, latency_ms=200)
+    only_active(ctx, [tid])
+    idle(ctx)
+    trigger(ctx, tid, "customers")
+    holder = ctx.wait_until(lambda: ctx.redis_cli("GET", "erp:lock:{%s}" % tid), timeout=20, what="the lock")
+    victim = holder.split(" ")[2]
+    ctx.wait_until(lambda: sim_stats(ctx)["tenants"][name]["requests"] >= 3, timeout=20, what="a few pages read")
+    t0 = time.time()
+    try:
+        ctx.stack("stop-one", victim)            # SIGTERM: stops between two pages
+        assert time.time() - t0 < 10, "the instance took %.1f s to stop" % (time.time() - t0)
+        rs = wait_runs(ctx, tid, "customers", done, timeout=60)
+    finally:
+        ctx.stack("start-one", victim)
+        ctx.wait_healthy(victim, timeout=30)
+    assert rs[0]["instance"] == victim and rs[0]["status"] == "failed" and "stopping" in rs[0]["error"], rs
+    assert rs[-1]["attempt"] == 1 and rs[-1]["instance"] != victim, rs   # no attempt spent
+    assert len(stored(ctx, tid, "customers")) == 2000
+
+
 def test_erp_a_worker_killed_mid_job_leaves_the_tenant_to_the_other_instance(ctx):
     configure(ctx)
     tid, name, key = make_tenant(ctx, customers=2000, latency_ms=200)
@@ -553,4 +575,5 @@ test_erp_slot_syncs_every_active_tenant_once_spread_and_never_twice_at_once.time
 test_erp_rate_limit_is_never_exceeded_and_is_used_under_a_backlog.timeout = 240
 test_erp_cron_slot_fires_once_across_both_instances.timeout = 240
 test_erp_a_worker_killed_mid_job_leaves_the_tenant_to_the_other_instance.timeout = 180
+test_erp_a_stopping_instance_hands_its_running_job_back_at_once.timeout = 120
 test_erp_failing_erp_is_retried_with_backoff_then_dead_while_others_sync.timeout = 120
