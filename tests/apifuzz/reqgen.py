@@ -148,6 +148,10 @@ def path_value(op, p):
         return _ids(real, sg.uuids())
     if t.startswith("/api/sync/{id}"):
         return _ids(st.just(Sym("run.id")), sg.uuids())
+    if t == "/api/tenants/{id}" and m in ("PATCH", "DELETE"):     # writes aim at throwaway tenants only
+        return _ids(st.just(Sym("tenant.fresh")), sg.uuids())
+    if t.startswith("/api/tenants/{id}"):
+        return _ids(st.just(Sym("tenant.id")), sg.uuids())
     if p.name == "queue" and t.startswith("/admin/dashboard"):
         return _ids(st.sampled_from(["user-sync", "user-sync-batch"]), sg.valid(p.schema))
     return _mix((sg.valid(p.schema), 4), (NOT_IDS, 1))
@@ -324,6 +328,11 @@ def body_overrides(op):
         return {"to_user_id": _mix((J(Sym("other.id")), 4), (J(Sym("user.id")), 1), (sg.uuids(), 1), (st.none(), 1)),
                 "amount": _mix((st.from_regex(r"[1-9][0-9]{0,3}(\.[0-9]{1,2})?", fullmatch=True), 4),
                                (sg.valid({"type": "string", "pattern": r"^[0-9]{1,13}(\.[0-9]{1,2})?$"}), 1))}
+    if op.op_id in ("createTenant", "updateTenant"):
+        # the simulator's ERP (allowed by ERP_ALLOWED_HOSTS) with its key: a tenant made active here
+        # is synced by a later syncAllTenants, and a wrong key would dead-letter (an error logged)
+        return {"erpBaseUrl": _mix((J(Sym("tenant.url")), 4), (sg.valid({"type": "string", "maxLength": 2048}), 1)),
+                "apiKey": J(Sym("tenant.key"))}
     if op.op_id == "bulkUpsertLegacyUsers":
         return {"users": st.lists(sg.valid({"$ref": "#/components/schemas/LegacyUser"},
                                            {"user_name": st.from_regex(r"fz[A-Za-z0-9._-]{1,20}", fullmatch=True)}),

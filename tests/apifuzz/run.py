@@ -109,6 +109,8 @@ def fuzz_operation(op, opts, ctx, world, oracle):
         if op.template.startswith("/admin/dashboard/api/queues") and op.method == "POST" and \
                 getattr(resp, "status", None) == 200:
             world.wait_queues_idle()
+        if op.op_id in ERP_SYNC_OPS and getattr(resp, "status", None) == 202:
+            world.wait_queues_idle()                  # the ERP jobs write their records and job runs
         err = oracle.judge(sent, resp, marks)
         if err is not None:
             shrink["failed"].add(key)
@@ -120,6 +122,18 @@ def fuzz_operation(op, opts, ctx, world, oracle):
         return statuses, None
     except Exception as exc:  # noqa: B902 - any failure of the property is reported
         return statuses, exc
+
+
+ERP_SYNC_OPS = ("syncTenant", "syncAllTenants")
+
+
+def _both(first, second):
+    def restore():
+        try:
+            second()
+        finally:
+            first()
+    return restore
 
 
 def main(argv):
@@ -152,6 +166,8 @@ def main(argv):
     restore = oracle = None
     try:
         restore = world_mod.small_legacy_source(ctx)
+        if any(op.op_id in ERP_SYNC_OPS for op in ops):
+            restore = _both(restore, world_mod.quick_erp_sync(ctx))
         world = world_mod.World(ctx)
         world.ensure_sync_run()
         oracle = Oracle(ctx)

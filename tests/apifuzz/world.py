@@ -13,6 +13,9 @@ value is used up by the request are made afresh for every example (per `Example`
   it revokes that throwaway session, as documented).
 - "tx.fresh": a new deposit of the fuzz user (a reversal consumes it).
 - "fresh.user_name" / "fresh.email" / "idem.fresh": values no earlier request used.
+- "tenant.id": the fixture tenant, active, whose ERP is a simulator tenant of a few records
+  ("tenant.url", "tenant.key"); "tenant.fresh": a new inactive tenant of that ERP (PATCH and
+  DELETE of tenants aim at these only).
 
 Fixture users are registered with names starting "apifuzz_"; login attempts (which lock an account
 after five failures) aim at a user of their own, never at the users whose tokens the run needs.
@@ -80,6 +83,7 @@ class World:
         self.tx_reversed = self.deposit(self.a, "1.00")
         self.tx_reversal = self.reverse(self.tx_reversed)
         self.run_id = None            # set by ensure_sync_run (the sync operations need a run)
+        self._tenant = None           # (id, ERP URL, API key), made on first use
         self._dash = None
 
     # ---------------------------------------------------------------- fixtures
@@ -162,6 +166,8 @@ class World:
             "fresh.user_name": lambda: "fz_" + _hex(),
             "fresh.email": lambda: "fz-%s@example.test" % _hex(),
             "idem.fresh": lambda: str(uuid.uuid4()),
+            "tenant.id": lambda: self.tenant()[0], "tenant.url": lambda: self.tenant()[1],
+            "tenant.key": lambda: self.tenant()[2], "tenant.fresh": lambda: self.new_tenant(False),
         }
         if name in simple:
             return simple[name]()
@@ -193,6 +199,24 @@ class World:
         if name == "origin.self":
             return self.ctx.base
         raise KeyError("unknown symbol %s" % name)
+
+    # ---------------------------------------------------------------- ERP tenants
+    def tenant(self):
+        """(id, erpBaseUrl, apiKey) of the fixture tenant: active, its ERP a tenant of the erp-api
+        simulator with a few records, so that its syncs finish in a moment."""
+        if self._tenant is None:
+            name, key = "apifuzz-" + _hex(), "k-" + _hex(8)
+            sim = "http://127.0.0.1:%d" % (self.ctx.port_base + 402)
+            r = self.ctx.http("PUT", sim + "/_sim/tenants/" + name, body={"api_key": key, "customers": 5, "products": 5})
+            assert r.status == 201, "erp-api simulator: PUT /_sim/tenants/%s -> %d %r" % (name, r.status, r.body[:200])
+            self._tenant = (None, sim + "/tenants/" + name, key)
+            self._tenant = (self.new_tenant(True), self._tenant[1], key)
+        return self._tenant
+
+    def new_tenant(self, active):
+        _, url, key = self.tenant()
+        return call(self.ctx, "POST", "/api/tenants", 201, token=self.token("admin"),
+                    body={"name": "apifuzz " + _hex(), "erpBaseUrl": url, "apiKey": key, "isActive": active}).json["id"]
 
     # ---------------------------------------------------------------- the sync dashboard
     def operator_basic(self):
@@ -269,4 +293,28 @@ def small_legacy_source(ctx, count=40):
         ctx.stack("stop-one", "legacy-api")
         ctx.stack("start-one", "legacy-api")
     restart("\n".join(lines) + "\n")
+    return lambda: restart(saved)
+
+
+def quick_erp_sync(ctx):
+    """Restart the sync instances with the ERP rate limit lifted (ERP_SYNC_RATE_MAX, 10 calls a
+    minute by default) and slots spread over 2 s instead of an hour (ERP_SYNC_DELAY_*_MS_MAX):
+    the fuzzer waits for idle queues after each sync it triggers; returns restore()."""
+    quick = {"ERP_SYNC_RATE_MAX": "1000000", "ERP_SYNC_DELAY_CUSTOMERS_MS_MAX": "2000",
+             "ERP_SYNC_DELAY_PRODUCTS_MS_MAX": "2000"}
+    saved = {}
+    for name in ctx.instances_of("sync"):
+        with open(os.path.join(ctx.run_dir, "env", name + ".env"), encoding="utf-8") as f:
+            saved[name] = f.read()
+
+    def restart(texts):
+        for name, text in texts.items():
+            with open(os.path.join(ctx.run_dir, "env", name + ".env"), "w", encoding="utf-8") as f:
+                f.write(text)
+            ctx.stack("stop-one", name)
+            ctx.stack("start-one", name)
+        for name in texts:
+            ctx.wait_healthy(name, timeout=30)
+    restart({name: "".join(l + "\n" for l in text.splitlines() if l.split("=", 1)[0] not in quick)
+             + "".join("%s=%s\n" % kv for kv in quick.items()) for name, text in saved.items()})
     return lambda: restart(saved)
