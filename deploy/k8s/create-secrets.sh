@@ -1,7 +1,8 @@
 #!/bin/sh
 # Create or update what the manifests mount but do not contain, in the cluster kubectl points at:
 #   Secret    platform-secrets  database, Redis, admin and service-client passwords, the token
-#                               signing key (keys as in deploy/gen-secrets.sh);
+#                               signing key, the key sealing tenants' ERP API keys (keys as in
+#                               deploy/gen-secrets.sh);
 #   ConfigMap jwt-public-keys   every *.pub.pem key the services accept (keep an old key here
 #                               until the tokens it signed have expired: rotation).
 #
@@ -18,7 +19,8 @@ dir="$here/../secrets"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 set --
 for key in postgres_password redis_password customers_db_password transactions_db_password \
-           sync_db_password admin_password client_transactions_secret client_sync_secret jwt-private.pem; do
+           sync_db_password admin_password client_transactions_secret client_sync_secret \
+           tenant_secrets_key jwt-private.pem; do
     set -- "$@" "--from-file=$key=$dir/$key"
 done
 kubectl -n "$ns" create secret generic platform-secrets "$@" --dry-run=client -o yaml | kubectl apply -f -

@@ -5,9 +5,10 @@
 #include "erp_ctx.h"
 #include "svc/metrics.h"
 
-static void load_key(struct erp *e, struct svc_config *c, const char *var, bool required) {
-    /* Paths of key files: a key is never put in the environment itself. */
-    const char *path = svc_config_str(c, var, required ? NULL : "");
+/* var names the setting that gave path (the path of a key file: a key is never put in the
+ * environment itself). Settings are read with their names written out, so that the checks of
+ * deploy/k8s (tests/static/k8s_reference.py) see what the service reads. */
+static void load_key(struct erp *e, struct svc_config *c, const char *var, const char *path) {
     if (!path || !*path) return;
     struct svc_aead_key k;
     const char *why = NULL;
@@ -19,8 +20,8 @@ static void load_key(struct erp *e, struct svc_config *c, const char *var, bool 
     memset(&k, 0, sizeof k);
 }
 
-static void load_cron(struct erp_settings *s, struct svc_config *c, int kind, const char *var, const char *def) {
-    s->cron_expr[kind] = svc_config_str(c, var, def);
+static void load_cron(struct erp_settings *s, struct svc_config *c, int kind, const char *var, const char *expr) {
+    s->cron_expr[kind] = expr;
     const char *why = NULL;
     if (s->cron_expr[kind] && sync_cron_parse(s->cron_expr[kind], &s->cron[kind], &why) != 0)
         svc_config_error(c, var, why);
@@ -45,15 +46,15 @@ static void load_metrics(struct erp_metrics *m, struct svc_metrics *reg) {
 
 void erp_settings_load(struct erp *e, struct svc_config *c, struct svc_metrics *m) {
     memset(e, 0, sizeof *e);
-    load_key(e, c, "TENANT_SECRETS_KEY_FILE", true);
-    load_key(e, c, "TENANT_SECRETS_PREVIOUS_KEY_FILE", false);
+    load_key(e, c, "TENANT_SECRETS_KEY_FILE", svc_config_str(c, "TENANT_SECRETS_KEY_FILE", NULL));
+    load_key(e, c, "TENANT_SECRETS_PREVIOUS_KEY_FILE", svc_config_str(c, "TENANT_SECRETS_PREVIOUS_KEY_FILE", ""));
     const char *why = NULL;
     if (erp_allow_parse(svc_config_str(c, "ERP_ALLOWED_HOSTS", ""), &e->allow, &why) != 0)
         svc_config_error(c, "ERP_ALLOWED_HOSTS", why);
 
     struct erp_settings *s = &e->set;
-    load_cron(s, c, 0, "ERP_SYNC_CUSTOMERS_CRON", "0 3 * * *");
-    load_cron(s, c, 1, "ERP_SYNC_PRODUCTS_CRON", "0 4 * * *");
+    load_cron(s, c, 0, "ERP_SYNC_CUSTOMERS_CRON", svc_config_str(c, "ERP_SYNC_CUSTOMERS_CRON", "0 3 * * *"));
+    load_cron(s, c, 1, "ERP_SYNC_PRODUCTS_CRON", svc_config_str(c, "ERP_SYNC_PRODUCTS_CRON", "0 4 * * *"));
     s->delay_max_ms[0] = svc_config_int(c, "ERP_SYNC_DELAY_CUSTOMERS_MS_MAX", 3600000, 0, 86400000);
     s->delay_max_ms[1] = svc_config_int(c, "ERP_SYNC_DELAY_PRODUCTS_MS_MAX", 3600000, 0, 86400000);
     s->delay_step_ms = svc_config_int(c, "ERP_SYNC_DELAY_STEP_MS", 1000, 1, 3600000);
