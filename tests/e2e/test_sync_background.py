@@ -14,6 +14,10 @@ branch of sync_worker.c.)
   finally came. customers-service is replaced for that by a scripted server of the test's own
   (CUSTOMERS_URL of the sync instances), which also hands out the service token.
 
+- The legacy API failing: an answer that cannot get better (404, an unsupported content type)
+  fails the run at once; one that may (503, a stream cut before the JSON array closed) is read
+  again until SYNC_STREAM_MAX_ATTEMPTS, then the run fails naming the last error; a stream that
+  is whole on a later attempt completes the run. The legacy API is a scripted server there too.
 - SYNC_CRON: with "* * * * *" both instances wake at every minute and exactly one of them (the
   one whose SET NX of sync:cron:<minute> wins) creates a run with trigger "schedule", which
   imports like any other.
@@ -149,6 +153,85 @@ class FakeCustomers:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class FakeLegacy:
+    """The legacy API reduced to a script: each GET takes the next (status, content type, body) of
+    `answers` (the last one repeats)."""
+
+    def __init__(self):
+        self.answers = []
+        self.gets = 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                with fake.lock:
+                    status, ctype, body = fake.answers[min(fake.gets, len(fake.answers) - 1)]
+                    fake.gets += 1
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = "http://127.0.0.1:%d/users" % self.server.server_address[1]
+
+    def script(self, *answers):
+        with self.lock:
+            self.answers = list(answers)
+            self.gets = 0
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _legacy_records(tag, n):
+    return json.dumps([{"id": 900000 + i, "userName": "fzlegacy_%s_%d" % (tag, i), "email": "fz%s%d@example.test" % (tag, i),
+                        "name": "Legacy %d" % i, "createdAt": "2020-01-01T00:00:00Z", "updatedAt": "2020-01-02T00:00:00Z",
+                        "deleted": False} for i in range(n)])
+
+
+def test_the_legacy_api_failing_fails_the_run_at_once_or_after_the_last_attempt(ctx):
+    reset_sync_state(ctx)
+    fake = FakeLegacy()
+    restore = configure_sync(ctx, fake.url, {"SYNC_STREAM_MAX_ATTEMPTS": "3"})
+    try:
+        cases = (
+            ([(404, "application/json", "{}")], "FAILED", 1, "legacy API answered 404"),
+            ([(200, "text/html", "<html></html>")], "FAILED", 1, "legacy API answered an unsupported content type"),
+            ([(503, "application/json", "{}")], "FAILED", 3,
+             "the legacy stream failed 3 times; last error: legacy API answered 503"),
+        )
+        for answers, status, attempts, error in cases:
+            fake.script(*answers)
+            run = _run_once(ctx)
+            assert (run["status"], run["attempts"], run["error"]) == (status, attempts, error), run
+            assert fake.gets == attempts, "the legacy API was asked %d times, want %d" % (fake.gets, attempts)
+        # cut before the array closed, whole the second time: the run completes from the second read
+        tag = uuid.uuid4().hex[:8]
+        whole = _legacy_records(tag, 2)
+        fake.script((200, "application/json", whole[:-20]), (200, "application/json", whole))
+        run = _run_once(ctx)
+        assert (run["status"], run["attempts"], run["valid"], run["inserted"]) == ("COMPLETED", 2, 2, 2), run
+        names = ctx.psql("SELECT string_agg(user_name, ',' ORDER BY user_name) FROM customers.users"
+                         " WHERE user_name LIKE 'fzlegacy_%s_%%'" % tag).out
+        assert names == "fzlegacy_%s_0,fzlegacy_%s_1" % (tag, tag), names
+    finally:
+        try:
+            restore()
+        finally:
+            fake.close()
+test_the_legacy_api_failing_fails_the_run_at_once_or_after_the_last_attempt.timeout = 240
 
 
 def _run_once(ctx):
