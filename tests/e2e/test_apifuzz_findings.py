@@ -8,6 +8,8 @@ when a fuzz run does not happen to generate that request again.
   login with an extra field started a session) although their schemas are closed objects.
 - POST /api/auth/logout with a service token answered an undocumented 400 (now documented).
 - GET /admin/queues from a browser (Accept: text/html) answered an undocumented 303 (now documented).
+- The dashboard's dead-job actions took an entry id whose part is past 2^64-1 (it matches the
+  documented pattern) to Redis, whose script failed: 500 instead of 404 job_not_found.
 """
 
 from lib import new_cid
@@ -67,3 +69,28 @@ def test_a_browser_asking_for_the_queues_is_sent_to_the_dashboard_as_documented(
     r = ctx.http("GET", "/admin/queues", headers={"Accept": "text/html", "X-Correlation-ID": new_cid("fz")})
     oc.check(r, "GET", "/admin/queues", 303)
     assert r.headers.get("Location") == "/admin/dashboard", r.headers.get("Location")
+
+
+def _operator(ctx):
+    """Authorization, Cookie and X-CSRF-Token of a dashboard session of the operator."""
+    import base64
+    import re
+    env = ctx.env_of("sync-1")
+    path = env["QUEUE_DASHBOARD_PASSWORD_FILE"]
+    with open(path if path.startswith("/") else ctx.repo + "/" + path, encoding="utf-8") as f:
+        basic = "Basic " + base64.b64encode(("%s:%s" % (env.get("QUEUE_DASHBOARD_USER", "operator"),
+                                                          f.read().rstrip("\n"))).encode()).decode()
+    r = ctx.http("GET", "/admin/dashboard", headers={"Authorization": basic})
+    assert r.status == 200, (r.status, r.body[:200])
+    token = re.search(rb'<meta name="csrf-token" content="([0-9a-f]+)"', r.body).group(1).decode()
+    return {"Authorization": basic, "Cookie": r.headers["Set-Cookie"].split(";")[0], "X-CSRF-Token": token}
+
+
+def test_dead_job_actions_with_an_entry_id_redis_refuses_answer_404(ctx):
+    hdrs = _operator(ctx)
+    for entry in ("1-20001112055500000000", "18446744073709551616-0"):
+        for action in ("retry", "remove"):
+            path = "/admin/dashboard/api/queues/user-sync-batch/dead/%s/%s" % (entry, action)
+            r = ctx.http("POST", path, headers=dict(hdrs, **{"X-Correlation-ID": new_cid("fz")}))
+            oc.check(r, "POST", "/admin/dashboard/api/queues/{queue}/dead/{id}/" + action, 404)
+            assert r.json["error"]["code"] == "job_not_found", r.json
