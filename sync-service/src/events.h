@@ -58,6 +58,8 @@ struct events_settings {
     long rate_per_s;           /* EVENTS_RATE_PER_S: per client (token subject), per instance */
     long rate_burst;           /* EVENTS_RATE_BURST */
     long write_timeout_ms;     /* EVENTS_WRITE_TIMEOUT_MS: statement timeout of the writers */
+    long append_batch_max;     /* EVENTS_APPEND_BATCH_MAX: requests combined into one Redis pipeline */
+    long append_leaders;       /* EVENTS_APPEND_LEADERS: such pipelines in flight at once */
 };
 
 #endif

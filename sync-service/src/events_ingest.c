@@ -8,6 +8,7 @@
 #include "events_codec.h"
 #include "events_stream.h"
 #include "events_validate.h"
+#include "svc/combiner.h"
 #include "sync_ctx.h"
 
 static struct svc_result busy(struct events_rt *ev) {
@@ -54,17 +55,41 @@ static bool warn_now(struct events_rt *ev) {
                                                    memory_order_relaxed);
 }
 
-static svc_status append(struct sync_ctx *cx, const char *cid, const struct events_outbox *box) {
+struct append_job {
+    const struct events_outbox *box;
+    svc_status st;
+};
+
+void events_ingest_append_exec(void *ctx, struct svc_combiner_item **items, int n) {
+    struct sync_ctx *cx = ctx;
     svc_status st;
     redisContext *r = svc_redis_acquire(cx->app.redis, -1, &st);
+    for (int i = 0; i < n; i++) {
+        struct append_job *j = items[i]->data;
+        j->st = st;
+        if (r) events_stream_queue(r, j->box);
+    }
     if (r) {
-        st = events_stream_append(r, box);
+        for (int i = 0; i < n; i++) {
+            struct append_job *j = items[i]->data;
+            j->st = events_stream_collect(r, j->box);
+        }
         svc_redis_release(cx->app.redis, r);
     }
-    if (st != SVC_OK && warn_now(&cx->ev))
+    atomic_fetch_add_explicit(&cx->ev.m.append_pipelines, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cx->ev.m.append_requests, (unsigned long)n, memory_order_relaxed);
+}
+
+static svc_status append(struct sync_ctx *cx, const char *cid, const struct events_outbox *box) {
+    struct append_job job = {.box = box, .st = SVC_INTERNAL};
+    struct svc_combiner_item it = {.data = &job, .group = NULL};
+    struct svc_combiner_item *one = &it;
+    if (cx->ev.appender) svc_combiner_submit(cx->ev.appender, &it);
+    else events_ingest_append_exec(cx, &one, 1);
+    if (job.st != SVC_OK && warn_now(&cx->ev))
         svc_logf(&cx->app.log, SVC_LOG_WARN, cid, "events: cannot append to the stream (answering 503)", "{s:s,s:i}",
-                 "status", svc_status_code(st), "events", box->n);
-    return st;
+                 "status", svc_status_code(job.st), "events", box->n);
+    return job.st;
 }
 
 static struct svc_result invalid(json_t *fields) {

@@ -7,6 +7,11 @@
  *   3. validation (events_validate.h) → 422 validation_failed, 403 forbidden;
  *   4. one round trip to Redis (events_stream_append; a batch is one MULTI … EXEC, all or
  *      none) → 503 queue_unavailable, Retry-After 1, when Redis is down or refuses (OOM).
+ *      Requests that arrive while such a round trip is in flight are combined into the next one
+ *      (svc/combiner.h, up to EVENTS_APPEND_BATCH_MAX requests per pipeline): one write and one
+ *      read for all of them, in the service and in Redis, instead of one each — the syscalls and
+ *      context switches of a round trip were most of an event's cost. Each request still gets
+ *      its own outcome, and an idle service sends a lone request at once.
  * Only then 202: the event is in the stream (written to Redis's append-only file before Redis
  * answered; see docs/operations.md for what a crash can still lose).
  *
@@ -25,10 +30,15 @@
 #include "svc/status.h"
 
 struct sync_ctx;
+struct svc_combiner_item;
 
 struct svc_result events_ingest_one(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
                                     const json_t *body);
 struct svc_result events_ingest_batch(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
                                       const json_t *body);
+
+/* The combiner's exec (ctx: struct sync_ctx): one pooled Redis connection, every item's
+ * commands queued, then every item's replies read. */
+void events_ingest_append_exec(void *ctx, struct svc_combiner_item **items, int n);
 
 #endif

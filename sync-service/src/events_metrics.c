@@ -99,6 +99,10 @@ void events_metrics_render(const struct events_metrics *m, struct svc_buf *out) 
     for (int i = 0; i < 3; i++)
         svc_buf_printf(out, "events_batches_total{trigger=\"%s\"} %lu\n", triggers[i],
                        atomic_load_explicit(&m->batches_by_trigger[i], memory_order_relaxed));
+    counter(atomic_load_explicit(&m->append_pipelines, memory_order_relaxed), "events_append_round_trips_total",
+            "Redis round trips that appended accepted events (concurrent requests share one).", out);
+    counter(atomic_load_explicit(&m->append_requests, memory_order_relaxed), "events_append_requests_total",
+            "Requests whose events those round trips appended (over the round trips: requests per trip).", out);
     counter(atomic_load_explicit(&m->splits, memory_order_relaxed), "events_batch_splits_total",
             "Batches split to isolate events PostgreSQL refused.", out);
     counter(atomic_load_explicit(&m->write_retries, memory_order_relaxed), "events_write_retries_total",

@@ -32,6 +32,7 @@ struct events_metrics {
     atomic_ulong rejected[EVENTS_NTYPES + 1][EVENTS_NREJECT];
     atomic_ulong written[EVENTS_NTYPES], duplicates[EVENTS_NTYPES], dead[EVENTS_NTYPES];
     atomic_ulong batches_by_trigger[3];  /* events_trigger: size, time, stop */
+    atomic_ulong append_pipelines, append_requests;   /* combined Redis round trips, requests in them */
     atomic_ulong splits, write_retries, transient_waits, ack_failures, malformed;
     struct events_hist batch_size;       /* events per batch */
     struct events_hist write_seconds;    /* a batch from its first write to the last COMMIT */

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "events_consumer.h"
+#include "events_ingest.h"
 #include "events_maint.h"
 #include "events_repo.h"
 #include "sync_ctx.h"
@@ -59,6 +60,8 @@ void events_service_configure(struct events_rt *ev, struct svc_config *c) {
     s->rate_per_s = svc_config_int(c, "EVENTS_RATE_PER_S", 1000, 1, 10000000);
     s->rate_burst = svc_config_int(c, "EVENTS_RATE_BURST", 2000, EVENTS_BATCH_CAP, 100000000);
     s->write_timeout_ms = svc_config_int(c, "EVENTS_WRITE_TIMEOUT_MS", 30000, 100, 3600000);
+    s->append_batch_max = svc_config_int(c, "EVENTS_APPEND_BATCH_MAX", 64, 1, SVC_COMBINER_BATCH_CAP);
+    s->append_leaders = svc_config_int(c, "EVENTS_APPEND_LEADERS", 1, 1, 64);
     events_metrics_init(&ev->m);
     events_rl_init(&ev->rl, s->rate_per_s, s->rate_burst);
     pthread_mutex_init(&ev->mu, NULL);
@@ -76,6 +79,11 @@ static int writer_on_connect(PGconn *c, void *arg) {
 
 int events_service_start(struct sync_ctx *cx) {
     struct events_rt *ev = &cx->ev;
+    if (ev->set.append_batch_max > 1) {
+        ev->appender = svc_combiner_new((int)ev->set.append_leaders, (int)ev->set.append_batch_max,
+                                        events_ingest_append_exec, cx);
+        if (!ev->appender) return -1;
+    }
     if (ev->set.consumers > 0) {
         struct svc_pg_config pc = cx->app.pg_cfg;
         pc.size = (int)ev->set.consumers;
@@ -122,6 +130,8 @@ void events_service_stop(struct sync_ctx *cx) {
 }
 
 void events_service_free(struct events_rt *ev) {
+    svc_combiner_free(ev->appender);   /* HTTP has stopped: no request can be inside it */
+    ev->appender = NULL;
     events_rl_free(&ev->rl);
     pthread_cond_destroy(&ev->cv);
     pthread_mutex_destroy(&ev->mu);

@@ -26,6 +26,7 @@
 #include "events.h"
 #include "events_metrics.h"
 #include "events_ratelimit.h"
+#include "svc/combiner.h"
 #include "svc/config.h"
 #include "svc/pg.h"
 
@@ -37,6 +38,7 @@ struct events_rt {
     struct events_metrics m;
     struct events_ratelimit rl;
     struct svc_pg_pool *writers;         /* one connection per consumer */
+    struct svc_combiner *appender;       /* concurrent requests' XADDs, one pipeline (events_ingest.c) */
     struct events_consumer **consumers;
     int nconsumers;
     pthread_t maint;

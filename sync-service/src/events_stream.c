@@ -34,8 +34,8 @@ static bool is_error_prefix(const redisReply *r, const char *prefix) {
     return r->type == REDIS_REPLY_ERROR && r->str && !strncmp(r->str, prefix, strlen(prefix));
 }
 
-svc_status events_stream_append(redisContext *c, const struct events_outbox *box) {
-    if (box->n <= 0) return SVC_OK;
+void events_stream_queue(redisContext *c, const struct events_outbox *box) {
+    if (box->n <= 0) return;
     static const char *const head[] = {"XADD", EVENTS_STREAM_KEY, "*", "e"};
     const char *argv[5];
     size_t argl[5];
@@ -51,6 +51,12 @@ svc_status events_stream_append(redisContext *c, const struct events_outbox *box
         redisAppendCommandArgv(c, 5, argv, argl);
     }
     if (multi) redisAppendCommand(c, "EXEC");
+}
+
+svc_status events_stream_collect(redisContext *c, const struct events_outbox *box) {
+    if (box->n <= 0) return SVC_OK;
+    if (c->err) return io_status(c);
+    bool multi = box->n > 1;
     int replies = box->n + (multi ? 2 : 0);
     svc_status st = SVC_OK;
     for (int i = 0; i < replies; i++) {
@@ -73,6 +79,11 @@ svc_status events_stream_append(redisContext *c, const struct events_outbox *box
         freeReplyObject(r);
     }
     return st;
+}
+
+svc_status events_stream_append(redisContext *c, const struct events_outbox *box) {
+    events_stream_queue(c, box);
+    return events_stream_collect(c, box);
 }
 
 svc_status events_stream_ensure_group(redisContext *c) {

@@ -42,8 +42,15 @@ struct events_outbox {
 };
 
 /* Appends the outbox's events: one XADD, or MULTI + n XADD + EXEC (all or none). SVC_OK means
- * every event is in the stream. */
+ * every event is in the stream. The same in two steps, so that several outboxes share one write
+ * and one read (events_ingest.c combines concurrent requests): events_stream_queue puts the
+ * commands in c's output buffer (nothing is sent yet), events_stream_collect sends what is
+ * buffered (the first time) and reads this outbox's replies; outboxes are collected in the order
+ * they were queued. After an I/O error (c->err set) the replies of the outboxes queued later
+ * cannot be read: their outcome is that same error. */
 svc_status events_stream_append(redisContext *c, const struct events_outbox *box);
+void events_stream_queue(redisContext *c, const struct events_outbox *box);
+svc_status events_stream_collect(redisContext *c, const struct events_outbox *box);
 
 /* Creates the group (from the stream's start, so entries added before it are delivered) and the
  * stream when absent. SVC_OK also when they exist. */

@@ -1,4 +1,4 @@
-/* Specification of posting batches: the combiner (transactions-service/src/post_batch.h), the
+/* Specification of posting batches: the combiner (shared/include/svc/combiner.h), the
  * and the batch statement itself (tx_repo_post_batch in tx_repo.h).
  *
  * Group "combiner" needs nothing: callers on many threads, a fake exec that records what it was
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "post_batch.h"
+#include "svc/combiner.h"
 #include "svc/cid.h"
 #include "testdb.h"
 #include "tx_repo.h"
@@ -45,12 +45,13 @@ static void atomic_max(atomic_int *a, int v) {
     while (v > cur && !atomic_compare_exchange_weak(a, &cur, v)) {}
 }
 
-static void fake_exec(void *ctx, struct post_batch_item **items, int n) {
+static void fake_exec(void *ctx, struct svc_combiner_item **items, int n) {
     struct fake *f = ctx;
     atomic_max(&f->max_running, atomic_fetch_add(&f->running, 1) + 1);
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
-            if (!strcmp(items[i]->group, items[j]->group)) atomic_fetch_add(&f->mixed_groups, 1);
+            if (items[i]->group && items[j]->group && !strcmp(items[i]->group, items[j]->group))
+                atomic_fetch_add(&f->mixed_groups, 1);
     for (int i = 0; i < n; i++) {
         struct job *jb = items[i]->data;
         jb->executed++;
@@ -66,7 +67,7 @@ static void fake_exec(void *ctx, struct post_batch_item **items, int n) {
 }
 
 struct caller {
-    struct post_batch *pb;
+    struct svc_combiner *pb;
     struct fake *f;
     const char *const *groups;
     int ngroups, iters, tid;
@@ -76,15 +77,15 @@ static void *caller_main(void *arg) {
     struct caller *c = arg;
     for (int k = 0; k < c->iters; k++) {
         struct job jb = {0};
-        struct post_batch_item it = {.data = &jb, .group = c->groups[(c->tid + k) % c->ngroups]};
-        post_batch_submit(c->pb, &it);
+        struct svc_combiner_item it = {.data = &jb, .group = c->groups[(c->tid + k) % c->ngroups]};
+        svc_combiner_submit(c->pb, &it);
         if (jb.executed != 1 || jb.batch_size < 1) atomic_fetch_add(&c->f->bad, 1);
     }
     return NULL;
 }
 
 /* Runs nthreads callers of iters submits each over groups; returns the fake's totals. */
-static void run_callers(struct post_batch *pb, struct fake *f, int nthreads, int iters, const char *const *groups,
+static void run_callers(struct svc_combiner *pb, struct fake *f, int nthreads, int iters, const char *const *groups,
                         int ngroups) {
     pthread_t th[32];
     struct caller c[32];
@@ -101,35 +102,50 @@ static const char *const k_groups[] = {"u00", "u01", "u02", "u03", "u04", "u05",
 
 static void test_pb_new_rejects_limits_out_of_range(void **state) {
     struct fake f = {0};
-    assert_null(post_batch_new(0, 8, fake_exec, &f));
-    assert_null(post_batch_new(1, 0, fake_exec, &f));
-    assert_null(post_batch_new(1, POST_BATCH_BATCH_CAP + 1, fake_exec, &f));
-    assert_null(post_batch_new(1, 8, NULL, &f));
-    struct post_batch *pb = post_batch_new(1, POST_BATCH_BATCH_CAP, fake_exec, &f);
+    assert_null(svc_combiner_new(0, 8, fake_exec, &f));
+    assert_null(svc_combiner_new(1, 0, fake_exec, &f));
+    assert_null(svc_combiner_new(1, SVC_COMBINER_BATCH_CAP + 1, fake_exec, &f));
+    assert_null(svc_combiner_new(1, 8, NULL, &f));
+    struct svc_combiner *pb = svc_combiner_new(1, SVC_COMBINER_BATCH_CAP, fake_exec, &f);
     assert_non_null(pb);
-    post_batch_free(pb);
-    post_batch_free(NULL);
+    svc_combiner_free(pb);
+    svc_combiner_free(NULL);
 }
 
 static void test_pb_a_lone_caller_runs_a_batch_of_itself_at_once(void **state) {
     struct fake f = {0};
-    struct post_batch *pb = post_batch_new(1, 8, fake_exec, &f);
+    struct svc_combiner *pb = svc_combiner_new(1, 8, fake_exec, &f);
     assert_non_null(pb);
     for (int k = 0; k < 10; k++) {
         struct job jb = {0};
-        struct post_batch_item it = {.data = &jb, .group = "u1"};
-        post_batch_submit(pb, &it);
+        struct svc_combiner_item it = {.data = &jb, .group = "u1"};
+        svc_combiner_submit(pb, &it);
         assert_int_equal(jb.executed, 1);
         assert_int_equal(jb.batch_size, 1);
     }
     assert_int_equal(atomic_load(&f.batches), 10);
     assert_int_equal(atomic_load(&f.items), 10);
-    post_batch_free(pb);
+    svc_combiner_free(pb);
+}
+
+static void test_pb_items_without_a_group_share_batches(void **state) {
+    /* sync-service's events: no group, so queued callers fill batches up to max_batch */
+    struct fake f = {.sleep_us = 1000};
+    struct svc_combiner *pb = svc_combiner_new(1, 8, fake_exec, &f);
+    assert_non_null(pb);
+    static const char *const none[] = {NULL};
+    run_callers(pb, &f, 16, 40, none, 1);
+    assert_int_equal(atomic_load(&f.bad), 0);
+    assert_int_equal(atomic_load(&f.items), 16 * 40);
+    assert_int_equal(atomic_load(&f.max_running), 1);
+    assert_in_range(atomic_load(&f.max_batch), 2, 8);
+    assert_true(atomic_load(&f.batches) < atomic_load(&f.items) / 2);
+    svc_combiner_free(pb);
 }
 
 static void test_pb_concurrent_callers_share_batches_within_the_limits(void **state) {
     struct fake f = {.sleep_us = 1000};
-    struct post_batch *pb = post_batch_new(1, 4, fake_exec, &f);
+    struct svc_combiner *pb = svc_combiner_new(1, 4, fake_exec, &f);
     assert_non_null(pb);
     run_callers(pb, &f, 16, 40, k_groups, 16);
     assert_int_equal(atomic_load(&f.bad), 0);
@@ -138,31 +154,31 @@ static void test_pb_concurrent_callers_share_batches_within_the_limits(void **st
     assert_in_range(atomic_load(&f.max_batch), 2, 4);       /* 15 others queue behind a 1 ms batch */
     assert_true(atomic_load(&f.batches) < atomic_load(&f.items));
     assert_int_equal(atomic_load(&f.mixed_groups), 0);
-    post_batch_free(pb);
+    svc_combiner_free(pb);
 }
 
 static void test_pb_leaders_run_at_once_up_to_their_number(void **state) {
     struct fake f = {.sleep_us = 1000, .rendezvous = 2};
-    struct post_batch *pb = post_batch_new(2, 8, fake_exec, &f);
+    struct svc_combiner *pb = svc_combiner_new(2, 8, fake_exec, &f);
     assert_non_null(pb);
     run_callers(pb, &f, 16, 20, k_groups, 16);
     assert_int_equal(atomic_load(&f.bad), 0);
     assert_int_equal(atomic_load(&f.items), 16 * 20);
     assert_int_equal(atomic_load(&f.max_running), 2);
     assert_int_equal(atomic_load(&f.mixed_groups), 0);
-    post_batch_free(pb);
+    svc_combiner_free(pb);
 }
 
 static void test_pb_one_group_never_shares_a_batch_and_nobody_is_stranded(void **state) {
     struct fake f = {.sleep_us = 500};
-    struct post_batch *pb = post_batch_new(1, 8, fake_exec, &f);
+    struct svc_combiner *pb = svc_combiner_new(1, 8, fake_exec, &f);
     assert_non_null(pb);
     run_callers(pb, &f, 12, 30, k_groups, 2);               /* 12 callers, 2 users */
     assert_int_equal(atomic_load(&f.bad), 0);
     assert_int_equal(atomic_load(&f.items), 12 * 30);
     assert_int_equal(atomic_load(&f.mixed_groups), 0);
     assert_true(atomic_load(&f.max_batch) <= 2);
-    post_batch_free(pb);
+    svc_combiner_free(pb);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -446,6 +462,7 @@ int main(void) {
     const struct CMUnitTest combiner[] = {
         cmocka_unit_test(test_pb_new_rejects_limits_out_of_range),
         cmocka_unit_test(test_pb_a_lone_caller_runs_a_batch_of_itself_at_once),
+        cmocka_unit_test(test_pb_items_without_a_group_share_batches),
         cmocka_unit_test(test_pb_concurrent_callers_share_batches_within_the_limits),
         cmocka_unit_test(test_pb_leaders_run_at_once_up_to_their_number),
         cmocka_unit_test(test_pb_one_group_never_shares_a_batch_and_nobody_is_stranded),

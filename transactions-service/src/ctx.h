@@ -12,14 +12,14 @@
 #include "svc/customers.h"
 #include "svc/tcache.h"
 
-struct post_batch;
+struct svc_combiner;
 
 struct tx_ctx {
     struct svc_app app;            /* must stay first: handlers get it from svc_req */
     struct svc_auth auth;
     struct svc_customers customers; /* the client of customers-service (owns its httpc and token) */
     struct svc_tcache *ucache_l1;  /* owned; NULL when USER_LOCAL_CACHE_MS=0 (Redis only) */
-    struct post_batch *batcher;    /* owned; NULL when POST_BATCH_MAX=1 (every posting alone) */
+    struct svc_combiner *batcher;    /* owned; NULL when POST_BATCH_MAX=1 (every posting alone) */
     struct svc_pg_pool *batch_pg;  /* owned; the batcher's connections (POST_BATCH_LEADERS), or NULL */
 
     /* settings */

@@ -5,7 +5,7 @@
 
 #include "ctx.h"
 #include "money.h"
-#include "post_batch.h"
+#include "svc/combiner.h"
 #include "routes.h"
 #include "tx_repo.h"
 #include "transactions.h"
@@ -21,7 +21,7 @@ static void load_settings(struct tx_ctx *cx) {
     const char *max = svc_config_str(c, "TX_MAX_AMOUNT", "1000000000.00");
     if (max && money_parse_amount(max, INT64_C(999999999999999), &cx->max_amount_cents))
         svc_config_error(c, "TX_MAX_AMOUNT", "must be a positive decimal amount with at most 2 decimals");
-    cx->post_batch_max = svc_config_int(c, "POST_BATCH_MAX", 32, 1, TX_BATCH_MAX < POST_BATCH_BATCH_CAP ? TX_BATCH_MAX : POST_BATCH_BATCH_CAP);
+    cx->post_batch_max = svc_config_int(c, "POST_BATCH_MAX", 32, 1, TX_BATCH_MAX < SVC_COMBINER_BATCH_CAP ? TX_BATCH_MAX : SVC_COMBINER_BATCH_CAP);
     cx->post_batch_leaders = svc_config_int(c, "POST_BATCH_LEADERS", 1, 1, 64);
     svc_auth_init(&cx->auth, &cx->app, false);
 
@@ -79,7 +79,7 @@ static void metrics_hook(struct svc_app *app, struct svc_buf *out) {
 }
 
 static void cleanup(struct tx_ctx *cx) {
-    post_batch_free(cx->batcher);
+    svc_combiner_free(cx->batcher);
     if (cx->batch_pg) svc_pg_pool_free(cx->batch_pg);
     svc_tcache_free(cx->ucache_l1);
     svc_auth_free(&cx->auth);
@@ -115,7 +115,7 @@ int main(void) {
         bc.size = (int)cx.post_batch_leaders;
         bc.on_connect = tx_repo_prepare;
         cx.batch_pg = svc_pg_pool_new(&bc);
-        cx.batcher = cx.batch_pg ? post_batch_new((int)cx.post_batch_leaders, (int)cx.post_batch_max, tx_run_batch, &cx) : NULL;
+        cx.batcher = cx.batch_pg ? svc_combiner_new((int)cx.post_batch_leaders, (int)cx.post_batch_max, tx_run_batch, &cx) : NULL;
         if (!cx.batcher) {
             svc_log(&cx.app.log, SVC_LOG_ERROR, NULL, "cannot create the posting batcher", NULL);
             svc_app_close(&cx.app);

@@ -7,7 +7,7 @@
 
 #include "customers_client.h"
 #include "idempotency.h"
-#include "post_batch.h"
+#include "svc/combiner.h"
 #include "tx_repo.h"
 #include "tx_request.h"
 #include "txcache.h"
@@ -133,9 +133,9 @@ static bool check_users(struct tx_ctx *cx, const char *cid, const char *const *i
     return true;
 }
 
-void tx_run_batch(void *ctx, struct post_batch_item **items, int n) {
+void tx_run_batch(void *ctx, struct svc_combiner_item **items, int n) {
     struct tx_ctx *cx = ctx;
-    struct tx_batch_item *bi[POST_BATCH_BATCH_CAP];
+    struct tx_batch_item *bi[SVC_COMBINER_BATCH_CAP];
     for (int i = 0; i < n; i++) bi[i] = items[i]->data;
     svc_status st;
     PGconn *c = tx_repo_open(cx->batch_pg, &st);
@@ -165,8 +165,8 @@ static svc_status post(struct tx_ctx *cx, const char *tx_id, const char *me, con
     bool alone = false;
     if (cx->batcher && (rq->type == TX_DEPOSIT || rq->type == TX_WITHDRAWAL)) {
         struct tx_batch_item bi = {.tx_id = tx_id, .user_id = me, .key = key, .hash = hash, .rq = rq};
-        struct post_batch_item it = {.data = &bi, .group = me};
-        post_batch_submit(cx->batcher, &it);
+        struct svc_combiner_item it = {.data = &bi, .group = me};
+        svc_combiner_submit(cx->batcher, &it);
         if (bi.st != SVC_NOT_FOUND) {
             *p = bi.out;
             *err = bi.err;

@@ -9,7 +9,7 @@
  *   3. cache misses are looked up in customers-service (503 customers_unavailable with
  *      Retry-After when it cannot answer: nothing written), answers cached;
  *   4. the posting, one database statement: deposits and withdrawals are combined with those
- *      arriving at the same moment into one statement and one commit (post_batch.h,
+ *      arriving at the same moment into one statement and one commit (svc/combiner.h,
  *      tx_repo_post_batch); what a batch leaves (a key in flight or used, insufficient funds, a
  *      first posting in a currency) and transfers go to transactions.post_transaction, which
  *      replays, refuses a reused key (422) or one in flight (409), or posts, atomically.
@@ -33,11 +33,11 @@
 #include "ctx.h"
 #include "svc/paging.h"
 
-struct post_batch_item;
+struct svc_combiner_item;
 
-/* The batcher's exec (post_batch.h) over struct tx_batch_item data: one pooled connection, one
+/* The batcher's exec (svc/combiner.h) over struct tx_batch_item data: one pooled connection, one
  * tx_repo_post_batch. ctx is the struct tx_ctx. */
-void tx_run_batch(void *ctx, struct post_batch_item **items, int n);
+void tx_run_batch(void *ctx, struct svc_combiner_item **items, int n);
 
 struct svc_result tx_create(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                            const char *idem_key, const json_t *body);

@@ -1,10 +1,10 @@
-/* Leader/follower combining of postings; see post_batch.h.
+/* Leader/follower combining of concurrent requests; see svc/combiner.h.
  *
  * Invariant (under mu): the queue holds only callers that wait to be batched, and it is non-empty
  * only while every slot is taken (leaders == max_leaders). A caller that finds a free slot thus
  * finds an empty queue and leads a batch of itself; a leader that finishes hands its slot to the
  * queue's head instead of freeing it, so queued callers are never stranded. */
-#include "post_batch.h"
+#include "svc/combiner.h"
 
 #include <linux/futex.h>
 #include <pthread.h>
@@ -14,20 +14,20 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-enum { POST_BATCH_WAITING = 0, POST_BATCH_DONE = 1, POST_BATCH_LEAD = 2 };
+enum { COMBINER_WAITING = 0, COMBINER_DONE = 1, COMBINER_LEAD = 2 };
 
-struct post_batch {
+struct svc_combiner {
     pthread_mutex_t mu;
-    struct post_batch_item *head, *tail;    /* waiting to be batched, oldest first */
+    struct svc_combiner_item *head, *tail;    /* waiting to be batched, oldest first */
     int leaders;                    /* slots taken */
     int max_leaders, max_batch;
-    post_batch_exec_fn exec;
+    svc_combiner_exec_fn exec;
     void *ctx;
 };
 
-struct post_batch *post_batch_new(int max_leaders, int max_batch, post_batch_exec_fn exec, void *ctx) {
-    if (max_leaders < 1 || max_batch < 1 || max_batch > POST_BATCH_BATCH_CAP || !exec) return NULL;
-    struct post_batch *pb = calloc(1, sizeof *pb);
+struct svc_combiner *svc_combiner_new(int max_leaders, int max_batch, svc_combiner_exec_fn exec, void *ctx) {
+    if (max_leaders < 1 || max_batch < 1 || max_batch > SVC_COMBINER_BATCH_CAP || !exec) return NULL;
+    struct svc_combiner *pb = calloc(1, sizeof *pb);
     if (!pb) return NULL;
     if (pthread_mutex_init(&pb->mu, NULL) != 0) {
         free(pb);
@@ -40,24 +40,25 @@ struct post_batch *post_batch_new(int max_leaders, int max_batch, post_batch_exe
     return pb;
 }
 
-void post_batch_free(struct post_batch *pb) {
+void svc_combiner_free(struct svc_combiner *pb) {
     if (!pb) return;
     pthread_mutex_destroy(&pb->mu);
     free(pb);
 }
 
-static bool group_taken(struct post_batch_item **batch, int n, const char *group) {
+static bool group_taken(struct svc_combiner_item **batch, int n, const char *group) {
+    if (!group) return false;
     for (int i = 0; i < n; i++)
-        if (!strcmp(batch[i]->group, group)) return true;
+        if (batch[i]->group && !strcmp(batch[i]->group, group)) return true;
     return false;
 }
 
 /* Moves queued items whose group is not yet in the batch into it, oldest first, up to max_batch.
  * Under mu. */
-static int take_queued(struct post_batch *pb, struct post_batch_item **batch, int n) {
-    struct post_batch_item **link = &pb->head, *prev = NULL;
+static int take_queued(struct svc_combiner *pb, struct svc_combiner_item **batch, int n) {
+    struct svc_combiner_item **link = &pb->head, *prev = NULL;
     while (*link && n < pb->max_batch) {
-        struct post_batch_item *it = *link;
+        struct svc_combiner_item *it = *link;
         if (group_taken(batch, n, it->group)) {
             prev = it;
             link = &it->next;
@@ -71,15 +72,15 @@ static int take_queued(struct post_batch *pb, struct post_batch_item **batch, in
     return n;
 }
 
-static void enqueue(struct post_batch *pb, struct post_batch_item *it) {
+static void enqueue(struct svc_combiner *pb, struct svc_combiner_item *it) {
     it->next = NULL;
     if (pb->tail) pb->tail->next = it;
     else pb->head = it;
     pb->tail = it;
 }
 
-static struct post_batch_item *dequeue_head(struct post_batch *pb) {
-    struct post_batch_item *it = pb->head;
+static struct svc_combiner_item *dequeue_head(struct svc_combiner *pb) {
+    struct svc_combiner_item *it = pb->head;
     if (!it) return NULL;
     pb->head = it->next;
     if (!pb->head) pb->tail = NULL;
@@ -102,10 +103,10 @@ static void publish(_Atomic uint32_t *w, uint32_t v) {
     syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void post_batch_submit(struct post_batch *pb, struct post_batch_item *it) {
+void svc_combiner_submit(struct svc_combiner *pb, struct svc_combiner_item *it) {
     it->next = NULL;
-    atomic_store_explicit(&it->state, POST_BATCH_WAITING, memory_order_relaxed);
-    struct post_batch_item *batch[POST_BATCH_BATCH_CAP];
+    atomic_store_explicit(&it->state, COMBINER_WAITING, memory_order_relaxed);
+    struct svc_combiner_item *batch[SVC_COMBINER_BATCH_CAP];
     batch[0] = it;
     int n = 1;
 
@@ -116,8 +117,8 @@ void post_batch_submit(struct post_batch *pb, struct post_batch_item *it) {
     } else {
         enqueue(pb, it);
         pthread_mutex_unlock(&pb->mu);
-        wait_while(&it->state, POST_BATCH_WAITING);
-        if (atomic_load_explicit(&it->state, memory_order_acquire) == POST_BATCH_DONE) return;
+        wait_while(&it->state, COMBINER_WAITING);
+        if (atomic_load_explicit(&it->state, memory_order_acquire) == COMBINER_DONE) return;
         /* handed a slot (and taken off the queue): lead this item and what queued behind it */
         pthread_mutex_lock(&pb->mu);
         n = take_queued(pb, batch, 1);
@@ -127,9 +128,9 @@ void post_batch_submit(struct post_batch *pb, struct post_batch_item *it) {
     pb->exec(pb->ctx, batch, n);
 
     pthread_mutex_lock(&pb->mu);
-    struct post_batch_item *next = dequeue_head(pb);
+    struct svc_combiner_item *next = dequeue_head(pb);
     if (!next) pb->leaders--;       /* else the slot passes to next */
     pthread_mutex_unlock(&pb->mu);
-    if (next) publish(&next->state, POST_BATCH_LEAD);   /* first: the next batch starts while we wake */
-    for (int i = 1; i < n; i++) publish(&batch[i]->state, POST_BATCH_DONE);
+    if (next) publish(&next->state, COMBINER_LEAD);   /* first: the next batch starts while we wake */
+    for (int i = 1; i < n; i++) publish(&batch[i]->state, COMBINER_DONE);
 }
