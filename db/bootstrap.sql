@@ -49,6 +49,9 @@ ALTER ROLE transactions_svc IN DATABASE platform SET search_path = transactions;
 ALTER ROLE sync_svc IN DATABASE platform SET search_path = sync;
 
 -- The shared surface ------------------------------------------------------------------------
+-- Extensions the services' migrations use (creating one needs rights the service roles do not
+-- have). pg_trgm: the trigram index behind customers' user search (db/customers/004_search_index.sql).
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE ALL ON DATABASE platform FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE platform TO customers_svc, transactions_svc, sync_svc;

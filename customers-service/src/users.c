@@ -253,6 +253,19 @@ struct svc_result users_get_by_name(struct customers_ctx *cx, const char *cid,
     return ok_raw(SVC_OK, json);
 }
 
+const char *users_check_search(const char *s) {
+    size_t len = strlen(s);
+    if (len > 100) return "at most 100 bytes";
+    enum svc_text_verdict v = svc_text_check(s, len, 0, NULL);
+    if (v != SVC_TEXT_OK) return svc_text_reason(v);
+    int run = 0;
+    for (size_t i = 0; i < len && run < 3; i++) {
+        unsigned char c = (unsigned char)s[i];
+        run = c < 0x80 && isalnum(c) ? run + 1 : 0;
+    }
+    return run >= 3 ? NULL : "must hold at least 3 letters or digits in a row";
+}
+
 struct svc_result users_list(struct customers_ctx *cx, const char *cid, const struct svc_principal *who,
                              const struct svc_page_params *paging, const char *search,
                              const char *include_deleted) {
@@ -260,8 +273,9 @@ struct svc_result users_list(struct customers_ctx *cx, const char *cid, const st
     json_t *fields = json_object();
     struct svc_page page;
     bool ok = svc_page_parse(&users_list_kind, paging, &page, fields);
-    if (search && strlen(search) > 100) {
-        svc_query_reason(fields, "search", "at most 100 characters");
+    const char *why = search && *search ? users_check_search(search) : NULL;
+    if (why) {
+        svc_query_reason(fields, "search", why);
         ok = false;
     }
     bool incl = false;

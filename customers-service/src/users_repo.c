@@ -201,13 +201,18 @@ static char *like_pattern(const char *search) {
     return p;
 }
 
+/* The text a search matches: the three columns joined by newlines, which a search cannot hold
+ * (users_check_search), so a match lies within one column. Written exactly as the expression of
+ * the trigram index users_search_trgm_idx (db/customers/004_search_index.sql): PostgreSQL uses
+ * an expression index only for the same expression. */
+#define USERS_SEARCH_TEXT "(u.user_name || E'\\n' || coalesce(u.email, '') || E'\\n' || u.name)"
+
 /* Keyset pages scan the primary key backwards from the cursor's id (newest first: ids are
  * UUIDv7); the deprecated page= keeps its old order, oldest first, by offset. The filter is
  * written out twice rather than shared through a CTE, which PostgreSQL would materialise whole
  * (every matching id) because the count refers to it too. */
 #define LIST_FILTER                                                                                \
-    "($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR u.user_name ILIKE $3 OR u.email ILIKE $3 " \
-    "OR u.name ILIKE $3)"
+    "($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR " USERS_SEARCH_TEXT " ILIKE $3)"
 #define LIST_SQL(order, after)                                                                     \
     "WITH n AS (SELECT CASE WHEN $5::bool THEN (SELECT count(*) FROM customers.users u WHERE " LIST_FILTER ") END AS total),"\
     " pg AS (SELECT u.id FROM customers.users u WHERE " LIST_FILTER " AND " after                  \

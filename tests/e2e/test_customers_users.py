@@ -21,7 +21,7 @@ import re
 import time
 import urllib.parse
 
-from lib import assert_envelope, new_cid, parse_prometheus
+from lib import REPO, assert_envelope, new_cid, parse_prometheus
 import openapi_check as oc
 from test_customers_auth import (admin_session, assert_revoked, call, jwt_parts, login, new_session, register, uniq)
 from test_customers_tokens import service_token
@@ -113,6 +113,41 @@ def test_admin_lists_users_with_pagination_search_and_deleted(ctx):
     assert gone and gone[0]["deleted"] is True and gone[0]["deleted_at"], r
     assert all(u["deleted"] is False for u in r["data"] if u["id"] != users[1]["id"]), r
     call(ctx, "GET", "/api/users", 400, "validation_failed", path="/api/users?include_deleted=yes", token=admin)
+
+
+def test_a_search_is_a_literal_substring_the_index_can_serve(ctx):
+    """A search needs three letters or digits in a row (the trigram index looks a pattern up by
+    its trigrams; one without any would read the whole index), holds no control character, and
+    matches literally: LIKE's % and _ are plain characters."""
+    admin = admin_session(ctx)["access"]
+    tag = os.urandom(4).hex()
+    u = register(ctx, user_name="e2e_sr%s" % tag, name="Zoë Srch%s" % tag)
+    for bad in ("ab", "a.b.c", "%%%", "__", "a1-b2-c3", "ab\ncd" + tag, "x" * 101):
+        r = _list(ctx, admin, {"search": bad}, 400, "validation_failed")
+        assert "search" in r.json["error"]["details"]["fields"], r.json
+    # e-mail, user name and name, any case; the 3-character minimum is enough
+    for good in (tag.upper(), "SR" + tag[:1], "zoë srch" + tag, "e2e_sr" + tag, tag + "@"):
+        ids = [x["id"] for x in _list(ctx, admin, {"search": good, "limit": 100}).json["data"]]
+        assert u["id"] in ids, (good, ids)
+    # % and _ are literal, and a match never spans two columns
+    for literal in ("e2e%sr" + tag, "e2e_s_" + tag, tag + "e2e-sr" + tag, tag + "@example.testZoë"):
+        assert _list(ctx, admin, {"search": literal}).json["data"] == [], literal
+    # an empty search is no filter
+    assert _list(ctx, admin, {"search": "", "limit": 1}).json["data"]
+
+
+def test_the_search_expression_is_the_one_the_trigram_index_holds(ctx):
+    """users_repo.c's USERS_SEARCH_TEXT and the index of db/customers/004_search_index.sql must be
+    the same expression, or every search reads the whole table again. Checked with PostgreSQL's
+    own planner: with sequential and plain index scans off, the filter must be answered from
+    users_search_trgm_idx."""
+    src = open(os.path.join(REPO, "customers-service", "src", "users_repo.c")).read()
+    m = re.search(r'#define USERS_SEARCH_TEXT "((?:[^"\\]|\\.)*)"', src)
+    assert m, "USERS_SEARCH_TEXT not found in users_repo.c"
+    expr = m.group(1).encode().decode("unicode_escape")
+    plan = ctx.psql("SET enable_seqscan = off; SET enable_indexscan = off; "
+                    "EXPLAIN SELECT u.id FROM customers.users u WHERE %s ILIKE '%%abcdef%%'" % expr).out
+    assert "users_search_trgm_idx" in plan, plan
 
 
 def test_non_admin_cannot_list_users(ctx):
