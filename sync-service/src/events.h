@@ -44,6 +44,7 @@ int events_type_index(const char *name);
 struct events_settings {
     long batch_max;            /* EVENTS_BATCH_MAX: a batch is written at this many events */
     long flush_ms;             /* EVENTS_FLUSH_MS: ... or this long after its first event */
+    long read_gather_ms;       /* EVENTS_READ_GATHER_MS: pause after a read that left the batch open */
     long max_retries;          /* EVENTS_MAX_RETRIES: data errors retried before splitting */
     struct svc_backoff_policy retry_backoff;  /* EVENTS_RETRY_BASE_MS / EVENTS_RETRY_CAP_MS */
     long consumers;            /* EVENTS_CONSUMERS: consumer threads per instance (0: none) */

@@ -28,6 +28,12 @@ long events_batcher_wait_ms(const struct events_batcher *b, int64_t now_ms, long
     return left < 1 ? 1 : left;
 }
 
+long events_batcher_gather_ms(const struct events_batcher *b, int64_t now_ms, long gather_ms) {
+    if (b->n == 0 || gather_ms <= 0 || events_batcher_due(b, now_ms)) return 0;
+    long left = (long)(b->first_ms + b->flush_ms - now_ms);
+    return left < gather_ms ? left : gather_ms;
+}
+
 enum events_trigger events_batcher_trigger(const struct events_batcher *b, int64_t now_ms) {
     if (b->n >= b->max) return EVENTS_TRIGGER_SIZE;
     return now_ms - b->first_ms >= b->flush_ms ? EVENTS_TRIGGER_TIME : EVENTS_TRIGGER_STOP;

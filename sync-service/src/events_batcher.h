@@ -26,6 +26,12 @@ size_t events_batcher_room(const struct events_batcher *b);
 /* How long a read may block: idle_ms while empty, else the time left until the time trigger
  * (at least 1 ms; 0 when due). */
 long events_batcher_wait_ms(const struct events_batcher *b, int64_t now_ms, long idle_ms);
+/* After a read that left the batch open (the stream held fewer entries than the batch had room
+ * for), how long to let events gather in the stream before the next read: gather_ms, cut to the
+ * time left until the time trigger; 0 when the batch is empty or due, or gather_ms <= 0. Reading
+ * again at once would fetch the one or two entries appended meanwhile: a Redis round trip, and a
+ * wake-up of the consumer, for every couple of events under a steady stream. */
+long events_batcher_gather_ms(const struct events_batcher *b, int64_t now_ms, long gather_ms);
 /* Why a due batch is due: the size trigger wins when both hold. */
 enum events_trigger { EVENTS_TRIGGER_SIZE, EVENTS_TRIGGER_TIME, EVENTS_TRIGGER_STOP };
 enum events_trigger events_batcher_trigger(const struct events_batcher *b, int64_t now_ms);

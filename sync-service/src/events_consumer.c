@@ -422,7 +422,12 @@ static void *consumer_main(void *arg) {
             continue;
         }
         if (in_history && got == 0) in_history = false;
-        events_batcher_add(&c->b, (size_t)got, events_mono_ms());
+        int64_t now_read = events_mono_ms();
+        events_batcher_add(&c->b, (size_t)got, now_read);
+        /* the stream is empty for now: let events gather rather than read them one or two at a time */
+        if (!in_history && (size_t)got < room &&
+            !events_sleep(ev, events_batcher_gather_ms(&c->b, now_read, ev->set.read_gather_ms)))
+            break;
     }
     flush(c);   /* SIGTERM: write and acknowledge what we hold */
     pg_put(c);

@@ -45,6 +45,7 @@ void events_service_configure(struct events_rt *ev, struct svc_config *c) {
     struct events_settings *s = &ev->set;
     s->batch_max = svc_config_int(c, "EVENTS_BATCH_MAX", 1000, 1, 10000);
     s->flush_ms = svc_config_int(c, "EVENTS_FLUSH_MS", 1000, 1, 600000);
+    s->read_gather_ms = svc_config_int(c, "EVENTS_READ_GATHER_MS", 50, 0, 1000);
     s->max_retries = svc_config_int(c, "EVENTS_MAX_RETRIES", 3, 0, 100);
     s->retry_backoff.base_ms = (uint32_t)svc_config_int(c, "EVENTS_RETRY_BASE_MS", 200, 1, 600000);
     s->retry_backoff.cap_ms = (uint32_t)svc_config_int(c, "EVENTS_RETRY_CAP_MS", 5000, 1, 3600000);

@@ -383,6 +383,22 @@ static void test_batcher_time_trigger_counts_from_the_first_event(void **state) 
     assert_true(events_batcher_due(&b, 3000));
 }
 
+/* A read that left the batch open is followed by a pause that lets events gather, never past the
+ * time trigger; no pause for an empty or due batch, or with gathering off. */
+static void test_batcher_gathers_between_short_reads_within_the_time_trigger(void **state) {
+    (void)state;
+    struct events_batcher b;
+    events_batcher_init(&b, 1000, 1000);
+    assert_int_equal(events_batcher_gather_ms(&b, 0, 50), 0);     /* empty: the read blocks instead */
+    events_batcher_add(&b, 2, 100);
+    assert_int_equal(events_batcher_gather_ms(&b, 100, 50), 50);
+    assert_int_equal(events_batcher_gather_ms(&b, 100, 0), 0);    /* off */
+    assert_int_equal(events_batcher_gather_ms(&b, 1070, 50), 30); /* cut to the time trigger */
+    assert_int_equal(events_batcher_gather_ms(&b, 1100, 50), 0);  /* due by time */
+    events_batcher_add(&b, 998, 200);
+    assert_int_equal(events_batcher_gather_ms(&b, 200, 50), 0);   /* due by size */
+}
+
 /* ------------------------------------------------------------------ rate limit */
 
 static void test_rate_limit_allows_a_burst_then_the_rate(void **state) {
@@ -466,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_format_day_and_time),
         cmocka_unit_test(test_batcher_size_trigger),
         cmocka_unit_test(test_batcher_time_trigger_counts_from_the_first_event),
+        cmocka_unit_test(test_batcher_gathers_between_short_reads_within_the_time_trigger),
         cmocka_unit_test(test_rate_limit_allows_a_burst_then_the_rate),
         cmocka_unit_test(test_rate_limit_fails_open_when_the_table_is_full),
         cmocka_unit_test(test_batch_duplicates),
