@@ -123,26 +123,42 @@ static bool seal_key(struct sync_ctx *cx, const json_t *body, const char *id, un
     return true;
 }
 
-struct svc_result tenants_create(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
-                                 const json_t *body, char id_out[SVC_UUID_LEN + 1]) {
-    if (!who->is_admin) return FORBIDDEN;
+/* The row's new values from a checked body (create: every field required; PATCH: what it names,
+ * is_active -1 when absent), the API key sealed for tenant id. On SVC_OK the caller frees f with
+ * fields_free; name borrows from body. */
+static struct svc_result body_fields(struct sync_ctx *cx, const char *cid, const json_t *body, bool create,
+                                     const char *id, struct tenant_fields *f) {
     char *url;
-    struct svc_result r = check_body(cx, body, true, &url);
+    struct svc_result r = check_body(cx, body, create, &url);
     if (r.st != SVC_OK) return r;
-    svc_uuid7(id_out);
     unsigned char *sealed;
     size_t sealed_len;
-    if (!seal_key(cx, body, id_out, &sealed, &sealed_len)) {
+    if (!seal_key(cx, body, id, &sealed, &sealed_len)) {
         free(url);
         svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "tenants: cannot seal the API key", NULL);
         return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
     }
     json_t *active = json_object_get(body, "isActive");
-    struct tenant_fields f = {.name = json_string_value(json_object_get(body, "name")),
-                              .erp_base_url = url,
-                              .sealed_key = sealed,
-                              .sealed_len = sealed_len,
-                              .is_active = active ? json_is_true(active) : 1};
+    *f = (struct tenant_fields){.name = json_string_value(json_object_get(body, "name")),
+                                .erp_base_url = url,
+                                .sealed_key = sealed,
+                                .sealed_len = sealed_len,
+                                .is_active = active ? json_is_true(active) : create ? 1 : -1};
+    return r;
+}
+
+static void fields_free(struct tenant_fields *f) {
+    free((char *)f->erp_base_url);
+    free((unsigned char *)f->sealed_key);
+}
+
+struct svc_result tenants_create(struct sync_ctx *cx, const char *cid, const struct svc_principal *who,
+                                 const json_t *body, char id_out[SVC_UUID_LEN + 1]) {
+    if (!who->is_admin) return FORBIDDEN;
+    svc_uuid7(id_out);
+    struct tenant_fields f;
+    struct svc_result r = body_fields(cx, cid, body, true, id_out, &f);
+    if (r.st != SVC_OK) return r;
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     char *json = NULL;
@@ -150,8 +166,7 @@ struct svc_result tenants_create(struct sync_ctx *cx, const char *cid, const str
         st = tenants_repo_insert(c, id_out, &f, &json);
         svc_pg_release(cx->app.pg, c);
     }
-    free(url);
-    free(sealed);
+    fields_free(&f);
     if (st != SVC_OK) return db_error(cx, cid, "insert tenant", st);
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "tenants: created", "{s:s,s:b}", "tenant_id", id_out, "is_active",
              f.is_active != 0);
@@ -193,23 +208,10 @@ struct svc_result tenants_patch(struct sync_ctx *cx, const char *cid, const stru
                                 const json_t *body) {
     if (!who->is_admin) return FORBIDDEN;
     if (!id || !svc_uuid_is_valid(id)) return NOT_FOUND;
-    char *url;
-    struct svc_result r = check_body(cx, body, false, &url);
+    struct tenant_fields f;
+    struct svc_result r = body_fields(cx, cid, body, false, id, &f);
     if (r.st != SVC_OK) return r;
-    unsigned char *sealed;
-    size_t sealed_len;
-    if (!seal_key(cx, body, id, &sealed, &sealed_len)) {
-        free(url);
-        svc_logf(&cx->app.log, SVC_LOG_ERROR, cid, "tenants: cannot seal the API key", NULL);
-        return SVC_RESULT_ERR(SVC_INTERNAL, NULL, "internal error");
-    }
-    json_t *active = json_object_get(body, "isActive");
-    struct tenant_fields f = {.name = json_string_value(json_object_get(body, "name")),
-                              .erp_base_url = url,
-                              .sealed_key = sealed,
-                              .sealed_len = sealed_len,
-                              .is_active = active ? json_is_true(active) : -1};
-    bool url_changed = url != NULL, key_changed = sealed != NULL;
+    bool url_changed = f.erp_base_url != NULL, key_changed = f.sealed_key != NULL;
     svc_status st;
     PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
     char *json = NULL;
@@ -217,8 +219,7 @@ struct svc_result tenants_patch(struct sync_ctx *cx, const char *cid, const stru
         st = tenants_repo_update(c, id, &f, &json);
         svc_pg_release(cx->app.pg, c);
     }
-    free(url);
-    free(sealed);
+    fields_free(&f);
     if (st == SVC_NOT_FOUND) return NOT_FOUND;
     if (st != SVC_OK) return db_error(cx, cid, "update tenant", st);
     svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "tenants: updated", "{s:s,s:b,s:b}", "tenant_id", id, "erp_url_changed",
