@@ -30,7 +30,7 @@ struct fake {
     int writes, careful_writes, fast_writes, maintains, heartbeats, sleeps, dead_calls;
     long slept_ms;
     bool dead[MAXROWS];
-    char dead_reason[MAXROWS][64];
+    char dead_reason[MAXROWS][256];   /* holds any message (at most 200 bytes) */
     int dead_attempts;
     int stored_twice;
     struct event_view rows[MAXROWS];
