@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -119,6 +120,43 @@ static void test_uuid4_is_version4_and_unique(void **state) {
     assert_true(strchr("89ab", a[19]) != NULL);
     assert_false(svc_uuid_is_valid("not-a-uuid"));
     assert_false(svc_uuid_is_valid("0123456789abcdef0123456789abcdef0123"));
+}
+
+static int cmp16(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+/* Small draws come from a per-thread block (cid.h): across many blocks no draw repeats another
+ * and none comes out zeroed by the wipe behind it; odd sizes keep draws straddling block ends;
+ * another thread draws its own bytes. */
+struct draws { unsigned char (*v)[16]; size_t n; };
+static void *draw16(void *arg) {
+    struct draws *d = arg;
+    unsigned char odd[7];
+    for (size_t i = 0; i < d->n; i++) {
+        assert_int_equal(svc_random_bytes(d->v[i], 16), 0);
+        if (i % 3 == 0) assert_int_equal(svc_random_bytes(odd, 1 + i % 7), 0);
+    }
+    return NULL;
+}
+
+static void test_random_small_draws_never_repeat_across_blocks_and_threads(void **state) {
+    (void)state;
+    enum { N = 20000 };
+    unsigned char (*v)[16] = calloc(2 * N, 16);
+    assert_non_null(v);
+    struct draws mine = {v, N}, theirs = {v + N, N};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, draw16, &theirs), 0);
+    draw16(&mine);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    static const unsigned char zero[16];
+    for (size_t i = 0; i < 2 * N; i++) assert_true(memcmp(v[i], zero, 16) != 0);
+    qsort(v, 2 * N, 16, cmp16);
+    for (size_t i = 1; i < 2 * N; i++) assert_true(memcmp(v[i - 1], v[i], 16) != 0);
+    unsigned char big[100];   /* larger draws go straight to the kernel */
+    memset(big, 0, sizeof big);
+    assert_int_equal(svc_random_bytes(big, sizeof big), 0);
+    assert_true(memcmp(big, zero, 16) != 0 && memcmp(big + 84, zero, 16) != 0);
+    free(v);
 }
 
 static void test_uuid7_is_version7_time_ordered_and_unique(void **state) {
@@ -381,6 +419,7 @@ static void test_http_thread_mode_defaults_and_choices(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_small_draws_never_repeat_across_blocks_and_threads),
         cmocka_unit_test(test_config_reads_plain_values_and_defaults),
         cmocka_unit_test(test_config_missing_required_is_one_error_line),
         cmocka_unit_test(test_config_file_variant_wins_and_strips_newline),

@@ -21,7 +21,9 @@ void svc_uuid7(char out[SVC_UUID_LEN + 1]);
 void svc_uuid7_from(const unsigned char random[SVC_UUID7_RANDOM_BYTES], char out[SVC_UUID_LEN + 1]);
 /* Canonical lower/upper-case 8-4-4-4-12 hex UUID check. */
 bool svc_uuid_is_valid(const char *s);
-/* Fill buf with n bytes from the OS CSPRNG; returns 0 or -1. */
+/* Fill buf with n bytes from the OS CSPRNG (getrandom); returns 0 or -1. Draws of up to 32 bytes
+ * come from a per-thread block of getrandom output, each byte given out once: no system call per
+ * id. Thread-safe; not fork-safe (a forked child would repeat its parent's block). */
 int svc_random_bytes(void *buf, size_t n);
 
 #endif
