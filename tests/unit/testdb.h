@@ -2,9 +2,9 @@
  *
  * Needs TEST_PG_CONNINFO (a superuser conninfo without password) and TEST_PG_PASSWORD (its
  * password, may be empty); their absence is an error, not a skip. testdb_create makes DATABASE
- * <tag>_<pid>, creates SCHEMA <schema> in it and applies db/<schema>/NNN_*.sql in name order, as
- * the service's migration runner would (run the test from the repository root). testdb_drop
- * removes it again.
+ * <tag>_<pid>, creates in it the extensions db/bootstrap.sql creates, then SCHEMA <schema>, and
+ * applies db/<schema>/NNN_*.sql in name order, as the service's migration runner would (run the
+ * test from the repository root). testdb_drop removes it again.
  *
  * Header-only (static functions) because each unit test is one translation unit. Ownership: the
  * struct owns t->db; connections from testdb_connect belong to the caller (PQfinish). */
@@ -103,6 +103,21 @@ static int testdb_migrate(PGconn *c, const char *schema) {
     return rc;
 }
 
+/* The extensions db/bootstrap.sql creates (its `CREATE EXTENSION` lines, one statement a line),
+ * created in c as bootstrap does before any service migrates: 0 or -1. */
+static int testdb_extensions(PGconn *c) {
+    char *text = testdb_slurp("db/bootstrap.sql");
+    if (!text) {
+        fprintf(stderr, "testdb: cannot read db/bootstrap.sql (run from the repository root)\n");
+        return -1;
+    }
+    int rc = 0;
+    for (char *line = strtok(text, "\n"); line && rc == 0; line = strtok(NULL, "\n"))
+        if (!strncmp(line, "CREATE EXTENSION ", 17)) rc = testdb_exec(c, line);
+    free(text);
+    return rc;
+}
+
 /* Creates and migrates the database; 0 or -1 (reason on stderr). */
 static int testdb_create(struct testdb *t, const char *tag, const char *schema) {
     memset(t, 0, sizeof *t);
@@ -127,7 +142,7 @@ static int testdb_create(struct testdb *t, const char *tag, const char *schema) 
     /* a later keyword wins in a conninfo string, so appending dbname switches the database */
     snprintf(t->conninfo, sizeof t->conninfo, "%s dbname=%s", t->admin_conninfo, t->name);
     t->db = testdb_connect(t);
-    return t->db && testdb_migrate(t->db, schema) == 0 ? 0 : -1;
+    return t->db && testdb_extensions(t->db) == 0 && testdb_migrate(t->db, schema) == 0 ? 0 : -1;
 }
 
 #ifdef cmocka_unit_test /* with cmocka.h included before this header */
