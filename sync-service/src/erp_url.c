@@ -51,6 +51,8 @@ static bool v6_refused(const unsigned char *b) {
     static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
     if (memcmp(b, mapped, 12) == 0 || memcmp(b, zero, 12) == 0 || memcmp(b, nat64, 12) == 0)
         return v4_refused((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
+    static const unsigned char nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
+    if (memcmp(b, nat64_local, 6) == 0) return true;   /* 64:ff9b:1::/48 local-use NAT64 (RFC 8215) */
     if ((b[0] & 0xfe) == 0xfc) return true;                  /* fc00::/7 unique local (fd00::/8) */
     if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;  /* fe80::/10 link-local */
     if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) return true;  /* fec0::/10 site-local (deprecated) */

@@ -7,7 +7,8 @@
  *    public: loopback, private, shared (CGNAT), link-local (169.254.0.0/16, fe80::/10, so the
  *    metadata address 169.254.169.254), unique-local (fc00::/7, so fd00::/8 and fd00:ec2::254),
  *    multicast, reserved, documentation and unspecified addresses are refused, IPv4-mapped and
- *    NAT64 IPv6 forms by their IPv4 address. A host that does not resolve is refused too.
+ *    NAT64 IPv6 forms by their IPv4 address; the local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215,
+ *    which a site's translator may map onto any IPv4 address, private ones included) entirely. A host that does not resolve is refused too.
  *    getaddrinfo's numeric forms count as what they mean: "167772161" and "0x0a.1" are 10.0.0.1.
  *  - at connect time (erp_url_connect_ok, called by the HTTP client for every address it is about
  *    to connect to): the same rule on the address actually used, so a name that resolved to a

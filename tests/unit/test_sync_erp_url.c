@@ -46,6 +46,18 @@ static void test_non_public_addresses_are_refused(void **state) {
         if (refused(good[i])) fail_msg("%s should be allowed", good[i]);
 }
 
+/* Found by fuzz/fuzz_sync_erp_url.c (fuzz/corpus/sync_erp_url/regress-nat64-local-use-prefix):
+ * the local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215) was let through, although a site's
+ * translator maps it onto IPv4 addresses of its choosing, private ones included. */
+static void test_local_use_nat64_prefix_is_refused(void **state) {
+    const char *bad[] = {"64:ff9b:1::a00:1", "64:ff9b:1::", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff", "64:ff9b:1::808:808"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (!refused(bad[i])) fail_msg("%s should be refused", bad[i]);
+    const char *good[] = {"64:ff9b::808:808", "64:ff9b:2::1", "64:ff9a:1::1"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (refused(good[i])) fail_msg("%s should be allowed", good[i]);
+}
+
 static void test_url_syntax(void **state) {
     struct erp_url u;
     const char *why;
@@ -182,6 +194,7 @@ static void test_tenant_bodies_are_validated_field_by_field(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_non_public_addresses_are_refused),
+        cmocka_unit_test(test_local_use_nat64_prefix_is_refused),
         cmocka_unit_test(test_url_syntax),
         cmocka_unit_test(test_check_resolves_names_and_refuses_private_results),
         cmocka_unit_test(test_allow_list_exempts_hosts_and_host_ports),
