@@ -121,7 +121,8 @@ static bool word(struct rd *r, const char *w) {
     return true;
 }
 
-/* A decoded string value: up to cap bytes kept; flags say what it held. */
+/* A decoded string value: up to cap bytes kept; flags say what it held. A \u0000 is not kept
+ * (has_nul says it was there): every user of a value with has_nul must refuse it. */
 struct sval {
     char *buf;
     size_t cap, len;
@@ -219,7 +220,7 @@ static int str(struct rd *r, struct sval *v) {
                     return -1;
                 }
                 if (v && cp == 0) v->has_nul = true;
-                else if (v && cp < 0x20) v->has_ctl = true;
+                else if (v && (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))) v->has_ctl = true;
                 if (cp != 0) put_cp(v, cp);
                 break;
             }
@@ -231,9 +232,11 @@ static int str(struct rd *r, struct sval *v) {
         if (c >= 0x80) {
             size_t n = svc_utf8_seq((const unsigned char *)r->p, (const unsigned char *)r->end);
             if (!n) return -1;
+            if (v && c == 0xC2 && (unsigned char)r->p[1] <= 0x9F) v->has_ctl = true;   /* C1: C2 80..C2 9F */
             r->p += n;
             continue;
         }
+        if (v && c == 0x7F) v->has_ctl = true;   /* DEL */
         r->p++;
     }
     return -1;
@@ -392,7 +395,7 @@ static bool text_ok(const struct field *f, bool required, bool no_ctl) {
 }
 
 static bool price_ok(const struct field *f) {
-    if (f->type != V_STRING || f->s.too_long) return false;
+    if (f->type != V_STRING || f->s.too_long || f->s.has_nul) return false;
     const char *s = f->s.buf, *e = s + f->s.len;
     if (s < e && *s == '-') s++;
     const char *d = s;
@@ -444,7 +447,7 @@ static bool emit(const struct record *rec, enum erp_kind kind, const char *tenan
     const struct field *f = rec->f;
     int64_t us;
     if (!text_ok(&f[F_ID], true, true) || f[F_ID].s.len == 0) return false;
-    if (f[F_UPDATED].type != V_STRING || f[F_UPDATED].s.too_long ||
+    if (f[F_UPDATED].type != V_STRING || f[F_UPDATED].s.too_long || f[F_UPDATED].s.has_nul ||
         erp_parse_rfc3339(f[F_UPDATED].s.buf, f[F_UPDATED].s.len, &us) != 0)
         return false;
     if (f[F_DELETED].type != V_BOOL) return false;
@@ -504,6 +507,7 @@ int erp_page_parse(const char *body, size_t len, enum erp_kind kind, const char 
         do {
             *why = "malformed JSON";
             if (str(&r, &key) != 0 || !eat(&r, ':')) goto bad;
+            key.too_long = key.too_long || key.has_nul;   /* "da\u0000ta" is not "data" */
             key.buf[key.too_long ? 0 : key.len] = '\0';
             ws(&r);
             if (!key.too_long && !strcmp(key.buf, "data")) {

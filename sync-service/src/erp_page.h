@@ -12,7 +12,8 @@
  * the page has beyond the contract are ignored (the ERP may add some).
  *
  * A record is valid when:
- *   id          string, 1-128 bytes, no control characters
+ *   id          string, 1-128 bytes, no control characters (Unicode Cc: U+0000-001F, DEL U+007F and
+ *               C1 U+0080-009F, raw or escaped; the same for email, document and sku)
  *   updated_at  string, RFC 3339 date-time (offset or Z, optional fraction)
  *   deleted     boolean
  *   customers:  name string (≤ 512 bytes) ; email, document string or null (≤ 320 / ≤ 64 bytes)
