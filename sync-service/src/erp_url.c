@@ -177,7 +177,9 @@ int erp_url_parse(const char *url, struct erp_url *out, const char **why) {
     unsigned char buf[16];
     out->ip_literal = inet_pton(AF_INET, out->host, buf) == 1 || inet_pton(AF_INET6, out->host, buf) == 1;
     if (!out->ip_literal && strchr(out->host, ':')) return *why = "the host (and port) are malformed", -1;
-    if (rest[0] == '[' && !out->ip_literal) return *why = "the host (and port) are malformed", -1;
+    /* brackets hold an IPv6 literal only (RFC 3986 IP-literal): "[127.0.0.1]" or "[host]" would
+     * be read differently by whatever else parses the stored URL */
+    if (rest[0] == '[' && inet_pton(AF_INET6, out->host, buf) != 1) return *why = "the host (and port) are malformed", -1;
     return 0;
 }
 

@@ -74,7 +74,9 @@ static void test_url_syntax(void **state) {
     const char *bad[] = {"ftp://host/", "file:///etc/passwd", "gopher://h", "http://user:pw@host/", "http://host/?q=1",
                          "http://host/#f", "http://", "http://host:0/", "http://host:99999/", "http://ho st/",
                          "//host/x", "http://[::1/", "http://::1/", "javascript:alert(1)", "http://host:80:80/",
-                         "http://h\xc3\xa9st/"};
+                         "http://h\xc3\xa9st/",
+                         /* found by fuzz/fuzz_sync_erp_url.c (regress-bracketed-ipv4): brackets hold IPv6 only */
+                         "http://[127.0.0.1]/", "https://[8.8.8.8]:443/", "http://[erp.example.com]/"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why = NULL;
         if (erp_url_parse(bad[i], &u, &why) == 0) fail_msg("%s should not parse", bad[i]);
