@@ -20,6 +20,7 @@
  * splitting, percent-decoding and template matching. */
 #define _GNU_SOURCE
 #include "fuzz.h"
+#include "svc/json_text.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -327,7 +328,7 @@ static int model(const struct _u_request *req, const struct svc_route **route_ou
     if ((chosen->flags & SVC_ROUTE_TSV) && media_is(ct, "text/tab-separated-values")) return 200;
     if (!media_is(ct, "application/json")) { *route_out = NULL; return 415; }
     json_t *body = req->binary_body_length
-                       ? json_loadb(req->binary_body, req->binary_body_length, JSON_REJECT_DUPLICATES, NULL)
+                       ? svc_json_load(req->binary_body, req->binary_body_length, JSON_REJECT_DUPLICATES, NULL)
                        : NULL;
     int st = json_is_object(body) ? 200 : 400;
     json_decref(body);

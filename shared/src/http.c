@@ -9,6 +9,7 @@
  * which app.c sets to the limit + 1: a received body longer than the limit therefore means "too
  * large", whether or not the client sent Content-Length. */
 #include "svc/http.h"
+#include "svc/json_text.h"
 #include "svc/trace.h"
 
 #include <arpa/inet.h>
@@ -435,7 +436,7 @@ static bool phase_body(struct svc_req *r, unsigned long long body_len) {
     }
     json_error_t jerr;
     r->body = u->binary_body_length
-                  ? json_loadb(u->binary_body, u->binary_body_length, JSON_REJECT_DUPLICATES, &jerr)
+                  ? svc_json_load(u->binary_body, u->binary_body_length, JSON_REJECT_DUPLICATES, &jerr)
                   : NULL;
     if (!r->body) {
         /* jansson quotes the input near the error, possibly cut inside a UTF-8 sequence:

@@ -19,6 +19,7 @@
 #include "svc/jwt.h"
 #include "svc/b64url.h"
 #include "svc/crypto.h"
+#include "svc/json_text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -458,7 +459,7 @@ static svc_jwt_err claims_check(const json_t *claims, const struct svc_jwt_expec
 static json_t *part_json(const char *part, size_t len, unsigned char *buf, size_t cap) {
     size_t n;
     if (len == 0 || svc_b64url_decode(part, len, buf, cap, &n) != 0) return NULL;
-    json_t *v = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
+    json_t *v = svc_json_load(buf, n, JSON_REJECT_DUPLICATES, NULL);
     if (v && !json_is_object(v)) {
         json_decref(v);
         return NULL;

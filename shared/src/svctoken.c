@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "svc/cid.h"
+#include "svc/json_text.h"
 
 #define FORCE_MIN_AGE_MS 1000
 
@@ -147,7 +148,7 @@ static bool fetch(struct svc_svctoken *t, char out[SVC_SVCTOKEN_MAX + 1], uint64
         logw(t, "service token request failed", svc_httpc_outcome_str(rs.outcome), rs.status);
     } else {
         json_error_t jerr;
-        json_t *doc = json_loadb(rs.body, rs.len, 0, &jerr);
+        json_t *doc = svc_json_load(rs.body, rs.len, 0, &jerr);
         json_t *tok = json_object_get(doc, "access_token");
         json_t *exp = json_object_get(doc, "expires_in");
         const char *s = json_string_value(tok);

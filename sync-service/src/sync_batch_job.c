@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "svc/json_text.h"
 #include "sync_batch.h"
 #include "sync_ctx.h"
 
@@ -20,7 +21,7 @@ int sync_batch_job_parse_answer(const char *body, size_t len, uint32_t count, st
                              void (*on_invalid)(void *arg, uint32_t index, const char *reason), void *arg) {
     memset(r, 0, sizeof *r);
     if (!body) return -1;
-    json_t *o = json_loadb(body, len, 0, NULL);
+    json_t *o = svc_json_load(body, len, 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         return -1;

@@ -16,6 +16,7 @@
 
 #include "svc/app.h"
 #include "svc/http.h"
+#include "svc/json_text.h"
 
 #define BODY_LIMIT 1024
 #define BULK_LIMIT 4096
@@ -245,6 +246,31 @@ static void test_malformed_json_details_always_carry_line_column_and_reason(void
     }
 }
 
+/* A raw NUL is never part of a JSON text (svc/json_text.h); jansson 2.14 skipped one after a
+ * number, so this body was read as {"a":1,"b":2}. */
+static void test_a_nul_byte_in_a_json_body_is_malformed_wherever_it_stands(void **state) {
+    (void)state;
+    static const char after_number[] = "{\"a\":1\0,\"b\":2}";
+    static const char two_lines[] = "{\"a\":\n 1\0}";
+    struct exchange x;
+    run(&x, "POST", "/echo", after_number, sizeof after_number - 1, NULL);
+    dispatch(&x);
+    assert_int_equal(x.res.status, 400);
+    const json_t *d = json_object_get(error_of(&x, "malformed_json"), "details");
+    assert_string_equal(json_string_value(json_object_get(d, "reason")), "NUL byte in the text");
+    assert_int_equal(json_integer_value(json_object_get(d, "column")), 7);
+    done(&x);
+    json_error_t e;
+    assert_null(svc_json_load(two_lines, sizeof two_lines - 1, 0, &e));
+    assert_int_equal(e.line, 2);
+    assert_int_equal(e.column, 3);
+    assert_int_equal(e.position, 8);
+    static const char clean[] = "{\"a\":1,\"b\":2}";   /* the same text without the NUL */
+    json_t *ok = svc_json_load(clean, sizeof clean - 1, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(ok, "b")), 2);
+    json_decref(ok);
+}
+
 static void test_handler_that_answers_nothing_becomes_a_500_envelope(void **state) {
     (void)state;
     struct exchange x;
@@ -408,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_content_length_beyond_any_integer_is_413),
         cmocka_unit_test(test_unparsable_content_length_is_413_whatever_the_body),
         cmocka_unit_test(test_malformed_json_details_always_carry_line_column_and_reason),
+        cmocka_unit_test(test_a_nul_byte_in_a_json_body_is_malformed_wherever_it_stands),
         cmocka_unit_test(test_handler_that_answers_nothing_becomes_a_500_envelope),
         cmocka_unit_test(test_header_values_with_control_characters_are_never_sent),
         cmocka_unit_test(test_sane_incoming_correlation_id_is_echoed_in_header_and_envelope),

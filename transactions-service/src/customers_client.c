@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "svc/json_text.h"
+
 enum user_state customers_user_state(struct tx_ctx *cx, const char *cid, const char *id, uint32_t *retry_after_s) {
     char path[64];
     snprintf(path, sizeof path, "/internal/users/%s", id);
@@ -20,7 +22,7 @@ enum user_state customers_user_state(struct tx_ctx *cx, const char *cid, const c
     enum user_state st = USER_UNAVAILABLE;
     if (rs.outcome == SVC_HTTPC_OK && rs.status == 200 && rs.body) {
         json_error_t jerr;
-        json_t *doc = json_loadb(rs.body, rs.len, 0, &jerr);
+        json_t *doc = svc_json_load(rs.body, rs.len, 0, &jerr);
         json_t *deleted = json_object_get(doc, "deleted");
         if (json_is_boolean(deleted)) st = json_is_true(deleted) ? USER_DELETED : USER_ACTIVE;
         else svc_log(&cx->app.log, SVC_LOG_ERROR, cid, "customers-service sent a malformed user status", NULL);
