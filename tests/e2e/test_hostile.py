@@ -132,6 +132,22 @@ def test_form_bodies_on_json_routes_are_415(ctx):
             assert err["code"] == "unsupported_media_type" and err["correlation_id"] == cid, err
 
 
+def test_a_nul_byte_in_a_json_body_is_malformed_in_every_service(ctx):
+    """jansson 2.14 skips a raw NUL after a number: {"amount":1<NUL>} parsed as valid JSON. No JSON
+    text holds a raw NUL (svc/json_text.h): 400 malformed_json, nothing written."""
+    adm = admin_session(ctx)
+    routes = [("POST", "/api/auth/login", b'{"login":"x","password":"y","n":1\x00}'),
+              ("POST", "/api/transactions", b'{"type":"deposit","amount":"1.00","currency":"EUR","n":1\x00}'),
+              ("POST", "/api/events", b'{"eventType":"view","sessionId":"s-nul","n":1\x00}')]
+    for method, path, body in routes:
+        cid = new_cid("nul")
+        hdrs = [("Content-Type", "application/json"), ("X-Correlation-ID", cid), ("Authorization", "Bearer " + adm["access"]),
+                ("Idempotency-Key", cid)]
+        st, h, b = _nginx(ctx, build(method, path, hdrs, body))
+        err = assert_json_envelope(st, h, b, 400, "%s %s with a NUL byte" % (method, path))
+        assert err["code"] == "malformed_json" and err["details"]["reason"] == "NUL byte in the text", err
+
+
 # ------------------------------------------------------------------ defect 2: many query parameters
 def _many_params(n):
     return "&".join("p%d=%d" % (i, i) for i in range(n))
