@@ -54,6 +54,10 @@ SERVICES := customers-service transactions-service sync-service
 SERVICE_BINS := $(SERVICES:%=$(B)/%)
 TOOL_DIRS := $(wildcard tools/*/src)
 TOOL_BINS := $(patsubst tools/%/src,$(B)/%,$(TOOL_DIRS))
+# What the simulators share (responses, fault RNG, the daemon): tools/simlib, no src/ so not a
+# tool itself; every tool links it and its objects see sim.h.
+SIMLIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/simlib/*.c))
+$(B)/obj/tools/%.o: CFLAGS += -Itools/simlib
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -84,14 +88,14 @@ $(LIBSHARED): $(SHARED_OBJ)
 
 objs_of = $(patsubst %.c,$(B)/obj/%.o,$(wildcard $(1)/src/*.c))
 
-# $(1) = source dir (customers-service, tools/legacy-api), $(2) = binary name
+# $(1) = source dir (customers-service, tools/legacy-api), $(2) = binary name, $(3) = more objects
 define binary_rule
-$(B)/$(2): $(call objs_of,$(1)) $(LIBSHARED)
+$(B)/$(2): $(call objs_of,$(1)) $(3) $(LIBSHARED)
 	$$(say) LD $$@
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIBSHARED) $$(PKG_LIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call binary_rule,$(s),$(s))))
-$(foreach t,$(TOOL_DIRS),$(eval $(call binary_rule,$(patsubst %/src,%,$(t)),$(patsubst tools/%/src,%,$(t)))))
+$(foreach t,$(TOOL_DIRS),$(eval $(call binary_rule,$(patsubst %/src,%,$(t)),$(patsubst tools/%/src,%,$(t)),$(SIMLIB_OBJ))))
 
 # Unit tests link the shared library and, when named test_<service>_*.c, that service's
 # non-main objects (logic is testable without HTTP). A test may define some of those objects'

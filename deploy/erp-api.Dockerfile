@@ -2,7 +2,8 @@
 # for the tenants' ERPs sync-service synchronises from. Build from the repository root:
 #   docker build -f deploy/erp-api.Dockerfile -t platform/erp-api .
 # Same two-stage layout as the service images; the binary links the same libraries (the Makefile
-# links every binary against the shared library and its dependencies). Global fault knobs:
+# links every binary against the shared library and its dependencies, a simulator also against
+# tools/simlib). Global fault knobs:
 # ERP_SIM_* variables (tools/erp-api/README.md), e.g. ERP_SIM_LATENCY_MS, ERP_SIM_ERROR_RATE;
 # tenants are created through its control API (PUT /_sim/tenants/{tenant}).
 FROM debian:bookworm-slim AS builder
@@ -15,6 +16,7 @@ WORKDIR /src
 COPY Makefile ./
 COPY shared/ shared/
 COPY tools/erp-api/ tools/erp-api/
+COPY tools/simlib/ tools/simlib/
 RUN make -j2 build/erp-api && strip --strip-debug build/erp-api
 
 FROM debian:bookworm-slim

@@ -2,7 +2,8 @@
 # stands in for the legacy user system sync-service imports from. Build from the repository root:
 #   docker build -f deploy/legacy-api.Dockerfile -t platform/legacy-api .
 # Same two-stage layout as the service images; the binary links the same libraries (the Makefile
-# links every binary against the shared library and its dependencies). Fault knobs: LEGACY_*
+# links every binary against the shared library and its dependencies, a simulator also against
+# tools/simlib). Fault knobs: LEGACY_*
 # variables (tools/legacy-api/src/knobs.c), e.g. LEGACY_COUNT, LEGACY_SEED, LEGACY_FAIL_RATE.
 FROM debian:bookworm-slim AS builder
 RUN apt-get update \
@@ -14,6 +15,7 @@ WORKDIR /src
 COPY Makefile ./
 COPY shared/ shared/
 COPY tools/legacy-api/ tools/legacy-api/
+COPY tools/simlib/ tools/simlib/
 RUN make -j2 build/legacy-api && strip --strip-debug build/legacy-api
 
 FROM debian:bookworm-slim

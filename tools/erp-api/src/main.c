@@ -9,35 +9,28 @@
  * latency or a hanging call sleeps inside the handler. A request's tenant is counted as busy
  * (its concurrency) from the moment its headers arrive until MHD reports the answer sent or the
  * connection gone, which is what "never two calls at once per tenant" is measured with.
- * Shutdown: SIGTERM/SIGINT → stop accepting, end sleeps at once, stop the daemon, exit 0. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <microhttpd.h>
-#include <netdb.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
+ * Shutdown: SIGTERM/SIGINT → stop accepting, end sleeps at once, stop the daemon, exit 0.
+ * Responses, the fault RNG and the daemon's setup are tools/simlib's (sim.h), shared with
+ * tools/legacy-api. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
+#include <microhttpd.h>
 #include <openssl/crypto.h>
 
 #include "data.h"
 #include "knobs.h"
+#include "sim.h"
 #include "stats.h"
 #include "svc/buf.h"
 #include "svc/log.h"
 #include "tenants.h"
 
 #define SERVICE "erp-api"
-#define CONNECTION_MEMORY (256 * 1024)
-#define CONNECTION_TIMEOUT_S 300
 #define MAX_BODY 65536
 
 struct server {
@@ -55,87 +48,7 @@ struct req {
     bool too_large;
 };
 
-/* ------------------------------------------------------------------ responses */
-
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype, const char *body,
-                               size_t len, const char *hname, const char *hvalue) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r) return MHD_NO;
-    enum MHD_Result ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    if (ok == MHD_YES && hname) ok = MHD_add_response_header(r, hname, hvalue);
-    if (ok == MHD_YES) ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (ok == MHD_YES) ok = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ok;
-}
-
-static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_t *j) {
-    char *body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
-    json_decref(j);
-    if (!body) return MHD_NO;
-    enum MHD_Result ok = respond(c, status, "application/json", body, strlen(body), NULL, NULL);
-    free(body);
-    return ok;
-}
-
-static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, const char *code, const char *message,
-                                     const char *hname, const char *hvalue) {
-    json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
-    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!body) return MHD_NO;
-    enum MHD_Result ok = respond(c, status, "application/json", body, strlen(body), hname, hvalue);
-    free(body);
-    return ok;
-}
-
 /* ------------------------------------------------------------------ helpers */
-
-static uint64_t rng_next(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static bool chance(uint64_t *state, double p) {
-    if (p <= 0.0) return false;
-    if (p >= 1.0) return true;
-    return (double)(rng_next(state) >> 11) * 0x1p-53 < p;
-}
-
-/* Fault decisions differ between requests (a retry can succeed): seeded from the clock and a
- * request counter, never from the content seed. */
-static uint64_t rng_seed(struct server *srv) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t s = ((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^
-                 (atomic_fetch_add(&srv->requests, 1) * 0xd1b54a32d192ed03ULL);
-    rng_next(&s);
-    return s;
-}
-
-/* Sleeps ms in short slices; false when the server started stopping meanwhile. */
-static bool sleep_ms(struct server *srv, long ms) {
-    while (ms > 0) {
-        if (atomic_load(&srv->stopping)) return false;
-        long step = ms < 50 ? ms : 50;
-        struct timespec ts = {0, step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return !atomic_load(&srv->stopping);
-}
-
-static bool parse_uint(const char *s, unsigned long max, unsigned long *out) {
-    if (!s || !*s || *s < '0' || *s > '9') return false;
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v > max) return false;
-    *out = v;
-    return true;
-}
 
 /* Splits "/a/b/c" into at most max segments (in place); returns the count or -1. */
 static int split_path(char *p, char *seg[], int max) {
@@ -162,16 +75,16 @@ static const char *const MALFORMED[] = {
 static enum MHD_Result handle_erp(struct server *srv, struct req *rq, struct MHD_Connection *c, const char *tenant,
                                   const char *kind_s) {
     int kind = !strcmp(kind_s, "customers") ? DATA_CUSTOMERS : !strcmp(kind_s, "products") ? DATA_PRODUCTS : -1;
-    if (kind < 0) return respond_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no such route", NULL, NULL);
+    if (kind < 0) return sim_respond_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no such route", NULL, NULL);
     struct tenant_view v;
     struct sim_tenant *t = registry_view(srv->reg, tenant, &v);
-    if (!t) return respond_error(c, MHD_HTTP_NOT_FOUND, "tenant_not_found", "no such tenant", NULL, NULL);
+    if (!t) return sim_respond_error(c, MHD_HTTP_NOT_FOUND, "tenant_not_found", "no such tenant", NULL, NULL);
 
     const char *page_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "page");
     const char *per_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "per_page");
     const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "updated_since");
     unsigned long page = 1, per_page = 100;
-    bool page_ok = !page_s || (parse_uint(page_s, 10000000UL, &page) && page >= 1);
+    bool page_ok = !page_s || (sim_parse_uint(page_s, 10000000UL, &page) && page >= 1);
     stats_request(srv->stats, t, kind, page_ok && page == 1, stats_now_ms());
     rq->tenant = t;
     tenant_begin(t);
@@ -179,54 +92,54 @@ static enum MHD_Result handle_erp(struct server *srv, struct req *rq, struct MHD
     struct sim_knobs global;
     registry_defaults(srv->reg, &global);
     long latency = (long)knobs_get(&v.knobs, &global, KNOB_LATENCY_MS);
-    if (latency > 0 && !sleep_ms(srv, latency)) return MHD_NO;
+    if (latency > 0 && !sim_sleep_ms(&srv->stopping, latency)) return MHD_NO;
 
     unsigned status = 200;
     enum MHD_Result ret;
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
     if (!key || strlen(key) != strlen(v.api_key) || CRYPTO_memcmp(key, v.api_key, strlen(key)) != 0) {
         status = 401;
-        ret = respond_error(c, status, "unauthorized", "missing or wrong X-Api-Key", "WWW-Authenticate", "ApiKey");
+        ret = sim_respond_error(c, status, "unauthorized", "missing or wrong X-Api-Key", "WWW-Authenticate", "ApiKey");
         goto counted;
     }
     int64_t since = -1;
-    if (!page_ok || (per_s && (!parse_uint(per_s, DATA_MAX_PER_PAGE, &per_page) || per_page < 1)) ||
+    if (!page_ok || (per_s && (!sim_parse_uint(per_s, DATA_MAX_PER_PAGE, &per_page) || per_page < 1)) ||
         (since_s && data_parse_ts(since_s, &since) != 0)) {
         status = 400;
-        ret = respond_error(c, status, "invalid_parameter",
+        ret = sim_respond_error(c, status, "invalid_parameter",
                             "page >= 1, per_page 1-500 and updated_since an RFC 3339 date-time", NULL, NULL);
         goto counted;
     }
 
-    uint64_t rng = rng_seed(srv);
+    uint64_t rng = sim_rng_seed(&srv->requests);
     if (knobs_get(&v.knobs, &global, KNOB_FAIL) != 0) {
         status = (unsigned)knobs_get(&v.knobs, &global, KNOB_FAIL_STATUS);
-        ret = respond_error(c, status, "erp_failure", "this ERP always fails", NULL, NULL);
+        ret = sim_respond_error(c, status, "erp_failure", "this ERP always fails", NULL, NULL);
         goto counted;
     }
-    if (chance(&rng, knobs_get(&v.knobs, &global, KNOB_TIMEOUT_RATE))) {
+    if (sim_chance(&rng, knobs_get(&v.knobs, &global, KNOB_TIMEOUT_RATE))) {
         atomic_fetch_add(&t->hangs, 1);
-        sleep_ms(srv, (long)knobs_get(&v.knobs, &global, KNOB_HANG_MS));
+        sim_sleep_ms(&srv->stopping, (long)knobs_get(&v.knobs, &global, KNOB_HANG_MS));
         return MHD_NO;   /* close without an answer */
     }
-    if (chance(&rng, knobs_get(&v.knobs, &global, KNOB_THROTTLE_RATE))) {
+    if (sim_chance(&rng, knobs_get(&v.knobs, &global, KNOB_THROTTLE_RATE))) {
         char ra[24];
         snprintf(ra, sizeof ra, "%ld", (long)knobs_get(&v.knobs, &global, KNOB_RETRY_AFTER_S));
         status = 429;
-        ret = respond_error(c, status, "rate_limited", "slow down", MHD_HTTP_HEADER_RETRY_AFTER, ra);
+        ret = sim_respond_error(c, status, "rate_limited", "slow down", MHD_HTTP_HEADER_RETRY_AFTER, ra);
         goto counted;
     }
-    if (chance(&rng, knobs_get(&v.knobs, &global, KNOB_ERROR_RATE))) {
+    if (sim_chance(&rng, knobs_get(&v.knobs, &global, KNOB_ERROR_RATE))) {
         static const unsigned codes[] = {500, 502, 503};
-        status = codes[rng_next(&rng) % 3];
-        ret = respond_error(c, status, "erp_error", "simulated server error",
+        status = codes[sim_rng_next(&rng) % 3];
+        ret = sim_respond_error(c, status, "erp_error", "simulated server error",
                             status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
         goto counted;
     }
-    if (chance(&rng, knobs_get(&v.knobs, &global, KNOB_MALFORMED_RATE))) {
+    if (sim_chance(&rng, knobs_get(&v.knobs, &global, KNOB_MALFORMED_RATE))) {
         atomic_fetch_add(&t->malformed, 1);
-        size_t which = rng_next(&rng) % 3;
-        ret = respond(c, 200, which == 2 ? "text/html" : "application/json", MALFORMED[which],
+        size_t which = sim_rng_next(&rng) % 3;
+        ret = sim_respond(c, 200, which == 2 ? "text/html" : "application/json", MALFORMED[which],
                       strlen(MALFORMED[which]), NULL, NULL);
         goto counted;
     }
@@ -237,7 +150,7 @@ static enum MHD_Result handle_erp(struct server *srv, struct req *rq, struct MHD
     if (out.oom) {
         svc_buf_free(&out);
         status = 500;
-        ret = respond_error(c, status, "internal", "out of memory", NULL, NULL);
+        ret = sim_respond_error(c, status, "internal", "out of memory", NULL, NULL);
         goto counted;
     }
     struct MHD_Response *r = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_FREE);
@@ -265,46 +178,46 @@ static json_t *body_json(struct req *rq, char *err, size_t errlen) {
 
 static enum MHD_Result handle_sim_tenant(struct server *srv, struct req *rq, struct MHD_Connection *c,
                                          const char *method, const char *name, bool advance) {
-    if (!tenant_name_ok(name)) return respond_error(c, 400, "invalid_tenant", "tenant: [A-Za-z0-9._-]{1,64}", NULL, NULL);
+    if (!tenant_name_ok(name)) return sim_respond_error(c, 400, "invalid_tenant", "tenant: [A-Za-z0-9._-]{1,64}", NULL, NULL);
     char err[256];
     if (advance) {
         if (strcmp(method, "POST") != 0)
-            return respond_error(c, 405, "method_not_allowed", "use POST", MHD_HTTP_HEADER_ALLOW, "POST");
+            return sim_respond_error(c, 405, "method_not_allowed", "use POST", MHD_HTTP_HEADER_ALLOW, "POST");
         json_t *b = body_json(rq, err, sizeof err);
-        if (!b) return respond_error(c, 400, "invalid_body", err, NULL, NULL);
+        if (!b) return sim_respond_error(c, 400, "invalid_body", err, NULL, NULL);
         json_t *sh = json_object_get(b, "share"), *ds = json_object_get(b, "delete_share");
         double share = json_number_value(sh), del = ds ? json_number_value(ds) : 0.0;
         bool ok = json_is_number(sh) && share >= 0 && share <= 1 && (!ds || (json_is_number(ds) && del >= 0 && del <= 1));
         json_decref(b);
-        if (!ok) return respond_error(c, 400, "invalid_body", "share and delete_share: numbers between 0 and 1", NULL, NULL);
+        if (!ok) return sim_respond_error(c, 400, "invalid_body", "share and delete_share: numbers between 0 and 1", NULL, NULL);
         int k = registry_advance(srv->reg, name, share, del);
-        if (k == -2) return respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
-        if (k < 0) return respond_error(c, 409, "too_many_advances", "no more advances can be recorded", NULL, NULL);
-        return respond_json(c, 200, registry_describe(srv->reg, name, -1));
+        if (k == -2) return sim_respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
+        if (k < 0) return sim_respond_error(c, 409, "too_many_advances", "no more advances can be recorded", NULL, NULL);
+        return sim_respond_json(c, 200, registry_describe(srv->reg, name, -1));
     }
     if (!strcmp(method, "GET")) {
         const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
         int64_t since = -1;
         if (since_s && data_parse_ts(since_s, &since) != 0)
-            return respond_error(c, 400, "invalid_parameter", "since: an RFC 3339 date-time", NULL, NULL);
+            return sim_respond_error(c, 400, "invalid_parameter", "since: an RFC 3339 date-time", NULL, NULL);
         json_t *d = registry_describe(srv->reg, name, since);
-        return d ? respond_json(c, 200, d) : respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
+        return d ? sim_respond_json(c, 200, d) : sim_respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
     }
     if (!strcmp(method, "DELETE")) {
-        if (!registry_delete(srv->reg, name)) return respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
-        return respond(c, 204, "application/json", "", 0, NULL, NULL);
+        if (!registry_delete(srv->reg, name)) return sim_respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
+        return sim_respond(c, 204, "application/json", "", 0, NULL, NULL);
     }
     if (strcmp(method, "PUT") != 0 && strcmp(method, "PATCH") != 0)
-        return respond_error(c, 405, "method_not_allowed", "use GET, PUT, PATCH or DELETE", MHD_HTTP_HEADER_ALLOW,
+        return sim_respond_error(c, 405, "method_not_allowed", "use GET, PUT, PATCH or DELETE", MHD_HTTP_HEADER_ALLOW,
                              "GET, PUT, PATCH, DELETE");
     json_t *b = body_json(rq, err, sizeof err);
-    if (!b) return respond_error(c, 400, "invalid_body", err, NULL, NULL);
+    if (!b) return sim_respond_error(c, 400, "invalid_body", err, NULL, NULL);
     int rc = !strcmp(method, "PUT") ? registry_put(srv->reg, name, b, err, sizeof err)
                                     : registry_patch(srv->reg, name, b, err, sizeof err);
     json_decref(b);
-    if (rc == -2) return respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
-    if (rc < 0) return respond_error(c, 400, "invalid_body", err, NULL, NULL);
-    return respond_json(c, rc == 1 && !strcmp(method, "PUT") ? 201 : 200, registry_describe(srv->reg, name, -1));
+    if (rc == -2) return sim_respond_error(c, 404, "tenant_not_found", "no such tenant", NULL, NULL);
+    if (rc < 0) return sim_respond_error(c, 400, "invalid_body", err, NULL, NULL);
+    return sim_respond_json(c, rc == 1 && !strcmp(method, "PUT") ? 201 : 200, registry_describe(srv->reg, name, -1));
 }
 
 static enum MHD_Result handle_defaults(struct server *srv, struct req *rq, struct MHD_Connection *c,
@@ -312,37 +225,37 @@ static enum MHD_Result handle_defaults(struct server *srv, struct req *rq, struc
     char err[256];
     if (!strcmp(method, "PATCH")) {
         json_t *b = body_json(rq, err, sizeof err);
-        if (!b) return respond_error(c, 400, "invalid_body", err, NULL, NULL);
+        if (!b) return sim_respond_error(c, 400, "invalid_body", err, NULL, NULL);
         int rc = registry_patch_defaults(srv->reg, b, err, sizeof err);
         json_decref(b);
-        if (rc != 0) return respond_error(c, 400, "invalid_body", err, NULL, NULL);
+        if (rc != 0) return sim_respond_error(c, 400, "invalid_body", err, NULL, NULL);
     } else if (strcmp(method, "GET") != 0) {
-        return respond_error(c, 405, "method_not_allowed", "use GET or PATCH", MHD_HTTP_HEADER_ALLOW, "GET, PATCH");
+        return sim_respond_error(c, 405, "method_not_allowed", "use GET or PATCH", MHD_HTTP_HEADER_ALLOW, "GET, PATCH");
     }
     struct sim_knobs k;
     registry_defaults(srv->reg, &k);
     json_t *o = json_object();
     if (o) knobs_to_json(&k, o);
-    return respond_json(c, 200, o);
+    return sim_respond_json(c, 200, o);
 }
 
 static enum MHD_Result handle_stats(struct server *srv, struct MHD_Connection *c, const char *method, bool starts) {
     if (starts) {
         if (strcmp(method, "GET") != 0)
-            return respond_error(c, 405, "method_not_allowed", "use GET", MHD_HTTP_HEADER_ALLOW, "GET");
+            return sim_respond_error(c, 405, "method_not_allowed", "use GET", MHD_HTTP_HEADER_ALLOW, "GET");
         const char *s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since_ms");
         unsigned long since = 0;
-        if (s && !parse_uint(s, (unsigned long)INT64_MAX, &since))
-            return respond_error(c, 400, "invalid_parameter", "since_ms: Unix milliseconds", NULL, NULL);
-        return respond_json(c, 200, stats_starts_json(srv->stats, (int64_t)since));
+        if (s && !sim_parse_uint(s, (unsigned long)INT64_MAX, &since))
+            return sim_respond_error(c, 400, "invalid_parameter", "since_ms: Unix milliseconds", NULL, NULL);
+        return sim_respond_json(c, 200, stats_starts_json(srv->stats, (int64_t)since));
     }
     if (!strcmp(method, "DELETE")) {
         stats_reset(srv->stats, srv->reg);
-        return respond(c, 204, "application/json", "", 0, NULL, NULL);
+        return sim_respond(c, 204, "application/json", "", 0, NULL, NULL);
     }
     if (strcmp(method, "GET") != 0)
-        return respond_error(c, 405, "method_not_allowed", "use GET or DELETE", MHD_HTTP_HEADER_ALLOW, "GET, DELETE");
-    return respond_json(c, 200, stats_json(srv->stats, srv->reg));
+        return sim_respond_error(c, 405, "method_not_allowed", "use GET or DELETE", MHD_HTTP_HEADER_ALLOW, "GET, DELETE");
+    return sim_respond_json(c, 200, stats_json(srv->stats, srv->reg));
 }
 
 /* ------------------------------------------------------------------ dispatch */
@@ -364,21 +277,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    if (rq->too_large) return respond_error(c, 413, "too_large", "body over 64 KiB", NULL, NULL);
+    if (rq->too_large) return sim_respond_error(c, 413, "too_large", "body over 64 KiB", NULL, NULL);
     if (rq->body.oom) return MHD_NO;
 
     char path[512];
-    if (strlen(url) >= sizeof path) return respond_error(c, 404, "not_found", "no such route", NULL, NULL);
+    if (strlen(url) >= sizeof path) return sim_respond_error(c, 404, "not_found", "no such route", NULL, NULL);
     snprintf(path, sizeof path, "%s", url);
     char *seg[5];
     int n = split_path(path, seg, 5);
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (n == 1 && !strcmp(seg[0], "health")) {
-        if (!get) return respond_error(c, 405, "method_not_allowed", "use GET", MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-        return respond(c, 200, "application/json", "{\"status\":\"up\"}", 15, NULL, NULL);
+        if (!get) return sim_respond_error(c, 405, "method_not_allowed", "use GET", MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        return sim_respond(c, 200, "application/json", "{\"status\":\"up\"}", 15, NULL, NULL);
     }
     if (n == 3 && !strcmp(seg[0], "tenants")) {
-        if (!get) return respond_error(c, 405, "method_not_allowed", "use GET", MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        if (!get) return sim_respond_error(c, 405, "method_not_allowed", "use GET", MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         return handle_erp(srv, rq, c, seg[1], seg[2]);
     }
     if ((n == 1 || n == 2) && !strcmp(seg[0], "stats") && (n == 1 || !strcmp(seg[1], "starts")))
@@ -386,7 +299,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (n == 2 && !strcmp(seg[0], "_sim") && !strcmp(seg[1], "defaults")) return handle_defaults(srv, rq, c, method);
     if ((n == 3 || (n == 4 && !strcmp(seg[3], "advance"))) && !strcmp(seg[0], "_sim") && !strcmp(seg[1], "tenants"))
         return handle_sim_tenant(srv, rq, c, method, seg[2], n == 4);
-    return respond_error(c, 404, "not_found", "no such route", NULL, NULL);
+    return sim_respond_error(c, 404, "not_found", "no such route", NULL, NULL);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_ctx, enum MHD_RequestTerminationCode toe) {
@@ -400,39 +313,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_ctx, en
 
 /* ------------------------------------------------------------------ startup / shutdown */
 
-static void mhd_log(void *cls, const char *fmt, va_list ap) {
-    const struct svc_logger *log = cls;
-    char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '.')) msg[--n] = '\0';
-    svc_log(log, SVC_LOG_DEBUG, NULL, msg, NULL);
-}
-
-static void die_config(const char *msg) {
-    fprintf(stderr, SERVICE ": configuration error: %s\n", msg);
-    exit(1);
-}
-
-static long env_long(const char *name, long def, long min, long max) {
-    const char *v = getenv(name);
-    if (!v || !*v) return def;
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || *end || n < min || n > max) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "%s: must be an integer between %ld and %ld", name, min, max);
-        die_config(msg);
-    }
-    return n;
-}
-
 int main(void) {
-    if (!getenv("PORT") || !*getenv("PORT")) die_config("PORT: missing");
-    long port = env_long("PORT", 0, 1, 65535);
-    const char *bind = getenv("BIND") && *getenv("BIND") ? getenv("BIND") : "127.0.0.1";
-    long seed = env_long("ERP_SIM_SEED", 42, 0, (long)(~0UL >> 1));
+    struct sim_server http;
+    sim_server_env(&http, SERVICE);
+    long seed = sim_env_long(SERVICE, "ERP_SIM_SEED", 42, 0, (long)(~0UL >> 1));
 
     struct server *srv = calloc(1, sizeof *srv);
     if (!srv) return 1;
@@ -442,52 +326,26 @@ int main(void) {
     struct sim_knobs k;
     knobs_defaults(&k);
     char err[256];
-    if (knobs_from_env(&k, err, sizeof err) != 0) die_config(err);
+    if (knobs_from_env(&k, err, sizeof err) != 0) sim_die_config(SERVICE, err);
     json_t *defaults = json_object();
     knobs_to_json(&k, defaults);
-    if (registry_patch_defaults(srv->reg, defaults, err, sizeof err) != 0) die_config(err);
+    if (registry_patch_defaults(srv->reg, defaults, err, sizeof err) != 0) sim_die_config(SERVICE, err);
     json_decref(defaults);
     const char *instance = getenv("SERVICE_INSTANCE") && *getenv("SERVICE_INSTANCE") ? getenv("SERVICE_INSTANCE") : SERVICE;
     svc_log_init(&srv->log, SERVICE, instance, getenv("LOG_LEVEL"), STDOUT_FILENO);
 
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    char port_s[8];
-    snprintf(port_s, sizeof port_s, "%ld", port);
-    if (getaddrinfo(bind, port_s, &hints, &ai) != 0 || !ai) die_config("BIND: must be a numeric IPv4 or IPv6 address");
+    const struct sim_server_opts opts = {
+        .handler = on_request, .handler_cls = srv, .completed = on_completed, .completed_cls = srv,
+        .log = &srv->log, .mhd_level = SVC_LOG_DEBUG,
+    };
+    if (sim_server_start(&http, &opts) != 0) return 1;
+    svc_logf(&srv->log, SVC_LOG_INFO, NULL, "listening", "{s:s,s:i}", "bind", http.bind, "port", (int)http.port);
 
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    struct MHD_Daemon *d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, srv,
-                                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-                                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-                                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-                                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, &srv->log, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!d) {
-        fprintf(stderr, SERVICE ": cannot listen on %s:%ld: %s\n", bind, port, strerror(errno));
-        return 1;
-    }
-    svc_logf(&srv->log, SVC_LOG_INFO, NULL, "listening", "{s:s,s:i}", "bind", bind, "port", (int)port);
-
-    int sig = 0;
-    while (sigwait(&sigs, &sig) != 0) {
-    }
+    int sig = sim_server_wait_signal(&http);
     svc_logf(&srv->log, SVC_LOG_INFO, NULL, "stopping", "{s:i}", "signal", sig);
     atomic_store(&srv->stopping, true);
-    MHD_socket lsock = MHD_quiesce_daemon(d);
-    if (lsock != MHD_INVALID_SOCKET) shutdown(lsock, SHUT_RDWR);
-    MHD_stop_daemon(d);
-    if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    sim_server_quiesce(&http);
+    sim_server_stop(&http);
     svc_logf(&srv->log, SVC_LOG_INFO, NULL, "stopped", NULL);
     stats_free(srv->stats);
     registry_free(srv->reg);

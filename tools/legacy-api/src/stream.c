@@ -14,8 +14,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "sim.h"
+
 #define STREAM_BUF 65536
-#define SLEEP_SLICE_MS 50
 
 typedef enum { ST_BEGIN = 0, ST_RECORDS, ST_DONE, ST_DROP } stream_state;
 
@@ -37,17 +38,6 @@ static double since_s(const struct timespec *t0) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) * 1e-9;
-}
-
-bool sim_sleep_ms(struct sim_runtime *rt, long ms) {
-    while (ms > 0) {
-        if (atomic_load(&rt->aborting)) return false;
-        long step = ms < SLEEP_SLICE_MS ? ms : SLEEP_SLICE_MS;
-        struct timespec ts = {step / 1000, (step % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return !atomic_load(&rt->aborting);
 }
 
 struct stream *stream_new(struct sim_runtime *rt, const struct sim_knobs *k, bool ndjson, uint64_t drop_at) {
@@ -105,7 +95,7 @@ static bool stream_fill(struct stream *s) {
             if (due > now) {
                 if (s->len > 0) break;  /* send what is ready; come back when the next is due */
                 long ms = (long)ceil((due - now) * 1000.0);
-                if (!sim_sleep_ms(s->rt, ms > 0 ? ms : 1)) return false;
+                if (!sim_sleep_ms(&s->rt->aborting, ms > 0 ? ms : 1)) return false;
                 continue;
             }
         }

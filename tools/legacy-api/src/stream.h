@@ -39,7 +39,4 @@ struct stream *stream_new(struct sim_runtime *rt, const struct sim_knobs *k, boo
 ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max);
 void stream_free(void *cls);
 
-/* Sleeps ms milliseconds in short slices; returns false early when rt->aborting is set. */
-bool sim_sleep_ms(struct sim_runtime *rt, long ms);
-
 #endif
