@@ -8,28 +8,16 @@ and the request/start counters that the ERP sync tests rely on.
 """
 
 import concurrent.futures
-import contextlib
 import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
+import simproc
+
 T0 = "2025-01-01T00:00:00Z"
-
-
-def _binary(ctx):
-    path = os.environ.get("ERP_API_BIN") or os.path.join(ctx.build_dir, "erp-api")
-    assert os.access(path, os.X_OK), "simulator binary missing: %s (run make)" % path
-    return path
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sim:
@@ -79,35 +67,12 @@ class Sim:
         return self.call("GET", "/stats")[3]
 
 
-@contextlib.contextmanager
+def _binary(ctx):
+    return simproc.binary(ctx, "erp-api", "ERP_API_BIN")
+
+
 def simulator(ctx, **env):
-    port = _free_port()
-    e = {k: v for k, v in os.environ.items() if not k.startswith("ERP_SIM_")}
-    e.update(PORT=str(port), LOG_LEVEL="warn")
-    e.update({k: str(v) for k, v in env.items()})
-    proc = subprocess.Popen([_binary(ctx)], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sim = Sim(proc, port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, "simulator exited: %s" % proc.stderr.read().decode(errors="replace")
-            try:
-                if sim.call("GET", "/health", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "simulator not healthy within 10 s"
-            time.sleep(0.05)
-        yield sim
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stderr.close()
+    return simproc.simulator(_binary(ctx), Sim, "ERP_SIM_", **env)
 
 
 # ------------------------------------------------------------------ the contract
@@ -264,7 +229,7 @@ def test_erp_sim_global_defaults_from_env_and_patch(ctx):
         assert st == 200 and j["error_rate"] == 0 and j["latency_ms"] == 1
         assert sim.page("b", "customers", "k")[0] == 200
         assert sim.call("PATCH", "/_sim/defaults", {"nope": 1})[0] == 400
-    p = subprocess.run([_binary(ctx)], env=dict(os.environ, PORT=str(_free_port()), ERP_SIM_ERROR_RATE="lots"),
+    p = subprocess.run([_binary(ctx)], env=dict(os.environ, PORT=str(simproc.free_port()), ERP_SIM_ERROR_RATE="lots"),
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "ERP_SIM_ERROR_RATE" in p.stderr
 

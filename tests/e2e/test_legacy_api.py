@@ -6,15 +6,15 @@ The validity rules and the array-splitting rule checked here are the ones tools/
 documents for importers. Only the Python standard library is used.
 """
 
-import contextlib
 import http.client
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
+
+import simproc
 
 FIELDS = ("id", "userName", "email", "name", "createdAt", "updatedAt", "deleted")
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
@@ -23,18 +23,6 @@ TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 # ------------------------------------------------------------------ helpers
-
-def _binary(ctx):
-    path = os.environ.get("LEGACY_API_BIN") or os.path.join(ctx.build_dir, "legacy-api")
-    assert os.access(path, os.X_OK), "simulator binary missing: %s (run make)" % path
-    return path
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Sim:
     def __init__(self, proc, port):
@@ -59,36 +47,12 @@ class Sim:
         return json.loads(body)
 
 
-@contextlib.contextmanager
+def _binary(ctx):
+    return simproc.binary(ctx, "legacy-api", "LEGACY_API_BIN")
+
+
 def simulator(ctx, **env):
-    port = _free_port()
-    e = {k: v for k, v in os.environ.items() if not k.startswith("LEGACY_")}
-    e.update(PORT=str(port), LOG_LEVEL="warn")
-    e.update({k: str(v) for k, v in env.items()})
-    proc = subprocess.Popen([_binary(ctx)], env=e, cwd=ctx.repo if hasattr(ctx, "repo") else None,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sim = Sim(proc, port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, "simulator exited: %s" % proc.stderr.read().decode(errors="replace")
-            try:
-                if sim.get("/health", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "simulator not healthy within 10 s"
-            time.sleep(0.05)
-        yield sim
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stderr.close()
+    return simproc.simulator(_binary(ctx), Sim, "LEGACY_", cwd=ctx.repo if hasattr(ctx, "repo") else None, **env)
 
 
 def valid_record(obj):
