@@ -50,7 +50,8 @@ ALTER ROLE sync_svc IN DATABASE platform SET search_path = sync;
 
 -- The shared surface ------------------------------------------------------------------------
 -- Extensions the services' migrations use (creating one needs rights the service roles do not
--- have). pg_trgm: the trigram index behind customers' user search (db/customers/004_search_index.sql).
+-- have). pg_trgm: customers' db/customers/004_search_index.sql (its index was dropped again by 005,
+-- but a new database applies 004 first).
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE ALL ON DATABASE platform FROM PUBLIC;

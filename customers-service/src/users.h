@@ -20,10 +20,8 @@ const char *users_check_name(const char *s);
 const char *users_check_role(const char *s);
 /* Permissions: array of 1..64-char [a-z0-9:._-] strings, at most 32. */
 const char *users_check_permissions(const json_t *perms);
-/* A list search: at most 100 bytes of UTF-8 text without control characters, holding at least
- * three ASCII letters or digits in a row. The search is a substring match served by a trigram
- * index (db/customers/004_search_index.sql); the index finds rows only through a pattern's
- * complete trigrams of letters and digits, and a pattern without one would read the whole index. */
+/* A list search: 1 to 100 bytes of UTF-8 text without control characters; it is matched as a
+ * case-insensitive prefix of user name, e-mail or name (users_repo.c, through their indexes). */
 const char *users_check_search(const char *s);
 /* Every member of the JSON object body not named in allowed (NULL-terminated) is added to fields
  * (an object, borrowed) with the reason "unknown field": request bodies are closed objects. */

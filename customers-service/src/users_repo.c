@@ -185,13 +185,12 @@ svc_status users_repo_soft_delete(PGconn *c, const char *id, char **user_name_ou
                     1, v, user_name_out, NULL);
 }
 
-/* search is matched as a literal substring: LIKE metacharacters are escaped here. */
+/* search is matched as a literal prefix: LIKE metacharacters are escaped here. */
 static char *like_pattern(const char *search) {
     size_t n = strlen(search);
-    char *p = malloc(n * 2 + 3);
+    char *p = malloc(n * 2 + 2);
     if (!p) return NULL;
     size_t o = 0;
-    p[o++] = '%';
     for (size_t i = 0; i < n; i++) {
         if (search[i] == '%' || search[i] == '_' || search[i] == '\\') p[o++] = '\\';
         p[o++] = search[i];
@@ -201,18 +200,19 @@ static char *like_pattern(const char *search) {
     return p;
 }
 
-/* The text a search matches: the three columns joined by newlines, which a search cannot hold
- * (users_check_search), so a match lies within one column. Written exactly as the expression of
- * the trigram index users_search_trgm_idx (db/customers/004_search_index.sql): PostgreSQL uses
- * an expression index only for the same expression. */
-#define USERS_SEARCH_TEXT "(u.user_name || E'\\n' || coalesce(u.email, '') || E'\\n' || u.name)"
+/* A search is a case-insensitive prefix ($3: the escaped prefix and '%') of the user name, the
+ * e-mail or the name, each answered by its lower() B-tree index (db/customers/001_users.sql,
+ * 005_search_by_prefix.sql): in the database's C collation `lower(col) LIKE 'p%'` is an index
+ * range. The expressions must stay exactly those of the indexes. */
+#define USERS_SEARCH_MATCH                                                                         \
+    "(lower(u.user_name) LIKE lower($3) OR lower(u.email) LIKE lower($3) OR lower(u.name) LIKE lower($3))"
 
 /* Keyset pages scan the primary key backwards from the cursor's id (newest first: ids are
  * UUIDv7); the deprecated page= keeps its old order, oldest first, by offset. The filter is
  * written out twice rather than shared through a CTE, which PostgreSQL would materialise whole
  * (every matching id) because the count refers to it too. */
 #define LIST_FILTER                                                                                \
-    "($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR " USERS_SEARCH_TEXT " ILIKE $3)"
+    "($4::bool OR NOT u.deleted) AND ($3::text IS NULL OR " USERS_SEARCH_MATCH ")"
 #define LIST_SQL(order, after)                                                                     \
     "WITH n AS (SELECT CASE WHEN $5::bool THEN (SELECT count(*) FROM customers.users u WHERE " LIST_FILTER ") END AS total),"\
     " pg AS (SELECT u.id FROM customers.users u WHERE " LIST_FILTER " AND " after                  \

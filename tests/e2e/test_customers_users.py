@@ -74,8 +74,8 @@ def test_admin_lists_users_with_pagination_search_and_deleted(ctx):
     users = [register(ctx, user_name="e2e_ls%s_%d" % (tag, i)) for i in range(2)]
     users.append(register(ctx, name="Person Nm%s" % tag))          # found by name only
     users.append(register(ctx, user_name="e2e_ls%s_x" % tag, name="Person Nm%s" % tag))
-    # search on user_name/email (case-insensitive); the deprecated page= in creation order
-    query = {"search": "LS" + tag.upper(), "limit": 2, "page": 1}
+    # search: a prefix of user_name/email (case-insensitive); the deprecated page= in creation order
+    query = {"search": "E2E_LS" + tag.upper(), "limit": 2, "page": 1}
     p1 = _list(ctx, admin, query).json
     assert (p1["page"], p1["limit"], p1["total"], p1["has_more"]) == (1, 2, 3, True), p1
     ids = [u["id"] for u in p1["data"]]
@@ -88,15 +88,15 @@ def test_admin_lists_users_with_pagination_search_and_deleted(ctx):
     p3 = _list(ctx, admin, query).json
     assert p3["data"] == [] and p3["total"] == 3, p3
     # the same search by cursor: newest first, pages of 2, no total unless asked for
-    c1 = _list(ctx, admin, {"search": "LS" + tag.upper(), "limit": 2}).json
+    c1 = _list(ctx, admin, {"search": "E2E_LS" + tag.upper(), "limit": 2}).json
     assert c1["has_more"] is True and c1["next_cursor"] and "total" not in c1 and "page" not in c1, c1
-    c2 = _list(ctx, admin, {"search": "LS" + tag.upper(), "limit": 2, "cursor": c1["next_cursor"],
+    c2 = _list(ctx, admin, {"search": "E2E_LS" + tag.upper(), "limit": 2, "cursor": c1["next_cursor"],
                             "include_total": "true"}).json
     assert c2["has_more"] is False and c2["next_cursor"] is None and c2["total"] == 3, c2
     newest_first = [u["id"] for u in c1["data"] + c2["data"]]
     assert newest_first == [users[3]["id"], users[1]["id"], users[0]["id"]], "not newest first: %s" % newest_first
     # search on name
-    r = _list(ctx, admin, {"search": "nm" + tag, "include_total": "true"}).json
+    r = _list(ctx, admin, {"search": "person nm" + tag, "include_total": "true"}).json
     assert sorted(u["id"] for u in r["data"]) == sorted([users[2]["id"], users[3]["id"]]) and r["total"] == 2, r
     assert r["limit"] == 20 and r["has_more"] is False, "default limit=20: %r" % r
     # limits
@@ -105,9 +105,9 @@ def test_admin_lists_users_with_pagination_search_and_deleted(ctx):
     assert _list(ctx, admin, {"search": tag, "limit": 100}).json["limit"] == 100
     # deleted users only with include_deleted=true
     _delete(ctx, admin, users[1]["id"])
-    r = _list(ctx, admin, {"search": "ls" + tag, "include_total": "true"}).json
+    r = _list(ctx, admin, {"search": "e2e_ls" + tag, "include_total": "true"}).json
     assert r["total"] == 2 and users[1]["id"] not in [u["id"] for u in r["data"]], r
-    r = _list(ctx, admin, {"search": "ls" + tag, "include_deleted": "true", "include_total": "true"}).json
+    r = _list(ctx, admin, {"search": "e2e_ls" + tag, "include_deleted": "true", "include_total": "true"}).json
     assert r["total"] == 3, r
     gone = [u for u in r["data"] if u["id"] == users[1]["id"]]
     assert gone and gone[0]["deleted"] is True and gone[0]["deleted_at"], r
@@ -115,39 +115,40 @@ def test_admin_lists_users_with_pagination_search_and_deleted(ctx):
     call(ctx, "GET", "/api/users", 400, "validation_failed", path="/api/users?include_deleted=yes", token=admin)
 
 
-def test_a_search_is_a_literal_substring_the_index_can_serve(ctx):
-    """A search needs three letters or digits in a row (the trigram index looks a pattern up by
-    its trigrams; one without any would read the whole index), holds no control character, and
-    matches literally: LIKE's % and _ are plain characters."""
+def test_a_search_is_a_literal_prefix_of_user_name_email_or_name(ctx):
+    """A search is a case-insensitive prefix of user name, e-mail or name (LIKE's % and _ are
+    plain characters); 1 to 100 bytes without control characters."""
     admin = admin_session(ctx)["access"]
     tag = os.urandom(4).hex()
-    u = register(ctx, user_name="e2e_sr%s" % tag, name="Zoë Srch%s" % tag)
-    for bad in ("ab", "a.b.c", "%%%", "__", "a1-b2-c3", "ab\ncd" + tag, "x" * 101):
+    u = register(ctx, user_name="e2e_sr%s" % tag, email="Mail.%s@example.test" % tag, name="Zoë Srch%s" % tag)
+    for bad in ("ab\ncd" + tag, "ab\x85cd", "x" * 101):
         r = _list(ctx, admin, {"search": bad}, 400, "validation_failed")
         assert "search" in r.json["error"]["details"]["fields"], r.json
-    # e-mail, user name and name, any case; the 3-character minimum is enough
-    for good in (tag.upper(), "SR" + tag[:1], "zoë srch" + tag, "e2e_sr" + tag, tag + "@"):
+    for good in ("E2E_SR" + tag, "e2e_sr" + tag[:3], "mail." + tag, "MAIL.%s@EXAMPLE.TEST" % tag, "zoë srch" + tag,
+                 "Zoë Srch%s" % tag):
         ids = [x["id"] for x in _list(ctx, admin, {"search": good, "limit": 100}).json["data"]]
         assert u["id"] in ids, (good, ids)
-    # % and _ are literal, and a match never spans two columns
-    for literal in ("e2e%sr" + tag, "e2e_s_" + tag, tag + "e2e-sr" + tag, tag + "@example.testZoë"):
-        assert _list(ctx, admin, {"search": literal}).json["data"] == [], literal
-    # an empty search is no filter
+    # not a prefix: the middle of a value, % and _ as wildcards
+    for miss in ("sr" + tag, tag + "@example", "srch" + tag, "e2e%sr" + tag, "e2e_s_" + tag, "%" + tag):
+        assert _list(ctx, admin, {"search": miss}).json["data"] == [], miss
+    # an empty search is no filter; one character is a search
     assert _list(ctx, admin, {"search": "", "limit": 1}).json["data"]
+    assert _list(ctx, admin, {"search": "e", "limit": 1}).json["data"]
 
 
-def test_the_search_expression_is_the_one_the_trigram_index_holds(ctx):
-    """users_repo.c's USERS_SEARCH_TEXT and the index of db/customers/004_search_index.sql must be
-    the same expression, or every search reads the whole table again. Checked with PostgreSQL's
-    own planner: with sequential and plain index scans off, the filter must be answered from
-    users_search_trgm_idx."""
+def test_the_search_is_answered_from_the_three_lower_indexes(ctx):
+    """users_repo.c's USERS_SEARCH_MATCH must use the expressions of the lower() indexes on user
+    name, e-mail and name, or a search reads the whole table. Checked with PostgreSQL's planner:
+    with sequential and plain index scans off, the filter is a bitmap over the three indexes."""
     src = open(os.path.join(REPO, "customers-service", "src", "users_repo.c")).read()
-    m = re.search(r'#define USERS_SEARCH_TEXT "((?:[^"\\]|\\.)*)"', src)
-    assert m, "USERS_SEARCH_TEXT not found in users_repo.c"
-    expr = m.group(1).encode().decode("unicode_escape")
+    m = re.search(r'#define USERS_SEARCH_MATCH\s*\\\s*"((?:[^"\\]|\\.)*)"', src)
+    assert m, "USERS_SEARCH_MATCH not found in users_repo.c"
+    cond = m.group(1).encode().decode("unicode_escape").replace("lower($3)", "'abc%'")
     plan = ctx.psql("SET enable_seqscan = off; SET enable_indexscan = off; "
-                    "EXPLAIN SELECT u.id FROM customers.users u WHERE %s ILIKE '%%abcdef%%'" % expr).out
-    assert "users_search_trgm_idx" in plan, plan
+                    "EXPLAIN SELECT u.id FROM customers.users u WHERE %s" % cond).out
+    for index in ("users_user_name_lower_key", "users_email_lower_key", "users_name_lower_idx"):
+        assert index in plan, plan
+    assert "Seq Scan" not in plan, plan
 
 
 def test_non_admin_cannot_list_users(ctx):
