@@ -750,23 +750,40 @@ void svc_httpc_response_free(struct svc_httpc_response *r) {
 
 /* ---------- metrics ---------- */
 
-void svc_httpc_metrics_render(struct svc_httpc *c, struct svc_buf *out) {
-    int n = atomic_load_explicit(&c->nupstreams, memory_order_acquire);
+void svc_httpc_metrics_render_all(struct svc_httpc *const *cs, int ncs, struct svc_buf *out) {
     svc_buf_puts(out, "# HELP http_client_requests_total Outbound HTTP attempts by upstream and outcome.\n"
                       "# TYPE http_client_requests_total counter\n");
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < K_COUNT; j++)
-            svc_buf_printf(out, "http_client_requests_total{upstream=\"%s\",outcome=\"%s\"} %lu\n",
-                           c->upstreams[i].name, kind_label[j],
-                           atomic_load_explicit(&c->upstreams[i].attempts[j], memory_order_relaxed));
+    for (int k = 0; k < ncs; k++) {
+        struct svc_httpc *c = cs[k];
+        int n = c ? atomic_load_explicit(&c->nupstreams, memory_order_acquire) : 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < K_COUNT; j++)
+                svc_buf_printf(out, "http_client_requests_total{upstream=\"%s\",outcome=\"%s\"} %lu\n",
+                               c->upstreams[i].name, kind_label[j],
+                               atomic_load_explicit(&c->upstreams[i].attempts[j], memory_order_relaxed));
+    }
     svc_buf_puts(out, "# HELP http_client_retries_total Outbound HTTP attempts after the first one of a call.\n"
                       "# TYPE http_client_retries_total counter\n");
-    for (int i = 0; i < n; i++)
-        svc_buf_printf(out, "http_client_retries_total{upstream=\"%s\"} %lu\n", c->upstreams[i].name,
-                       atomic_load_explicit(&c->upstreams[i].retries, memory_order_relaxed));
+    for (int k = 0; k < ncs; k++) {
+        struct svc_httpc *c = cs[k];
+        int n = c ? atomic_load_explicit(&c->nupstreams, memory_order_acquire) : 0;
+        for (int i = 0; i < n; i++)
+            svc_buf_printf(out, "http_client_retries_total{upstream=\"%s\"} %lu\n", c->upstreams[i].name,
+                           atomic_load_explicit(&c->upstreams[i].retries, memory_order_relaxed));
+    }
     svc_buf_puts(out, "# HELP circuit_breaker_state Circuit breaker state per upstream (0 closed, 1 half-open, 2 open).\n"
                       "# TYPE circuit_breaker_state gauge\n");
-    for (int i = 0; i < n; i++)
-        svc_buf_printf(out, "circuit_breaker_state{upstream=\"%s\"} %d\n", c->upstreams[i].name,
-                       (int)svc_breaker_state(c->upstreams[i].breaker));
+    for (int k = 0; k < ncs; k++) {
+        struct svc_httpc *c = cs[k];
+        int n = c ? atomic_load_explicit(&c->nupstreams, memory_order_acquire) : 0;
+        for (int i = 0; i < n; i++) {
+            if (!c->upstreams[i].base_url) continue;   /* target-only: each target has its own breaker */
+            svc_buf_printf(out, "circuit_breaker_state{upstream=\"%s\"} %d\n", c->upstreams[i].name,
+                           (int)svc_breaker_state(c->upstreams[i].breaker));
+        }
+    }
+}
+
+void svc_httpc_metrics_render(struct svc_httpc *c, struct svc_buf *out) {
+    svc_httpc_metrics_render_all(&c, 1, out);
 }

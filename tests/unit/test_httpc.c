@@ -855,6 +855,22 @@ static void test_target_calls_use_their_own_url_breaker_header_and_address_check
     t.header_value = "a\r\nX-Evil: 1";
     assert_int_equal(svc_httpc_request(f->c, &req, &r), SVC_HTTPC_INVALID);
     svc_httpc_response_free(&r);
+    /* Metrics: the target-only upstream's calls are counted; it has no breaker line of its own
+     * (its targets' breakers are the caller's to report). */
+    assert_int_equal(metric(f, "http_client_requests_total{upstream=\"ext\",outcome=\"success\"} "), 1);
+    assert_int_equal(metric(f, "circuit_breaker_state{upstream=\"ext\"}"), -1);
+    assert_int_equal(metric(f, "circuit_breaker_state{upstream=\"api\"} "), 0);
+    /* Several clients in one /metrics: each family's HELP/TYPE once, every client's lines. */
+    struct svc_buf all;
+    svc_buf_init(&all);
+    svc_httpc_metrics_render_all((struct svc_httpc *[]){f->c, NULL, f->c}, 3, &all);
+    svc_buf_append(&all, "", 1);
+    int types = 0, ext = 0;
+    for (const char *p = all.data; (p = strstr(p, "# TYPE http_client_requests_total")); p++) types++;
+    for (const char *p = all.data; (p = strstr(p, "http_client_retries_total{upstream=\"ext\"}")); p++) ext++;
+    assert_int_equal(types, 1);
+    assert_int_equal(ext, 2);
+    svc_buf_free(&all);
     /* The secret is never logged. */
     fflush(f->logf);
     rewind(f->logf);

@@ -38,7 +38,9 @@
  *   http_client_requests_total{upstream,outcome}  outcome: success client_error rate_limited
  *       server_error timeout connect_error network_error too_large svc_breaker_open
  *   http_client_retries_total{upstream}           attempts after the first (incl. a 401 refresh)
- *   circuit_breaker_state{upstream}               0 closed, 1 half-open, 2 open
+ *   circuit_breaker_state{upstream}               0 closed, 1 half-open, 2 open (not for an upstream
+ *                                                 added without a base URL: its calls' breakers are
+ *                                                 their targets', which the caller reports)
  *
  * Synchronisation: upstreams live in a fixed table; svc_httpc_add_upstream is serialised by a mutex
  * and publishes the new entry with a release store, so it may run while other threads call.
@@ -166,6 +168,9 @@ void svc_httpc_each_upstream(struct svc_httpc *c, void (*fn)(void *arg, const ch
 
 /* Appends the metrics above, HELP/TYPE lines included, in Prometheus text format. */
 void svc_httpc_metrics_render(struct svc_httpc *c, struct svc_buf *out);
+/* The same for several clients of one process (NULL entries skipped), each family's HELP/TYPE
+ * once (a family split over two blocks is not valid exposition text). */
+void svc_httpc_metrics_render_all(struct svc_httpc *const *cs, int n, struct svc_buf *out);
 
 /* "ok", "svc_breaker_open", ... */
 const char *svc_httpc_outcome_str(enum svc_httpc_outcome o);
