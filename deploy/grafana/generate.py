@@ -8,8 +8,9 @@ deploy/grafana/PANELS.md (every panel and its queries, for reading without Grafa
 The panels are written here once, as data, so the four dashboards share one layout and one way
 of asking each question; the JSON files are what Grafana imports (Dashboards -> Import, or a
 provisioning folder). Every query filters on `job`: scrape each instance's /metrics with job = the
-service's name (deploy/prometheus/scrape.yml does that on Kubernetes). Figures of a queue come
-from Redis and are the same from every sync instance, so they aggregate with max(), not sum().
+service's name (deploy/prometheus/scrape.yml does that on Kubernetes). Figures of a queue, of the
+events' stream and the counts of tenants per ERP sync state describe shared state (Redis,
+PostgreSQL) and are the same from every sync instance, so they aggregate with max(), not sum().
 tests/e2e/test_observability.py checks every metric and label named here against the /metrics of
 a running stack; tests/static/run runs --check.
 """
@@ -86,7 +87,7 @@ def http_panels(job):
 
 
 def client_panels(job):
-    sel = 'job="%s"' % job
+    sel = 'job="%s",upstream="customers"' % job
     return ("Calls to customers-service", [
         p("Circuit breaker state",
           ['max by (instance, upstream) (circuit_breaker_state{%s})' % sel], "short",
@@ -114,6 +115,112 @@ def queue_panels(job):
         p("Jobs finished per second by result",
           ['max by (queue, result) (rate(queue_jobs_processed_total{%s}[%s]))' % (sel, RI)], "ops",
           "completed, retried, failed (dead-lettered), reclaimed (a worker died).", "{{queue}} {{result}}"),
+    ])
+
+
+def erp_panels():
+    sel = 'job="sync"'
+    q = 'job="sync",queue="erp-sync"'
+    return ("ERP synchronisation", [
+        p("ERP jobs per second by outcome",
+          ['sum by (outcome) (rate(erp_jobs_total{%s}[%s]))' % (sel, RI)], "ops",
+          "completed; failed (retried later); dead (dead-lettered: alert ErpTenantsFailing); deferred (put back "
+          "without spending an attempt, see the deferrals panel); skipped (tenant inactive or deleted).", "{{outcome}}"),
+        p("Tenants by sync state",
+          ['max by (state) (erp_tenants{%s})' % sel], "short",
+          "The status API's state of every tenant, counted every ERP_TENANTS_SAMPLE_MS. failing and auth_failed "
+          "fire ErpTenantsFailing; GET /api/tenants/{id}/status says which kind and why.", "{{state}}"),
+        p("Records per second: fetched, upserted, unchanged, invalid",
+          ['sum by (op) (rate(erp_records_total{%s}[%s]))' % (sel, RI)], "ops",
+          "Read from the ERPs and written: unchanged records are not rewritten; invalid ones are skipped.", "{{op}}"),
+        p("Deferrals per second by reason (lock contention, rate limit, 429)",
+          ['sum by (reason) (rate(erp_job_deferrals_total{%s}[%s]))' % (sel, RI)], "ops",
+          "locked: the tenant's lock was held by another job; rate_limited: ERP_SYNC_RATE_MAX was full; "
+          "throttled: the tenant's ERP asked to wait (429); unavailable: PostgreSQL or Redis failed.", "{{reason}}"),
+        p("ERP calls per second by outcome",
+          ['sum by (outcome) (rate(http_client_requests_total{%s,upstream="erp"}[%s]))' % (sel, RI)], "ops",
+          "Page requests to the tenants' ERPs (rate_limited: 429; breaker_open: refused at once; refused: the "
+          "SSRF check).", "{{outcome}}"),
+        p("Per-ERP circuit breakers by state",
+          ['sum by (state) (erp_breakers{%s})' % sel], "short",
+          "Each instance keeps one breaker per tenant's ERP (ERP_BREAKER_FAILURES, ERP_BREAKER_OPEN_MS), summed "
+          "over the instances; open: that ERP's jobs fail at once and are retried later.", "{{state}}"),
+        p("erp-sync queue depth by state",
+          ['max by (state) (queue_jobs{%s})' % q], "short",
+          "waiting and active jobs; delayed: a slot's jitter, a retry or a deferral; dead: dead letters "
+          "(GET /admin/queues).", "{{state}}", stack=True),
+        p("erp-sync queue lag: age of the oldest job",
+          ['max(queue_oldest_job_age_seconds{%s})' % q], "s",
+          "A job waiting for a worker or running for long (alert ErpSyncQueueLagHigh above 30 min).", "lag"),
+        p("Slots fired and jobs enqueued",
+          ['sum by (event) (increase(erp_schedule_total{%s}[1h]))' % sel], "short",
+          "Over the last hour: cron slots this platform fired (once across instances) and the jobs they and the "
+          "manual triggers enqueued.", "{{event}}"),
+    ])
+
+
+def events_panels():
+    sel = 'job="sync"'
+    return ("Event ingestion", [
+        p("Events accepted per second by type",
+          ['sum by (type) (rate(events_accepted_total{%s}[%s]))' % (sel, RI)], "ops",
+          "In the Redis stream before the 202.", "{{type}}", stack=True),
+        p("Events rejected per second by type and reason",
+          ['sum by (type, reason) (rate(events_rejected_total{%s}[%s]))' % (sel, RI)], "ops",
+          "invalid (400), forbidden (403), rate_limited (429), unavailable (503: backpressure or Redis down).",
+          "{{type}} {{reason}}"),
+        p("Events written per second by type, and duplicates",
+          [('sum by (type) (rate(events_written_total{%s}[%s]))' % (sel, RI), "{{type}}"),
+           ('sum(rate(events_duplicates_total{%s}[%s]))' % (sel, RI), "duplicates")],
+          "ops", "Stored by the consumers; duplicates were stored already (a redelivery) and not written again."),
+        p("Batches written per second by trigger",
+          ['sum by (trigger) (rate(events_batches_total{%s}[%s]))' % (sel, RI)], "ops",
+          "size: EVENTS_BATCH_MAX reached; time: EVENTS_FLUSH_MS after the first event; stop: shutdown. None while "
+          "events are accepted fires EventsNotWritten.", "{{trigger}}"),
+        p("Batch size: p50, p95, p99",
+          [('histogram_quantile(%s, sum by (le) (rate(events_batch_size_bucket{%s}[%s])))' % (qq, sel, RI), "p%s" % n)
+           for qq, n in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))],
+          "short", "Events per written batch."),
+        p("Batch write latency: p50, p95, p99",
+          [('histogram_quantile(%s, sum by (le) (rate(events_batch_write_seconds_bucket{%s}[%s])))' % (qq, sel, RI), "p%s" % n)
+           for qq, n in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))],
+          "s", "Time to store a batch, all its writes."),
+        p("Accepted to committed: p50, p99",
+          [('histogram_quantile(%s, sum by (le) (rate(events_commit_latency_seconds_bucket{%s}[%s])))' % (qq, sel, RI), "p%s" % n)
+           for qq, n in (("0.5", "50"), ("0.99", "99"))],
+          "s", "Per event, from its 202 to its batch's COMMIT."),
+        p("Stream lag: age of the oldest event not written",
+          ['max(events_queue_lag_seconds{%s})' % sel], "s",
+          "Sampled by every instance from the one stream (alert EventsNotWritten above 60 s).", "lag"),
+        p("Stream depth: events accepted, not yet written",
+          ['max(events_queue_depth{%s})' % sel], "short",
+          "At EVENTS_QUEUE_HIGH_WATER new events are refused with 503.", "depth"),
+        p("Backpressure: events refused with 503",
+          [('sum(rate(events_rejected_total{%s,reason="unavailable"}[%s]))' % (sel, RI), "refused/s"),
+           ('max(events_backpressure{%s})' % sel, "over a high-water mark (1)")],
+          "short", "Over a high-water mark (stream depth or Redis memory) every new event gets 503 "
+                   "events_backlogged (alert EventsBackpressure); refused/s also counts Redis being down."),
+        p("Redis used memory",
+          ['max(events_redis_used_memory_bytes{%s})' % sel], "bytes",
+          "Sampled by the events' maintenance; at EVENTS_REDIS_MEMORY_HIGH_WATER (by default 90 % of Redis's "
+          "maxmemory) new events are refused with 503.", "used_memory"),
+        p("Dead letters by type",
+          ['sum by (type) (increase(events_dead_letters_total{%s}[1h]))' % sel], "short",
+          "Over the last hour (alert EventsDeadLettersGrowing); GET /api/events/dead says why, replay after the fix.",
+          "{{type}}"),
+        p("Append pipelines: round trips and requests per trip",
+          [('sum(rate(events_append_round_trips_total{%s}[%s]))' % (sel, RI), "round trips/s"),
+           ('sum(rate(events_append_requests_total{%s}[%s])) / sum(rate(events_append_round_trips_total{%s}[%s]))'
+            % (sel, RI, sel, RI), "requests per trip")],
+          "short", "Requests arriving together share one Redis round trip (EVENTS_APPEND_BATCH_MAX, "
+                   "EVENTS_APPEND_LEADERS)."),
+        p("Write troubles per second",
+          [('sum(rate(events_write_retries_total{%s}[%s]))' % (sel, RI), "retries"),
+           ('sum(rate(events_batch_splits_total{%s}[%s]))' % (sel, RI), "splits"),
+           ('sum(rate(events_write_waits_total{%s}[%s]))' % (sel, RI), "waits for PostgreSQL"),
+           ('sum(rate(events_ack_failures_total{%s}[%s]))' % (sel, RI), "ack failures"),
+           ('sum(rate(events_malformed_entries_total{%s}[%s]))' % (sel, RI), "malformed entries")],
+          "ops", "Retries and splits isolate events PostgreSQL refuses; waits: PostgreSQL away."),
     ])
 
 
@@ -149,7 +256,7 @@ DASHBOARDS = {
         client_panels("sync"),
         queue_panels("sync"),
     ]),
-    "pipelines": ("Pipelines: legacy import, queues", "platform-pipelines", [
+    "pipelines": ("Pipelines: legacy import, ERP sync, events, queues", "platform-pipelines", [
         ("Legacy import", [
             p("Records per second by outcome",
               ['sum by (outcome) (rate(sync_records_total{job="sync"}[%s]))' % RI], "ops",
@@ -162,6 +269,8 @@ DASHBOARDS = {
                ('sum by (result) (increase(sync_stream_attempts_total{job="sync"}[1h]))', "attempts {{result}}")],
               "short", "Over the last hour."),
         ]),
+        erp_panels(),
+        events_panels(),
         queue_panels("sync"),
     ]),
 }

@@ -86,6 +86,18 @@ int erp_client_breaker_state(struct erp_client *c, const char *tenant_id) {
     return b ? (int)svc_breaker_state(b) : -1;
 }
 
+void erp_client_breaker_counts(struct erp_client *c, long counts[3]) {
+    counts[0] = counts[1] = counts[2] = 0;
+    if (!c->slots) return;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->nslots; i++) {
+        if (!c->slots[i].b) continue;
+        int st = (int)svc_breaker_state(c->slots[i].b);
+        if (st >= 0 && st < 3) counts[st]++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void fail(struct erp_page_fetch *out, enum erp_fetch_outcome o, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fail(struct erp_page_fetch *out, enum erp_fetch_outcome o, const char *fmt, ...) {

@@ -87,5 +87,8 @@ void erp_fetch_free(struct erp_page_fetch *f);
 
 /* The tenant's breaker state (for the status API), or -1 when it has none yet. */
 int erp_client_breaker_state(struct erp_client *c, const char *tenant_id);
+/* How many of this instance's tenant breakers are closed, half-open and open (indexed by
+ * svc_breaker_state_t), for /metrics; all 0 before the first call. */
+void erp_client_breaker_counts(struct erp_client *c, long counts[3]);
 
 #endif

@@ -43,13 +43,32 @@ struct erp_settings {
     long retention_interval_ms;      /* RETENTION_INTERVAL_MS */
     long retention_chunk;            /* RETENTION_CHUNK */
     long slot_lease_ms;              /* ERP_SYNC_SLOT_LEASE_MS: a slot's enqueuer must finish or renew within */
+    long tenants_sample_ms;          /* ERP_TENANTS_SAMPLE_MS: how often the tenants' states are counted */
     struct erp_client_config client; /* ERP_* of the HTTP client */
 };
 
+/* Why a job was put back without spending an attempt (erp_job_deferrals_total{reason}). */
+enum erp_defer_reason {
+    ERP_DEFER_LOCKED,        /* the tenant's lock is held by another job */
+    ERP_DEFER_THROTTLED,     /* the tenant's ERP answered 429 and its Retry-After runs */
+    ERP_DEFER_RATE_LIMITED,  /* the global rate limit (ERP_SYNC_RATE_MAX) is full */
+    ERP_DEFER_UNAVAILABLE,   /* PostgreSQL or Redis failed before the job could start */
+    ERP_NDEFER
+};
+
+/* The tenants' sync states as GET /api/tenants/{id}/status computes them (erp_status.h). */
+enum erp_tenant_state { ERP_TENANT_OK, ERP_TENANT_FAILING, ERP_TENANT_AUTH_FAILED, ERP_TENANT_INACTIVE, ERP_NSTATES };
+
+/* Counters are registered in the service's metrics (svc_metrics_counter); the tenant gauges are
+ * sampled by the scheduler thread (erp_sched.h) and rendered with the breakers by
+ * erp_metrics_render (erp_metrics.h). */
 struct erp_metrics {
     atomic_ulong *jobs_completed, *jobs_failed, *jobs_dead, *jobs_deferred, *jobs_skipped;
+    atomic_ulong *deferrals[ERP_NDEFER];
     atomic_ulong *records_fetched, *records_upserted, *records_unchanged, *records_invalid;
     atomic_ulong *slots_fired, *jobs_enqueued;
+    atomic_llong tenants[ERP_NSTATES];   /* tenants per state at the last successful count */
+    atomic_bool tenants_up;              /* the last count succeeded */
 };
 
 struct erp {

@@ -221,9 +221,10 @@ static int64_t jittered(struct erp_thread *t, long ms) {
     return ms + (t ? svc_backoff_uniform(svc_backoff_splitmix64(&t->rng), spread) : 0);
 }
 
-static svc_job_result defer(struct svc_job *job, struct sync_ctx *cx, long ms) {
+static svc_job_result defer(struct svc_job *job, struct sync_ctx *cx, long ms, enum erp_defer_reason why) {
     job->retry_delay_ms = jittered(job->thread_ctx, ms);
     atomic_fetch_add_explicit(cx->erp.m.jobs_deferred, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(cx->erp.m.deferrals[why], 1, memory_order_relaxed);
     return SVC_JOB_DEFER;
 }
 
@@ -247,7 +248,7 @@ static bool load_tenant(struct sync_ctx *cx, struct svc_job *job, const struct e
     }
     svc_logf(&cx->app.log, SVC_LOG_WARN, job->id, "erp: database unavailable; job put back", "{s:s}", "status",
              svc_status_code(st));
-    *res = defer(job, cx, 2000);
+    *res = defer(job, cx, 2000, ERP_DEFER_UNAVAILABLE);
     return false;
 }
 
@@ -261,14 +262,14 @@ static bool admit(struct sync_ctx *cx, struct svc_job *job, const struct erp_job
     long wait = 0;
     svc_status st = erp_lock_acquire(cx->app.redis, spec->tenant, s->lock_ttl_ms, holder, lock, &lr, &wait);
     if (st != SVC_OK) {
-        *res = defer(job, cx, 1000);
+        *res = defer(job, cx, 1000, ERP_DEFER_UNAVAILABLE);
         return false;
     }
     if (lr != ERP_LOCK_ACQUIRED) {
         if (lr == ERP_LOCK_BUSY && wait > s->lock_retry_ms) wait = s->lock_retry_ms;
         svc_logf(&cx->app.log, SVC_LOG_DEBUG, job->id, "erp: job put back", "{s:s,s:s,s:i}", "tenant_id", spec->tenant,
                  "reason", lr == ERP_LOCK_BUSY ? "tenant locked" : "tenant throttled", "wait_ms", (int)wait);
-        *res = defer(job, cx, wait);
+        *res = defer(job, cx, wait, lr == ERP_LOCK_BUSY ? ERP_DEFER_LOCKED : ERP_DEFER_THROTTLED);
         return false;
     }
     char member[SVC_QUEUE_JOB_ID_MAX + 64];
@@ -277,12 +278,12 @@ static bool admit(struct sync_ctx *cx, struct svc_job *job, const struct erp_job
     st = erp_rate_take(cx->app.redis, ERP_RATE_KEY, s->rate_max, s->rate_window_ms, member, &admitted, &wait, NULL);
     if (st != SVC_OK || !admitted) {
         erp_lock_release(cx->app.redis, lock);
-        *res = defer(job, cx, st == SVC_OK ? wait : 1000);
+        *res = st == SVC_OK ? defer(job, cx, wait, ERP_DEFER_RATE_LIMITED) : defer(job, cx, 1000, ERP_DEFER_UNAVAILABLE);
         return false;
     }
     if (erp_keeper_add(&cx->erp.keeper, lock) != 0) {
         erp_lock_release(cx->app.redis, lock);
-        *res = defer(job, cx, 1000);
+        *res = defer(job, cx, 1000, ERP_DEFER_UNAVAILABLE);
         return false;
     }
     return true;

@@ -234,6 +234,25 @@ svc_status erp_repo_auth_failed(PGconn *c, enum erp_kind kind, const char *tenan
     return st;
 }
 
+svc_status erp_repo_tenant_states(PGconn *c, long long counts[4]) {
+    PGresult *r;
+    svc_status st = sql_run(
+        c,
+        "SELECT count(*) FILTER (WHERE s = 0), count(*) FILTER (WHERE s = 1), count(*) FILTER (WHERE s = 2),"
+        "       count(*) FILTER (WHERE s = 3)"
+        " FROM (SELECT CASE WHEN NOT t.is_active THEN 3"
+        "   WHEN EXISTS (SELECT 1 FROM sync.erp_sync_state e WHERE e.tenant_id = t.id AND e.auth_failed) THEN 2"
+        "   WHEN EXISTS (SELECT 1 FROM (VALUES ('customers'), ('products')) k(kind)"
+        "                WHERE (SELECT j.status FROM sync.job_runs j WHERE j.tenant_id = t.id AND j.kind = k.kind"
+        "                       ORDER BY j.started_at DESC, j.id DESC LIMIT 1) IN ('failed', 'dead')) THEN 1"
+        "   ELSE 0 END AS s FROM sync.tenants t) x",
+        0, NULL, &r, NULL);
+    if (st != SVC_OK) return st;
+    for (int i = 0; i < 4; i++) counts[i] = sql_ll(r, 0, i);
+    PQclear(r);
+    return SVC_OK;
+}
+
 svc_status erp_repo_list(PGconn *c, enum erp_kind kind, const char *tenant_id, const struct svc_page *p,
                          int64_t updated_since_us, bool include_deleted, char **json) {
     struct svc_page_sql q;

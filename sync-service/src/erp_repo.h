@@ -53,6 +53,12 @@ svc_status erp_repo_sync_done(PGconn *c, enum erp_kind kind, const char *tenant_
 /* The ERP refused the tenant's key (401): auth_failed set until a sync succeeds or the key changes. */
 svc_status erp_repo_auth_failed(PGconn *c, enum erp_kind kind, const char *tenant_id);
 
+/* Tenants per sync state (counts[enum erp_tenant_state]: ok, failing, auth_failed, inactive), by
+ * the rule of GET /api/tenants/{id}/status (erp_status.h): inactive when not active; else
+ * auth_failed when a kind's key was refused; else failing when the newest job run of a kind
+ * failed or was dead-lettered; else ok. Two index probes per tenant (job_runs by tenant and kind). */
+svc_status erp_repo_tenant_states(PGconn *c, long long counts[4]);
+
 /* GET /api/tenants/{id}/customers|products: by external id, after a cursor; updated_since_us < 0:
  * no filter; include_deleted false: only live records. */
 extern const struct svc_list ERP_CUSTOMERS_LIST, ERP_PRODUCTS_LIST;

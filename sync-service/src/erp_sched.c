@@ -10,6 +10,8 @@
 
 #include "erp_jitter.h"
 #include "erp_job.h"
+#include "erp_metrics.h"
+#include "erp_repo.h"
 #include "erp_runs_repo.h"
 #include "tenants_repo.h"
 
@@ -96,6 +98,8 @@ struct sched_state {
     struct watch watch[WATCH_MAX];
     int nwatch;
     int64_t next_retention_ms;
+    int64_t next_sample_ms;   /* next count of the tenants' states */
+    bool sample_failed;       /* the last count failed (logged once until one succeeds) */
 };
 
 static void slot_key(enum erp_kind kind, int64_t slot, char out[96]) {
@@ -207,6 +211,31 @@ static void check_retention(struct sync_ctx *cx, struct sched_state *s) {
     if (won) erp_retention_run(cx);
 }
 
+/* ------------------------------------------------------------------ tenant states (erp_metrics.h) */
+
+static void sample_tenants(struct sync_ctx *cx, struct sched_state *s) {
+    int64_t now = wall_ms();
+    if (now < s->next_sample_ms) return;
+    s->next_sample_ms = now + cx->erp.set.tenants_sample_ms;
+    long long counts[ERP_NSTATES];
+    svc_status st;
+    PGconn *c = svc_pg_acquire(cx->app.pg, -1, &st);
+    if (c) {
+        st = erp_repo_tenant_states(c, counts);
+        svc_pg_release(cx->app.pg, c);
+    }
+    if (st == SVC_OK) {
+        erp_metrics_set_tenants(&cx->erp.m, counts);
+        s->sample_failed = false;
+        return;
+    }
+    erp_metrics_set_tenants(&cx->erp.m, NULL);
+    if (!s->sample_failed)
+        svc_logf(&cx->app.log, SVC_LOG_WARN, NULL, "erp: cannot count the tenants' states (the gauges keep their values)",
+                 "{s:s}", "status", svc_status_code(st));
+    s->sample_failed = true;
+}
+
 /* ------------------------------------------------------------------ the thread */
 
 static void *sched_main(void *arg) {
@@ -217,6 +246,7 @@ static void *sched_main(void *arg) {
     while (!atomic_load(&cx->stopping)) {
         check_slots(cx, &s);
         check_retention(cx, &s);
+        sample_tenants(cx, &s);
         sync_sleep(cx, 1000 - (long)(wall_ms() % 1000) + 5);   /* just after each second starts */
     }
     return NULL;

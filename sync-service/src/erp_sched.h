@@ -17,6 +17,10 @@
  * (Finished queue entries leave Redis when they finish; dead letters after
  * ERP_SYNC_QUEUE_PRUNE_MS, 24 h, through the queue's own pruning.)
  *
+ * Tenant states: every ERP_TENANTS_SAMPLE_MS (30 s) each instance counts the tenants per sync
+ * state in PostgreSQL for the erp_tenants gauges (erp_metrics.h); a failed count keeps the last
+ * values and is logged once until a count succeeds.
+ *
  * The thread sleeps with sync_sleep (interrupted by the service's stop). */
 #ifndef ERP_SCHED_H
 #define ERP_SCHED_H

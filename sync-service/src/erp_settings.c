@@ -34,6 +34,16 @@ static void load_metrics(struct erp_metrics *m, struct svc_metrics *reg) {
     m->jobs_dead = svc_metrics_counter(reg, "erp_jobs_total", "outcome=\"dead\"", jobs);
     m->jobs_deferred = svc_metrics_counter(reg, "erp_jobs_total", "outcome=\"deferred\"", jobs);
     m->jobs_skipped = svc_metrics_counter(reg, "erp_jobs_total", "outcome=\"skipped\"", jobs);
+    const char *defer = "ERP sync jobs put back without spending an attempt, by reason (locked: the tenant's lock "
+                        "was held; throttled: its ERP's Retry-After; rate_limited: ERP_SYNC_RATE_MAX; unavailable: "
+                        "PostgreSQL or Redis failed).";
+    m->deferrals[ERP_DEFER_LOCKED] = svc_metrics_counter(reg, "erp_job_deferrals_total", "reason=\"locked\"", defer);
+    m->deferrals[ERP_DEFER_THROTTLED] =
+        svc_metrics_counter(reg, "erp_job_deferrals_total", "reason=\"throttled\"", defer);
+    m->deferrals[ERP_DEFER_RATE_LIMITED] =
+        svc_metrics_counter(reg, "erp_job_deferrals_total", "reason=\"rate_limited\"", defer);
+    m->deferrals[ERP_DEFER_UNAVAILABLE] =
+        svc_metrics_counter(reg, "erp_job_deferrals_total", "reason=\"unavailable\"", defer);
     const char *rec = "ERP records read and written by sync jobs.";
     m->records_fetched = svc_metrics_counter(reg, "erp_records_total", "op=\"fetched\"", rec);
     m->records_upserted = svc_metrics_counter(reg, "erp_records_total", "op=\"upserted\"", rec);
@@ -74,6 +84,7 @@ void erp_settings_load(struct erp *e, struct svc_config *c, struct svc_metrics *
     s->retention_interval_ms = svc_config_int(c, "RETENTION_INTERVAL_MS", 86400000, 100, 30L * 86400000);
     s->retention_chunk = svc_config_int(c, "RETENTION_CHUNK", 5000, 1, 1000000);
     s->slot_lease_ms = svc_config_int(c, "ERP_SYNC_SLOT_LEASE_MS", 60000, 100, 3600000);
+    s->tenants_sample_ms = svc_config_int(c, "ERP_TENANTS_SAMPLE_MS", 30000, 1000, 3600000);
     s->client = (struct erp_client_config){
         .connect_timeout_ms = svc_config_int(c, "ERP_CONNECT_TIMEOUT_MS", 5000, 10, 120000),
         .timeout_ms = svc_config_int(c, "ERP_TIMEOUT_MS", 30000, 10, 600000),

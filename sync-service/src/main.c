@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "erp_metrics.h"
 #include "routes.h"
 #include "sync_batch_job.h"
 #include "sync_ctx.h"
@@ -144,12 +145,16 @@ static int ready_hook(struct svc_app *app, json_t *checks) {
 
 static void metrics_hook(struct svc_app *app, struct svc_buf *out) {
     struct sync_ctx *cx = sync_ctx_of(app);
-    svc_customers_metrics(&cx->customers, out);
-    struct svc_queue *queues[2];
+    /* customers-service's client and the ERPs' (upstream "erp"; its breakers: erp_breakers) */
+    struct svc_httpc *clients[2] = {cx->customers.http, cx->erp.client_ready ? cx->erp.client.http : NULL};
+    svc_httpc_metrics_render_all(clients, 2, out);
+    struct svc_queue *queues[3];
     int n = 0;
     if (cx->q_runs) queues[n++] = cx->q_runs;
     if (cx->q_batches) queues[n++] = cx->q_batches;
+    if (cx->erp.q) queues[n++] = cx->erp.q;
     svc_queue_metrics_render(queues, n, out);
+    erp_metrics_render(&cx->erp, out);
     events_metrics_render(&cx->ev.m, out);
 }
 

@@ -30,6 +30,7 @@ import os
 import re
 import time
 
+import lib
 from lib import new_cid
 import openapi_check as oc
 from test_customers_auth import admin_session
@@ -53,6 +54,7 @@ FAST = {
     "ERP_SYNC_CUSTOMERS_CRON": "off",
     "ERP_SYNC_PRODUCTS_CRON": "off",
     "RETENTION_INTERVAL_MS": "1000",
+    "ERP_TENANTS_SAMPLE_MS": "1000",
 }
 TEMPLATES = ((re.compile(r"^/api/tenants/[^/]+/(sync|status|customers|products)$"), "/api/tenants/{id}/%s"),
              (re.compile(r"^/api/tenants/(?!sync$)[^/]+$"), "/api/tenants/{id}"))
@@ -215,6 +217,24 @@ def sim_starts(ctx, since_ms=0):
     return sim(ctx, "GET", "/stats/starts?since_ms=%d" % since_ms, status=200).json["starts"]
 
 
+def metric(ctx, name, agg=sum, **labels):
+    """One series of the sync instances' /metrics: summed (counters of each instance) or, with
+    agg=max, the database's figure every instance reports (erp_tenants)."""
+    vals = []
+    for inst in ctx.instances_of("sync"):
+        r = ctx.http("GET", ctx.direct(inst, "/metrics"), timeout=5)
+        assert r.status == 200, r.status
+        samples, _ = lib.parse_prometheus(r.body.decode())
+        vals += [v for n, l, v in samples if n == name and all(l.get(k) == w for k, w in labels.items())]
+    assert vals, "%s%r not exported" % (name, labels)
+    return agg(vals)
+
+
+def wait_metric(ctx, want, name, agg=sum, timeout=10, **labels):
+    return ctx.wait_until(lambda: metric(ctx, name, agg, **labels) == want, timeout=timeout, interval=0.2,
+                          what="%s%r == %s (now %s)" % (name, labels, want, metric(ctx, name, agg, **labels)))
+
+
 # ------------------------------------------------------------------ manual syncs and data
 
 def test_erp_manual_sync_writes_exactly_the_erps_records_and_a_second_trigger_is_409(ctx):
@@ -308,6 +328,8 @@ def test_erp_records_api_pages_by_cursor_with_filters(ctx):
 def test_erp_wrong_key_is_dead_at_once_and_the_status_says_auth_failed(ctx):
     configure(ctx)
     tid, name, key = make_tenant(ctx, customers=10)
+    auth_failed = metric(ctx, "erp_tenants", max, state="auth_failed")
+    dead = metric(ctx, "erp_jobs_total", outcome="dead")
     api(ctx, "PATCH", "/api/tenants/" + tid, 200, body={"apiKey": "not-the-key"})
     trigger(ctx, tid, "customers")
     rs = wait_runs(ctx, tid, "customers", lambda rs: rs and rs[-1]["status"] == "dead")
@@ -315,15 +337,23 @@ def test_erp_wrong_key_is_dead_at_once_and_the_status_says_auth_failed(ctx):
     st = api(ctx, "GET", "/api/tenants/%s/status" % tid, 200).json
     assert st["state"] == "auth_failed" and st["kinds"]["customers"]["auth_failed"] is True, st
     assert sim_stats(ctx)["tenants"][name]["status"] == {"401": 1}
+    # What the ErpTenantsFailing alert reads (deploy/prometheus/alerts.yml): the tenant counted as
+    # auth_failed by both instances, its job as dead.
+    wait_metric(ctx, auth_failed + 1, "erp_tenants", max, state="auth_failed")
+    wait_metric(ctx, auth_failed + 1, "erp_tenants", min, state="auth_failed")
+    assert metric(ctx, "erp_jobs_total", outcome="dead") == dead + 1
+    assert metric(ctx, "erp_tenants_up", min) == 1
     # The right key again: the next sync succeeds and the status is ok.
     api(ctx, "PATCH", "/api/tenants/" + tid, 200, body={"apiKey": key})
     trigger(ctx, tid, "customers")
     wait_runs(ctx, tid, "customers", done)
     assert api(ctx, "GET", "/api/tenants/%s/status" % tid, 200).json["state"] == "ok"
+    wait_metric(ctx, auth_failed, "erp_tenants", max, state="auth_failed")
 
 
 def test_erp_failing_erp_is_retried_with_backoff_then_dead_while_others_sync(ctx):
     configure(ctx)
+    failing = metric(ctx, "erp_tenants", max, state="failing")
     bad, bad_name, _ = make_tenant(ctx, customers=10, fail=True, fail_status=503)
     good = [make_tenant(ctx, customers=120) for _ in range(3)]
     trigger(ctx, bad, "customers")
@@ -347,10 +377,12 @@ def test_erp_failing_erp_is_retried_with_backoff_then_dead_while_others_sync(ctx
     dead = api(ctx, "GET", "/api/job-runs?tenant=%s&status=dead" % bad, 200).json["data"]
     assert len(dead) == 1 and dead[0]["attempt"] == 3
     assert sim_stats(ctx)["tenants"][bad_name]["status"].get("503") == 3
+    wait_metric(ctx, failing + 1, "erp_tenants", max, state="failing")
 
 
 def test_erp_a_throttled_erp_is_not_called_by_any_job_before_its_retry_after(ctx):
     configure(ctx)
+    throttled = metric(ctx, "erp_job_deferrals_total", reason="throttled")
     tid, name, key = make_tenant(ctx, customers=30, products=30, throttle_rate=1, retry_after_s=2)
     trigger(ctx, tid, "customers")
     ctx.wait_until(lambda: sim_stats(ctx)["tenants"][name]["status"].get("429") == 1, timeout=20, what="a 429")
@@ -363,6 +395,8 @@ def test_erp_a_throttled_erp_is_not_called_by_any_job_before_its_retry_after(ctx
     assert later and all(s["at_ms"] / 1000.0 >= throttled_at + 1.8 for s in later), (throttled_at, later)
     rs = runs(ctx, tid, "customers")
     assert rs[0]["status"] == "failed" and "429" in rs[0]["error"] and rs[-1]["status"] == "completed"
+    # The products job was put back for the Retry-After, counted as such.
+    assert metric(ctx, "erp_job_deferrals_total", reason="throttled") > throttled
 
 
 def test_erp_a_private_address_is_refused_when_the_sync_connects(ctx):
@@ -393,6 +427,23 @@ def test_erp_a_stale_fencing_token_is_refused(ctx):
     assert stored(ctx, tid, "customers") == []
     time.sleep(1.5)
     assert len(runs(ctx, tid, "customers")) == 1, "a superseded job is not retried"
+
+
+def test_erp_a_locked_tenant_puts_its_job_back_counted_as_lock_contention(ctx):
+    """The tenant's lock held elsewhere (here: set by hand for 1.5 s): the job is put back without
+    spending an attempt, counted in erp_job_deferrals_total{reason="locked"} (the dashboard's lock
+    contention), and runs once the lock is gone."""
+    configure(ctx)
+    tid, name, key = make_tenant(ctx, customers=10)
+    locked = metric(ctx, "erp_job_deferrals_total", reason="locked")
+    ctx.redis_cli("SET", "erp:lock:{%s}" % tid, "e2e-holder 0 someone", "PX", "1500")
+    t0 = time.time()
+    trigger(ctx, tid, "customers")
+    rs = wait_runs(ctx, tid, "customers", done, timeout=30)
+    assert len(rs) == 1 and rs[0]["attempt"] == 1, rs
+    assert metric(ctx, "erp_job_deferrals_total", reason="locked") > locked
+    assert sim_stats(ctx)["tenants"][name]["starts"] == 1
+    assert time.time() - t0 >= 1.4
 
 
 # ------------------------------------------------------------------ slots, spread, concurrency, rate
@@ -448,9 +499,11 @@ def test_erp_rate_limit_is_never_exceeded_and_is_used_under_a_backlog(ctx):
     only_active(ctx, [t[0] for t in made])
     idle(ctx)
     sim(ctx, "DELETE", "/stats", status=204)
+    limited = metric(ctx, "erp_job_deferrals_total", reason="rate_limited")
     api(ctx, "POST", "/api/tenants/sync", 202, body={"kind": "customers", "spreadMs": 0})
     for t in made:
         wait_runs(ctx, t[0], "customers", done, timeout=120)
+    assert metric(ctx, "erp_job_deferrals_total", reason="rate_limited") > limited
     starts = sorted(s["at_ms"] for s in sim_starts(ctx))
     assert len(starts) == 40
     # Never more than 5 in any window: admissions are on Redis's clock, the first page reaches the

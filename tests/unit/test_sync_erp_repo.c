@@ -23,6 +23,8 @@
 
 #define TENANT "01936f9e-0000-7000-8000-000000000001"
 #define OTHER "01936f9e-0000-7000-8000-000000000002"
+#define OFF "01936f9e-0000-7000-8000-000000000003"
+#define BACK "01936f9e-0000-7000-8000-000000000004"
 
 static struct testdb g_tdb;
 static PGconn *g_c;
@@ -43,7 +45,7 @@ static int teardown(void **state) {
 
 static int reset(void **state) {
     return testdb_exec(g_tdb.db,
-                       "TRUNCATE sync.erp_customers, sync.erp_products, sync.erp_sync_state, sync.tenants;"
+                       "TRUNCATE sync.erp_customers, sync.erp_products, sync.erp_sync_state, sync.tenants, sync.job_runs;"
                        "INSERT INTO sync.tenants (id, name, erp_base_url, api_key_sealed) VALUES"
                        " ('" TENANT "', 'T', 'http://erp', '\\x00'), ('" OTHER "', 'O', 'http://erp', '\\x00')");
 }
@@ -248,6 +250,51 @@ static void test_watermark_and_auth_state(void **state) {
     assert_int_equal(s.watermark_us, 1735689600123456LL);
 }
 
+/* The erp_tenants gauges count by the status API's rule: only the newest run of each kind counts,
+ * a refused key wins over a failure, an inactive tenant is inactive whatever its runs say. */
+static void test_tenant_states_follow_the_status_rule(void **state) {
+    long long n[4];
+    assert_int_equal(erp_repo_tenant_states(g_c, n), SVC_OK);
+    assert_int_equal(n[0], 2); /* TENANT and OTHER: no run yet */
+    assert_int_equal(n[1] + n[2] + n[3], 0);
+    assert_int_equal(testdb_exec(g_tdb.db, "INSERT INTO sync.tenants (id, name, erp_base_url, api_key_sealed,"
+                                           " is_active) VALUES ('" OFF "', 'Off', 'http://erp', '\\x00', false),"
+                                           " ('" BACK "', 'Back', 'http://erp', '\\x00', true)"),
+                     0);
+    assert_int_equal(
+        testdb_exec(g_tdb.db,
+                    "INSERT INTO sync.job_runs (queue, job_id, kind, tenant_id, attempt, instance, status, started_at)"
+                    " VALUES"
+                    /* TENANT: customers completed, then dead (the newest) → failing; products completed. */
+                    " ('erp-sync', 'a', 'customers', '" TENANT "', 1, 'i', 'completed', now() - interval '2 hours'),"
+                    " ('erp-sync', 'b', 'customers', '" TENANT "', 3, 'i', 'dead', now() - interval '1 hour'),"
+                    " ('erp-sync', 'c', 'products', '" TENANT "', 1, 'i', 'completed', now()),"
+                    /* Back: failed, then completed (the newest) → ok. */
+                    " ('erp-sync', 'd', 'products', '" BACK "', 1, 'i', 'failed', now() - interval '1 hour'),"
+                    " ('erp-sync', 'e', 'products', '" BACK "', 2, 'i', 'completed', now()),"
+                    /* Off: failed, but inactive. */
+                    " ('erp-sync', 'f', 'customers', '" OFF "', 1, 'i', 'failed', now())"),
+        0);
+    assert_int_equal(erp_repo_tenant_states(g_c, n), SVC_OK);
+    assert_int_equal(n[0], 2); /* OTHER, Back */
+    assert_int_equal(n[1], 1); /* TENANT */
+    assert_int_equal(n[2], 0);
+    assert_int_equal(n[3], 1); /* Off */
+    /* OTHER's products key refused: auth_failed; TENANT's too: auth_failed wins over failing. */
+    assert_int_equal(erp_repo_auth_failed(g_c, ERP_PRODUCTS, OTHER), SVC_OK);
+    assert_int_equal(erp_repo_auth_failed(g_c, ERP_CUSTOMERS, TENANT), SVC_OK);
+    assert_int_equal(erp_repo_tenant_states(g_c, n), SVC_OK);
+    assert_int_equal(n[0], 1);
+    assert_int_equal(n[1], 0);
+    assert_int_equal(n[2], 2);
+    assert_int_equal(n[3], 1);
+    /* A successful sync clears it; TENANT's newest customers run is still dead → failing. */
+    assert_int_equal(erp_repo_sync_done(g_c, ERP_CUSTOMERS, TENANT, 1, 0), SVC_OK);
+    assert_int_equal(erp_repo_tenant_states(g_c, n), SVC_OK);
+    assert_int_equal(n[1], 1);
+    assert_int_equal(n[2], 1);
+}
+
 static void test_listing_pages_by_external_id_with_filters(void **state) {
     struct erp_batch b;
     erp_batch_init(&b);
@@ -302,6 +349,7 @@ int main(void) {
         cmocka_unit_test_setup(test_a_stale_fencing_token_is_refused_and_writes_nothing, reset),
         cmocka_unit_test_setup(test_watermark_and_auth_state, reset),
         cmocka_unit_test_setup(test_listing_pages_by_external_id_with_filters, reset),
+        cmocka_unit_test_setup(test_tenant_states_follow_the_status_rule, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
