@@ -21,7 +21,7 @@ const char *users_check_role(const char *s);
 /* Permissions: array of 1..64-char [a-z0-9:._-] strings, at most 32. */
 const char *users_check_permissions(const json_t *perms);
 /* A list search: 1 to 100 bytes of UTF-8 text without control characters; it is matched as a
- * case-insensitive prefix of user name, e-mail or name (users_repo.c, through their indexes). */
+ * case-insensitive prefix of the user name or the e-mail (users_repo.c, through their indexes). */
 const char *users_check_search(const char *s);
 /* Every member of the JSON object body not named in allowed (NULL-terminated) is added to fields
  * (an object, borrowed) with the reason "unknown field": request bodies are closed objects. */
