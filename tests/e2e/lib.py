@@ -165,6 +165,39 @@ class Ctx:
         """The environment the stack started an instance with ($RUN_DIR/env/<name>.env)."""
         return parse_env_file(os.path.join(self.run_dir, "env", name + ".env"))
 
+    def restart(self, service, timeout=30):
+        """Stop and start every instance of a service, then wait until each is ready."""
+        for name in self.instances_of(service):
+            self.stack("stop-one", name)
+            self.stack("start-one", name)
+        for name in self.instances_of(service):
+            self.wait_healthy(name, timeout=timeout)
+
+    def override_env(self, service, settings, base=None):
+        """Restart a service's instances with settings (name -> value) in place of the same names
+        in their environment files ($RUN_DIR/env/<instance>.env), written over base (instance ->
+        file text; default: the files as they are). Returns the texts it started from, which
+        restore_env puts back."""
+        if base is None:
+            base = {}
+            for name in self.instances_of(service):
+                with open(os.path.join(self.run_dir, "env", name + ".env"), encoding="utf-8") as f:
+                    base[name] = f.read()
+        for name, text in base.items():
+            lines = [l for l in text.splitlines() if l.split("=", 1)[0] not in settings]
+            lines += ["%s=%s" % kv for kv in settings.items()]
+            with open(os.path.join(self.run_dir, "env", name + ".env"), "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+        self.restart(service)
+        return base
+
+    def restore_env(self, service, saved):
+        """Put back the environment files override_env returned, and restart the instances."""
+        for name, text in saved.items():
+            with open(os.path.join(self.run_dir, "env", name + ".env"), "w", encoding="utf-8") as f:
+                f.write(text)
+        self.restart(service)
+
     def pid_of(self, name):
         """pid from $RUN_DIR/pids/<name>.pid, or None."""
         try:

@@ -173,26 +173,8 @@ def configure(ctx, **extra):
     want = dict(FAST, **{k: str(v) for k, v in extra.items()})
     if _state["applied"] == want:
         return
-    if _state["saved"] is None:
-        _state["saved"] = {}
-        for name in ctx.instances_of("sync"):
-            with open(os.path.join(ctx.run_dir, "env", name + ".env"), encoding="utf-8") as f:
-                _state["saved"][name] = f.read()
-    for name, text in _state["saved"].items():
-        lines = [l for l in text.splitlines() if l.split("=", 1)[0] not in want]
-        lines += ["%s=%s" % kv for kv in want.items()]
-        with open(os.path.join(ctx.run_dir, "env", name + ".env"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-    restart_sync(ctx)
+    _state["saved"] = ctx.override_env("sync", want, base=_state["saved"])
     _state["applied"] = want
-
-
-def restart_sync(ctx):
-    for name in ctx.instances_of("sync"):
-        ctx.stack("stop-one", name)
-        ctx.stack("start-one", name)
-    for name in ctx.instances_of("sync"):
-        ctx.wait_healthy(name, timeout=30)
 
 
 def only_active(ctx, tenant_ids):
@@ -616,10 +598,7 @@ def test_erp_a_worker_killed_mid_job_leaves_the_tenant_to_the_other_instance(ctx
 
 def test_erp_restore_the_sync_settings(ctx):
     if _state["saved"]:
-        for name, text in _state["saved"].items():
-            with open(os.path.join(ctx.run_dir, "env", name + ".env"), "w", encoding="utf-8") as f:
-                f.write(text)
-        restart_sync(ctx)
+        ctx.restore_env("sync", _state["saved"])
         _state["saved"] = _state["applied"] = None
     psql(ctx, "UPDATE sync.tenants SET is_active = false WHERE name LIKE 'E2E t-%'")
 

@@ -170,32 +170,8 @@ def reset_sync_state(ctx):
 def configure_sync(ctx, url, extra=None):
     """Restart sync-1/2 with LEGACY_API_URL=url and the fast test settings; returns a restore
     function that puts the original environment files back and restarts them again."""
-    saved = {}
-    for name in ctx.instances_of("sync"):
-        path = os.path.join(ctx.run_dir, "env", name + ".env")
-        with open(path, encoding="utf-8") as f:
-            saved[name] = f.read()
-        settings = dict(FAST, LEGACY_API_URL=url, **(extra or {}))
-        lines = [l for l in saved[name].splitlines() if l.split("=", 1)[0] not in settings]
-        lines += ["%s=%s" % kv for kv in settings.items()]
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-    restart_sync(ctx)
-
-    def restore():
-        for name, text in saved.items():
-            with open(os.path.join(ctx.run_dir, "env", name + ".env"), "w", encoding="utf-8") as f:
-                f.write(text)
-        restart_sync(ctx)
-    return restore
-
-
-def restart_sync(ctx):
-    for name in ctx.instances_of("sync"):
-        ctx.stack("stop-one", name)
-        ctx.stack("start-one", name)
-    for name in ctx.instances_of("sync"):
-        ctx.wait_healthy(name, timeout=30)
+    saved = ctx.override_env("sync", dict(FAST, LEGACY_API_URL=url, **(extra or {})))
+    return lambda: ctx.restore_env("sync", saved)
 
 
 def wait_finished(ctx, run_id, timeout):
