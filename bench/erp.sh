@@ -32,14 +32,9 @@ SYNC_INSTANCES=(sync-1 sync-2)
 
 psql_su() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$PG_CONNINFO" "$@"; }
 
-for i in "${SYNC_INSTANCES[@]}"; do cp "$RUN_DIR/env/$i.env" "$TMP/$i.env.orig"; done
+bench_env_save "$TMP" "${SYNC_INSTANCES[@]}"
 restore() {
-    local i
-    for i in "${SYNC_INSTANCES[@]}"; do
-        [[ -f $TMP/$i.env.orig ]] && cp "$TMP/$i.env.orig" "$RUN_DIR/env/$i.env"
-        scripts/stack stop-one "$i" >/dev/null 2>&1 || true
-        scripts/stack start-one "$i" >/dev/null 2>&1 || true
-    done
+    bench_env_restore
     rm -rf "$TMP"
 }
 trap restore EXIT

@@ -50,14 +50,9 @@ PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U pos
 PY=python3
 [[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
 
-for i in "${SYNC_INSTANCES[@]}"; do cp "$RUN_DIR/env/$i.env" "$TMP/$i.env.orig"; done
+bench_env_save "$TMP" "${SYNC_INSTANCES[@]}"
 restore() {
-    local i
-    for i in "${SYNC_INSTANCES[@]}"; do
-        [[ -f $TMP/$i.env.orig ]] && cp "$TMP/$i.env.orig" "$RUN_DIR/env/$i.env"
-        scripts/stack stop-one "$i" >/dev/null 2>&1 || true
-        scripts/stack start-one "$i" >/dev/null 2>&1 || true
-    done
+    bench_env_restore
     rm -rf "$TMP"
 }
 trap restore EXIT

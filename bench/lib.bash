@@ -77,3 +77,24 @@ steal_pct() {
     awk -v b="$1" -v a="$2" 'BEGIN { split(b, x, " "); split(a, y, " "); d = y[1] - x[1]
         printf "%.1f", (d > 0 ? 100 * (y[2] - x[2]) / d : 0) }'
 }
+
+# bench_env_save DIR INSTANCE...: copies each instance's environment file ($RUN_DIR/env/<i>.env) to
+# DIR/<i>.env.orig, so a benchmark can start the instances with other settings;
+# bench_env_restore (for the EXIT trap) puts the files back and restarts those instances.
+BENCH_ENV_DIR=
+BENCH_ENV_INSTANCES=()
+bench_env_save() {
+    local i
+    BENCH_ENV_DIR=$1
+    shift
+    BENCH_ENV_INSTANCES=("$@")
+    for i in "$@"; do cp "$RUN_DIR/env/$i.env" "$BENCH_ENV_DIR/$i.env.orig"; done
+}
+bench_env_restore() {
+    local i
+    for i in "${BENCH_ENV_INSTANCES[@]}"; do
+        [[ -f $BENCH_ENV_DIR/$i.env.orig ]] && cp "$BENCH_ENV_DIR/$i.env.orig" "$RUN_DIR/env/$i.env"
+        scripts/stack stop-one "$i" >/dev/null 2>&1 || true
+        scripts/stack start-one "$i" >/dev/null 2>&1 || true
+    done
+}
