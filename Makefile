@@ -102,7 +102,7 @@ $(foreach t,$(TOOL_DIRS),$(eval $(call binary_rule,$(patsubst %/src,%,$(t)),$(pa
 # functions itself instead (a link-time fake, e.g. an in-memory repository, so use-case rules run
 # without a database): fakes_<test> names the objects it leaves out.
 fakes_test_customers_users := users_repo
-fakes_test_transactions_rules := tx_repo customers_client txcache
+fakes_test_transactions_rules := tx_repo customers_client txcache txlist_cache
 svc_objs = $(foreach s,$(SERVICES),$(if $(findstring test_$(subst -service,,$(s))_,$(1)),$(patsubst %.c,$(B)/obj/%.o,$(filter-out %/main.c $(foreach f,$(fakes_$(1)),%/$(f).c),$(wildcard $(s)/src/*.c)))))
 
 define test_rule

@@ -2,12 +2,14 @@
  * without a database, Redis or customers-service: a request refused before posting (customers
  * unavailable, the recipient or the caller gone) is first looked up by its Idempotency-Key, and
  * one that already succeeded is replayed instead of refused; who may read whose transactions; and
- * what a database failure answers.
+ * what a database failure answers; which postings bump whose list version and which list reads
+ * the newest-page cache serves.
  *
  * The Makefile links this test with transactions-service's objects except tx_repo.o,
- * customers_client.o and txcache.o (fakes_test_transactions_rules): below are an in-memory
- * ledger of idempotency keys with a failure knob, a customers-service whose answer per user the
- * test sets, and a user cache that never knows anything. */
+ * customers_client.o, txcache.o and txlist_cache.o (fakes_test_transactions_rules): below are an
+ * in-memory ledger of idempotency keys with a failure knob, a customers-service whose answer per
+ * user the test sets, a user cache that never knows anything and an in-memory page cache with
+ * versions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +27,7 @@
 #include "transactions.h"
 #include "tx_repo.h"
 #include "txcache.h"
+#include "txlist_cache.h"
 
 /* ------------------------------------------------------------------ the in-memory ledger */
 
@@ -35,6 +38,8 @@ static struct {
     int n;
     int posted;                    /* postings that took effect */
     char list_owner[40];           /* whose list was last read */
+    int list_reads;                /* list pages read from the "database" */
+    const char *reverse_body;      /* tx_repo_reverse creates a reversal with this body, or not_found */
     svc_status fail_open, fail_next;
 } led;
 
@@ -114,7 +119,9 @@ svc_status tx_repo_reverse(PGconn *c, const char *rev_id, const char *admin_id, 
                            const char *tx_id, long ttl_s, struct tx_posting *out, struct tx_repo_err *err) {
     memset(out, 0, sizeof *out);
     svc_status st = led_call(c, err);
-    snprintf(out->verdict, sizeof out->verdict, "not_found");
+    snprintf(out->verdict, sizeof out->verdict, "%s", led.reverse_body ? "created" : "not_found");
+    out->status = led.reverse_body ? 201 : 404;
+    out->body = led.reverse_body ? strdup(led.reverse_body) : NULL;
     return st;
 }
 
@@ -132,6 +139,7 @@ svc_status tx_repo_get(PGconn *c, const char *tx_id, const char *viewer_id, bool
 svc_status tx_repo_list(PGconn *c, const char *owner_id, const struct tx_list_query *q, char **json_out,
                         struct tx_repo_err *err) {
     snprintf(led.list_owner, sizeof led.list_owner, "%s", owner_id);
+    led.list_reads++;
     return led_read(c, json_out, err);
 }
 
@@ -167,6 +175,57 @@ void txcache_lookup(struct tx_ctx *cx, const char *cid, const char *const *ids, 
 }
 
 void txcache_put_users(struct tx_ctx *cx, const char *const *ids, const enum user_state *states, int n) {}
+
+/* The page cache: a version per user (a counter, as text) and the pages stored under one. */
+#define MAX_PAGES 8
+static struct {
+    struct { char user[40]; int version; int bumps; } v[4];
+    struct { char owner[40]; int limit; char version[TXLIST_VERSION_LEN + 1]; char *page; } p[MAX_PAGES];
+    int nv, np;
+} pc;
+
+static int *version_slot(const char *user, bool bump) {
+    for (int i = 0; i < pc.nv; i++)
+        if (!strcmp(pc.v[i].user, user)) {
+            pc.v[i].bumps += bump;
+            return &pc.v[i].version;
+        }
+    assert_true(pc.nv < 4);
+    snprintf(pc.v[pc.nv].user, sizeof pc.v[pc.nv].user, "%s", user);
+    pc.v[pc.nv].bumps = bump;
+    return &pc.v[pc.nv++].version;
+}
+
+static int bumps_of(const char *user) {
+    for (int i = 0; i < pc.nv; i++)
+        if (!strcmp(pc.v[i].user, user)) return pc.v[i].bumps;
+    return 0;
+}
+
+bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **page,
+                      char version[TXLIST_VERSION_LEN + 1]) {
+    snprintf(version, TXLIST_VERSION_LEN + 1, "%d", *version_slot(owner, false));
+    *page = NULL;
+    for (int i = 0; i < pc.np; i++)
+        if (!strcmp(pc.p[i].owner, owner) && pc.p[i].limit == limit && !strcmp(pc.p[i].version, version)) {
+            *page = strdup(pc.p[i].page);
+            return true;
+        }
+    return false;
+}
+
+void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page) {
+    assert_true(pc.np < MAX_PAGES);
+    snprintf(pc.p[pc.np].owner, sizeof pc.p[pc.np].owner, "%s", owner);
+    pc.p[pc.np].limit = limit;
+    snprintf(pc.p[pc.np].version, sizeof pc.p[pc.np].version, "%s", version);
+    pc.p[pc.np++].page = strdup(page);
+}
+
+void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *parties, int n) {
+    for (int i = 0; i < n; i++)
+        if (parties[i]) ++*version_slot(parties[i], true);
+}
 
 /* ------------------------------------------------------------------ the service around them */
 
@@ -205,6 +264,8 @@ static int group_teardown(void **state) {
 static int reset(void **state) {
     for (int i = 0; i < led.n; i++) free(led.k[i].body);
     memset(&led, 0, sizeof led);
+    for (int i = 0; i < pc.np; i++) free(pc.p[i].page);
+    memset(&pc, 0, sizeof pc);
     users.ann = users.bob = users.ada = USER_ACTIVE;
     users.calls = 0;
     return 0;
@@ -341,6 +402,72 @@ static void test_a_database_failure_answers_the_shared_503s(void **state) {
     assert_int_equal(led.posted, 0);
 }
 
+static void test_a_posting_bumps_the_list_version_of_each_party_and_nothing_else_does(void **state) {
+    struct svc_principal ann = as(ANN, false, false), ada = as(ADA, true, false);
+    post(&ann, "d1", deposit("10.00"), SVC_CREATED, NULL, false);
+    assert_int_equal(bumps_of(ANN), 1);
+    post(&ann, "d1", deposit("10.00"), SVC_CREATED, NULL, true);      /* a replay changes nothing */
+    post(&ann, "t1", transfer_to(BOB), SVC_CREATED, NULL, false);     /* both sides of a transfer */
+    assert_int_equal(bumps_of(ANN), 2);
+    assert_int_equal(bumps_of(BOB), 1);
+    users.bob = USER_DELETED;                                            /* refused: nothing posted */
+    post(&ann, "t2", transfer_to(BOB), SVC_UNPROCESSABLE, "recipient_not_found", false);
+    led.fail_next = SVC_TIMEOUT;                                         /* failed: nothing posted */
+    post(&ann, "d2", deposit("1.00"), SVC_TIMEOUT, "database_timeout", false);
+    assert_int_equal(bumps_of(ANN), 2);
+    assert_int_equal(bumps_of(BOB), 1);
+    /* a reversal: the parties its body names (the original's) */
+    led.reverse_body = "{\"id\":\"r\",\"type\":\"reversal\",\"user_id\":\"" ANN "\",\"to_user_id\":\"" BOB "\"}";
+    struct svc_result r = tx_reverse(&cx, "cid", &ada, "rev1", "0190f7a2-0000-7000-8000-0000000000aa");
+    assert_int_equal(r.st, SVC_CREATED);
+    svc_result_clear(&r);
+    assert_int_equal(bumps_of(ANN), 3);
+    assert_int_equal(bumps_of(BOB), 2);
+    assert_int_equal(bumps_of(ADA), 0);                                  /* the admin's own list did not change */
+}
+
+static void test_only_the_newest_unfiltered_page_is_cached_and_a_bump_retires_it(void **state) {
+    struct svc_principal ann = as(ANN, false, false), ada = as(ADA, true, false);
+    struct svc_page_params none = {0}, ten = {.limit = "10"}, total = {.include_total = "true"};
+    struct svc_result r = tx_list(&cx, "cid", &ann, &none, NULL, NULL, NULL, NULL, NULL);
+    assert_int_equal(r.st, SVC_OK);
+    svc_result_clear(&r);
+    assert_int_equal(led.list_reads, 1);
+    r = tx_list(&cx, "cid", &ann, &none, NULL, NULL, NULL, NULL, NULL);   /* served from the cache */
+    assert_int_equal(r.st, SVC_OK);
+    assert_string_equal(r.raw, "{\"data\":[]}");
+    svc_result_clear(&r);
+    r = tx_list(&cx, "cid", &ada, &none, NULL, NULL, NULL, NULL, ANN);    /* an admin reading ann's: the same page */
+    svc_result_clear(&r);
+    assert_int_equal(led.list_reads, 1);
+    r = tx_list(&cx, "cid", &ann, &ten, NULL, NULL, NULL, NULL, NULL);    /* another limit: its own page */
+    svc_result_clear(&r);
+    assert_int_equal(led.list_reads, 2);
+    /* filters, a total and a cursor always read the database */
+    r = tx_list(&cx, "cid", &ann, &none, "deposit", NULL, NULL, NULL, NULL);
+    svc_result_clear(&r);
+    r = tx_list(&cx, "cid", &ann, &none, NULL, "completed", NULL, NULL, NULL);
+    svc_result_clear(&r);
+    r = tx_list(&cx, "cid", &ann, &none, NULL, NULL, "2026-01-01", NULL, NULL);
+    svc_result_clear(&r);
+    r = tx_list(&cx, "cid", &ann, &total, NULL, NULL, NULL, NULL, NULL);
+    svc_result_clear(&r);
+    assert_int_equal(led.list_reads, 6);
+    assert_int_equal(pc.np, 2);                                           /* none of those was stored */
+    /* a posting retires ann's pages: the next read goes to the database */
+    post(&ann, "d1", deposit("10.00"), SVC_CREATED, NULL, false);
+    r = tx_list(&cx, "cid", &ann, &none, NULL, NULL, NULL, NULL, NULL);
+    svc_result_clear(&r);
+    assert_int_equal(led.list_reads, 7);
+    /* a failed read stores nothing */
+    post(&ann, "d2", deposit("10.00"), SVC_CREATED, NULL, false);
+    led.fail_next = SVC_UNAVAILABLE;
+    r = tx_list(&cx, "cid", &ann, &none, NULL, NULL, NULL, NULL, NULL);
+    assert_string_equal(r.code, "database_unavailable");
+    svc_result_clear(&r);
+    assert_int_equal(pc.np, 3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_a_request_refused_before_posting_is_replayed_when_it_already_succeeded, reset),
@@ -349,6 +476,8 @@ int main(void) {
         cmocka_unit_test_setup(test_a_refused_request_reusing_a_key_for_something_else_says_so, reset),
         cmocka_unit_test_setup(test_only_users_post_and_only_admins_read_another_users_transactions, reset),
         cmocka_unit_test_setup(test_a_database_failure_answers_the_shared_503s, reset),
+        cmocka_unit_test_setup(test_a_posting_bumps_the_list_version_of_each_party_and_nothing_else_does, reset),
+        cmocka_unit_test_setup(test_only_the_newest_unfiltered_page_is_cached_and_a_bump_retires_it, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -26,6 +26,7 @@ struct tx_ctx {
     long user_cache_s;             /* uexists:{id} TTL */
     long idem_ttl_s;               /* idempotency record lifetime */
     long user_local_cache_ms;      /* in-process layer in front of uexists:{id} (0 = off) */
+    long list_cache_ttl_s;         /* newest-page cache (txlist_cache.h) page TTL; 0 = off */
     int64_t max_amount_cents;
     long post_batch_max;           /* postings per batch statement; 1 = no batching */
     long post_batch_leaders;       /* batch statements at once per instance */
@@ -38,6 +39,9 @@ struct tx_ctx {
     atomic_ulong *insufficient;
     atomic_ulong *ucache_hit;
     atomic_ulong *ucache_miss;
+    atomic_ulong *list_cache_hit;  /* newest-page cache lookups */
+    atomic_ulong *list_cache_miss;
+    atomic_ulong *list_cache_bump_failures;
     atomic_ulong *customers_unavailable;
     atomic_ulong *post_batches;    /* statements run by the batcher */
     atomic_ulong *post_batched;    /* postings in them */

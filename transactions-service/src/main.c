@@ -18,6 +18,7 @@ static void load_settings(struct tx_ctx *cx) {
     cx->user_cache_s = svc_config_int(c, "USER_CHECK_CACHE_S", 30, 1, 3600);
     cx->idem_ttl_s = svc_config_int(c, "IDEMPOTENCY_TTL_S", 86400, 60, 7 * 86400);
     cx->user_local_cache_ms = svc_config_int(c, "USER_LOCAL_CACHE_MS", 1000, 0, 1000);
+    cx->list_cache_ttl_s = svc_config_int(c, "TX_LIST_CACHE_TTL_S", 30, 0, 3600);
     const char *max = svc_config_str(c, "TX_MAX_AMOUNT", "1000000000.00");
     if (max && money_parse_amount(max, INT64_C(999999999999999), &cx->max_amount_cents))
         svc_config_error(c, "TX_MAX_AMOUNT", "must be a positive decimal amount with at most 2 decimals");
@@ -49,9 +50,17 @@ static void load_settings(struct tx_ctx *cx) {
                                          "Postings a batch left to the posting function (key in flight or used, "
                                          "insufficient funds, first posting in a currency, batch rolled back).");
     cx->ucache_hit = svc_metrics_counter(m, "cache_requests_total", "cache=\"user_exists\",result=\"hit\"",
-                                         "User-existence cache lookups.");
+                                         "Cache lookups by cache and result (user_exists: the user check; tx_list: the newest page of transactions).");
     cx->ucache_miss = svc_metrics_counter(m, "cache_requests_total", "cache=\"user_exists\",result=\"miss\"",
-                                          "User-existence cache lookups.");
+                                          "Cache lookups by cache and result (user_exists: the user check; tx_list: the newest page of transactions).");
+    cx->list_cache_hit = svc_metrics_counter(m, "cache_requests_total", "cache=\"tx_list\",result=\"hit\"",
+                                             "Cache lookups by cache and result (user_exists: the user check; tx_list: the newest page of transactions).");
+    cx->list_cache_miss = svc_metrics_counter(m, "cache_requests_total", "cache=\"tx_list\",result=\"miss\"",
+                                              "Cache lookups by cache and result (user_exists: the user check; tx_list: the newest page of transactions).");
+    cx->list_cache_bump_failures = svc_metrics_counter(
+        m, "transactions_list_cache_bump_failures_total", NULL,
+        "Postings whose list-version bump Redis did not take (their parties' cached newest page may be stale "
+        "for up to TX_LIST_CACHE_TTL_S).");
 }
 
 static int ready_hook(struct svc_app *app, json_t *checks) {

@@ -8,9 +8,11 @@
 #include "customers_client.h"
 #include "idempotency.h"
 #include "svc/combiner.h"
+#include "svc/json_text.h"
 #include "tx_repo.h"
 #include "tx_request.h"
 #include "txcache.h"
+#include "txlist_cache.h"
 
 #define ERR(st, code, msg) SVC_RESULT_ERR((st), (code), (msg))
 
@@ -150,6 +152,12 @@ void tx_run_batch(void *ctx, struct svc_combiner_item **items, int n) {
     struct tx_repo_err err;
     st = tx_repo_post_batch(c, bi, n, cx->idem_ttl_s, &err);
     tx_repo_close(cx->batch_pg, c);
+    /* the posted users' newest pages are out of date before any of them is answered */
+    const char *posted[SVC_COMBINER_BATCH_CAP];
+    int np = 0;
+    for (int i = 0; i < n; i++)
+        if (bi[i]->st == SVC_OK && !strcmp(bi[i]->out.verdict, "created")) posted[np++] = bi[i]->user_id;
+    if (np) txlist_cache_bump(cx, NULL, posted, np);
     atomic_fetch_add_explicit(cx->post_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(cx->post_batched, (unsigned long)n, memory_order_relaxed);
     if (st != SVC_OK && n > 1)
@@ -185,6 +193,10 @@ static svc_status post(struct tx_ctx *cx, const char *tx_id, const char *me, con
     st = alone ? tx_repo_post_alone(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err)
                : tx_repo_post(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err);
     tx_repo_close(cx->app.pg, c);
+    if (st == SVC_OK && !strcmp(p->verdict, "created")) {
+        const char *parties[2] = {me, rq->type == TX_TRANSFER ? rq->to_user_id : NULL};
+        txlist_cache_bump(cx, NULL, parties, 2);
+    }
     return st;
 }
 
@@ -232,6 +244,17 @@ refused:
     return a;
 }
 
+/* A reversal names the original's parties (user_id, to_user_id in its JSON, the repository's
+ * own text): both lists changed, the reversal added and the original's status. */
+static void bump_parties_of(struct tx_ctx *cx, const char *cid, const char *body) {
+    json_t *j = body ? svc_json_load(body, strlen(body), 0, NULL) : NULL;
+    const char *parties[2] = {json_string_value(json_object_get(j, "user_id")),
+                              json_string_value(json_object_get(j, "to_user_id"))};
+    if (parties[0]) txlist_cache_bump(cx, cid, parties, 2);
+    else svc_log(&cx->app.log, SVC_LOG_ERROR, cid, "a reversal's parties are unknown: list pages may be stale", NULL);
+    json_decref(j);
+}
+
 struct svc_result tx_reverse(struct tx_ctx *cx, const char *cid, const struct svc_principal *who,
                             const char *idem_key, const char *tx_id) {
     struct svc_result a;
@@ -253,6 +276,7 @@ struct svc_result tx_reverse(struct tx_ctx *cx, const char *cid, const struct sv
     svc_uuid7(rev_id);
     st = tx_repo_reverse(c, rev_id, me, idem_key, hash, id, cx->idem_ttl_s, &p, &err);
     tx_repo_close(cx->app.pg, c);
+    if (st == SVC_OK && !strcmp(p.verdict, "created")) bump_parties_of(cx, cid, p.body);
     if (st == SVC_OK && !strcmp(p.verdict, "created"))
         svc_logf(&cx->app.log, SVC_LOG_INFO, cid, "transaction reversed", "{s:s,s:s}", "transaction_id", id,
                  "admin_id", me);
@@ -329,10 +353,17 @@ struct svc_result tx_list(struct tx_ctx *cx, const char *cid, const struct svc_p
     struct svc_result a;
     char owner[SVC_UUID_LEN + 1];
     if (!owner_of(who, q.user_id, owner, &a)) return a;
-    struct list_args l = {owner, &q};
+    /* The newest page without filters is the hot read: txlist_cache.h */
+    bool cacheable = !q.page.after && q.page.page == 0 && !q.page.include_total && !q.type && !q.status &&
+                     !q.from.set && !q.to.set;
+    char version[TXLIST_VERSION_LEN + 1] = "";
     char *json = NULL;
+    if (cacheable && txlist_cache_get(cx, owner, q.page.limit, &json, version)) return raw(SVC_OK, json);
+    struct list_args l = {owner, &q};
     a = read_one(cx, cid, "list", list_fn, &l, &json);
-    if (a.st == SVC_OK) a.raw = json;
+    if (a.st != SVC_OK) return a;
+    if (cacheable) txlist_cache_put(cx, owner, q.page.limit, version, json);
+    a.raw = json;
     return a;
 }
 

@@ -1,0 +1,112 @@
+/* The newest-page cache of transactions-service; see txlist_cache.h. */
+#include "txlist_cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svc/cid.h"
+#include "svc/redisx.h"
+
+#define VERSION_KEY "txver:"
+#define PAGE_KEY "txpage:"
+#define VERSION_TTL_S 86400
+
+static void count(atomic_ulong *c) {
+    if (c) atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* The version in r (a string of TXLIST_VERSION_LEN hex digits, or nil = "0") into out; false for
+ * anything else. */
+static bool version_of(const redisReply *r, char out[TXLIST_VERSION_LEN + 1]) {
+    if (r->type == REDIS_REPLY_NIL) {
+        strcpy(out, "0");
+        return true;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len != TXLIST_VERSION_LEN) return false;
+    memcpy(out, r->str, TXLIST_VERSION_LEN);
+    out[TXLIST_VERSION_LEN] = '\0';
+    return true;
+}
+
+bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **page,
+                      char version[TXLIST_VERSION_LEN + 1]) {
+    *page = NULL;
+    version[0] = '\0';
+    if (cx->list_cache_ttl_s <= 0) return false;
+    svc_status st;
+    redisReply *r = svc_redis_command(cx->app.redis, &st, "MGET " VERSION_KEY "%s " PAGE_KEY "%s:%d", owner, owner,
+                                      limit);
+    if (!r) {
+        count(cx->list_cache_miss);
+        return false;
+    }
+    bool hit = false;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && version_of(r->element[0], version)) {
+        const redisReply *p = r->element[1];
+        size_t vlen = strlen(version);
+        if (p->type == REDIS_REPLY_STRING && p->len > vlen + 1 && !memcmp(p->str, version, vlen) &&
+            p->str[vlen] == '\n') {
+            size_t n = p->len - vlen - 1;
+            if ((*page = malloc(n + 1))) {
+                memcpy(*page, p->str + vlen + 1, n);
+                (*page)[n] = '\0';
+                hit = true;
+            }
+        }
+    } else {
+        version[0] = '\0';
+    }
+    freeReplyObject(r);
+    count(hit ? cx->list_cache_hit : cx->list_cache_miss);
+    return hit;
+}
+
+void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page) {
+    if (cx->list_cache_ttl_s <= 0 || !version[0]) return;
+    size_t n = strlen(page);
+    if (n > TXLIST_PAGE_MAX) return;
+    svc_status st;
+    redisReply *r = svc_redis_command(cx->app.redis, &st, "SET " PAGE_KEY "%s:%d %s\n%b EX %ld", owner, limit,
+                                      version, page, n, cx->list_cache_ttl_s);
+    if (r) freeReplyObject(r);
+}
+
+void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *users, int n) {
+    if (cx->list_cache_ttl_s <= 0) return;
+    svc_status st;
+    redisContext *c = NULL;
+    int sent = 0;
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        if (!users[i]) continue;
+        unsigned char raw[TXLIST_VERSION_LEN / 2];
+        char hex[TXLIST_VERSION_LEN + 1];
+        if (svc_random_bytes(raw, sizeof raw) != 0) {
+            ok = false;
+            break;
+        }
+        for (size_t k = 0; k < sizeof raw; k++) snprintf(hex + 2 * k, 3, "%02x", raw[k]);
+        if (!c && !(c = svc_redis_acquire(cx->app.redis, -1, &st))) {
+            ok = false;
+            break;
+        }
+        ok = redisAppendCommand(c, "SET " VERSION_KEY "%s %s EX %d", users[i], hex, VERSION_TTL_S) == REDIS_OK;
+        sent += ok;
+    }
+    for (int i = 0; i < sent; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+            ok = false;
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR) ok = false;
+        freeReplyObject(r);
+    }
+    if (c) svc_redis_release(cx->app.redis, c);
+    if (!ok) {
+        count(cx->list_cache_bump_failures);
+        svc_log(&cx->app.log, SVC_LOG_WARN, cid,
+                "redis unavailable: a transactions list page may be stale until TX_LIST_CACHE_TTL_S", NULL);
+    }
+}

@@ -1,0 +1,46 @@
+/* transactions-service's cache of each user's newest page of transactions, in Redis.
+ *
+ *   txver:{user_id}            the version of the user's list: 16 random hex digits, replaced
+ *                              (SET ... EX 86400) after every posting that names the user on
+ *                              either side, before that posting is answered; absent reads "0".
+ *   txpage:{user_id}:{limit}   "{version}\n{page}": the answer to GET /api/transactions?limit=
+ *                              {limit} with no cursor, filter, total or page (the hot read: a
+ *                              user's latest activity), TTL TX_LIST_CACHE_TTL_S.
+ *
+ * A read is one MGET of both keys: the stored page is the answer when it carries the current
+ * version. Otherwise the page is read from PostgreSQL and stored under the version read BEFORE
+ * that query, so a page that raced a posting is stored under the older version and is never
+ * served after the posting's bump. Read-your-writes follows: a posting is answered only after
+ * its bump, and every instance reads the same keys. Versions are random, not counters, so a
+ * version key that expires and is created again cannot match an old page.
+ *
+ * Limits: a bump that fails (Redis unreachable at that moment; logged and counted in
+ * transactions_list_cache_bump_failures_total) or rows written outside this service leave a stale
+ * page for at most TX_LIST_CACHE_TTL_S. Redis trouble is never an error: reads then go to
+ * PostgreSQL. TX_LIST_CACHE_TTL_S=0 turns the cache off (reads and bumps alike).
+ *
+ * Thread-safe (the Redis pool is). Borrowed: cx and every string; txlist_cache_get's *page is
+ * the caller's (free()). */
+#ifndef TX_TXLIST_CACHE_H
+#define TX_TXLIST_CACHE_H
+
+#include <stdbool.h>
+
+#include "ctx.h"
+
+#define TXLIST_VERSION_LEN 16         /* hex digits of a version */
+#define TXLIST_PAGE_MAX (64 * 1024)   /* larger pages are not stored */
+
+/* A hit: true with *page (the page's JSON text, malloc'd). A miss: false with version set to the
+ * current version, to pass to txlist_cache_put after reading the page; version "" when Redis
+ * could not be asked (then there is nothing to put). */
+bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **page,
+                      char version[TXLIST_VERSION_LEN + 1]);
+
+/* Stores page under version (no-op for version "" or a page over TXLIST_PAGE_MAX). */
+void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page);
+
+/* Gives each non-NULL users[i] a new version, in one pipelined round trip. */
+void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *users, int n);
+
+#endif
