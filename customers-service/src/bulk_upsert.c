@@ -19,6 +19,7 @@
 #include "svc/utf8.h"
 
 #include "sessions.h"
+#include "svc/tcache.h"
 #include "user_cache.h"
 #include "users.h"
 
@@ -300,6 +301,8 @@ static void invalidate_cache(struct customers_ctx *cx, const char *cid, const st
             done = r && r->type != REDIS_REPLY_ERROR;
             if (r) freeReplyObject(r);
             svc_redis_release(cx->app.redis, rc);
+            /* the other instances hold the pushes before the batch is answered (svc/tcache.h) */
+            if (done && cx->user_l1) done = svc_tcache_barrier(cx->app.redis);
         }
     }
     free(argv);

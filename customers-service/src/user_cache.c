@@ -97,5 +97,7 @@ void user_cache_invalidate(struct customers_ctx *cx, const char *id, const char 
     redisReply *r = *kname ? svc_redis_command(cx->app.redis, &st, "DEL %s %s", kid, kname)
                            : svc_redis_command(cx->app.redis, &st, "DEL %s", kid);
     if (r) freeReplyObject(r);
-    else svc_logf(&cx->app.log, SVC_LOG_WARN, NULL, "user cache invalidation failed", "{s:s}", "user_id", id);
+    /* the other instances hold the push before the change is answered (svc/tcache.h) */
+    if (!r || (cx->user_l1 && !svc_tcache_barrier(cx->app.redis)))
+        svc_logf(&cx->app.log, SVC_LOG_WARN, NULL, "user cache invalidation failed", "{s:s}", "user_id", id);
 }

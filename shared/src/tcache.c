@@ -1,10 +1,13 @@
 /* In-process cache kept coherent by Redis invalidation pushes; see tcache.h. */
 #include "svc/tcache.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +34,7 @@ struct svc_tcache {
     atomic_bool enabled;
     atomic_bool stop;
     atomic_int fd;               /* socket of the live invalidation connection, -1 when none */
+    atomic_bool busy;            /* the thread is not parked in poll(): it may hold pushes not yet applied */
     atomic_ulong hits, misses, invalidations, resyncs;
     pthread_t thread;
 };
@@ -73,8 +77,23 @@ void svc_tcache_drop(struct svc_tcache *c, const char *key) {
     pthread_mutex_unlock(mu);
 }
 
+/* No push has reached this process that is not applied yet: the thread is parked in poll() and
+ * its socket holds no unread byte. busy is read on both sides of the byte count: a push the
+ * thread took off the socket before the count is either applied (busy false again) or still
+ * being applied (busy true). */
+static bool settled(struct svc_tcache *c) {
+    if (atomic_load(&c->busy)) return false;
+    int fd = atomic_load(&c->fd), unread = 0;
+    if (fd < 0 || ioctl(fd, FIONREAD, &unread) != 0 || unread > 0) return false;
+    return !atomic_load(&c->busy);
+}
+
 char *svc_tcache_get(struct svc_tcache *c, const char *key) {
     if (!c || !atomic_load(&c->enabled)) return NULL;
+    if (!settled(c)) {
+        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+        return NULL;
+    }
     unsigned long h = hash_key(key);
     int i = (int)(h % (unsigned long)c->nslots);
     pthread_mutex_t *mu = &c->mu[i % TCACHE_STRIPES];
@@ -116,6 +135,14 @@ void svc_tcache_put(struct svc_tcache *c, const char *key, const char *value, un
 }
 
 bool svc_tcache_enabled(struct svc_tcache *c) { return c && atomic_load(&c->enabled); }
+
+bool svc_tcache_barrier(struct svc_redis_pool *pool) {
+    svc_status st;
+    redisReply *r = svc_redis_command(pool, &st, "PING");
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    return ok;
+}
 
 void svc_tcache_stats(struct svc_tcache *c, struct svc_tcache_stats *out) {
     memset(out, 0, sizeof *out);
@@ -191,11 +218,22 @@ static void *tracking_thread(void *arg) {
         atomic_fetch_add(&c->resyncs, 1);
         if (!was_up) svc_logf(c->log, SVC_LOG_INFO, NULL, "local cache enabled", "{s:s}", "prefix", c->prefix);
         was_up = true;
-        while (!atomic_load(&c->stop)) {
+        /* apply every push parsed so far, park in poll() (not busy), read what came */
+        bool ok = true;
+        while (ok && !atomic_load(&c->stop)) {
             redisReply *m = NULL;
-            if (redisGetReply(r, (void **)&m) != REDIS_OK || !m) break;
-            handle_push(c, m);
-            freeReplyObject(m);
+            while ((ok = redisGetReplyFromReader(r, (void **)&m) == REDIS_OK) && m) {
+                handle_push(c, m);
+                freeReplyObject(m);
+                m = NULL;
+            }
+            if (!ok) break;
+            atomic_store(&c->busy, false);
+            struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+            int n = poll(&pfd, 1, -1);
+            atomic_store(&c->busy, true);
+            if (n < 0 && errno == EINTR) continue;
+            ok = n > 0 && redisBufferRead(r) == REDIS_OK;
         }
         atomic_store(&c->enabled, false);
         flush_all(c);
@@ -223,6 +261,7 @@ struct svc_tcache *svc_tcache_new(const struct svc_redis_config *redis, const ch
     atomic_init(&c->enabled, false);
     atomic_init(&c->stop, false);
     atomic_init(&c->fd, -1);
+    atomic_init(&c->busy, true);
     for (int i = 0; i < TCACHE_STRIPES; i++) pthread_mutex_init(&c->mu[i], NULL);
     if (!c->slots || !c->prefix || !c->host || (redis->password && *redis->password && !c->password) ||
         pthread_create(&c->thread, NULL, tracking_thread, c) != 0) {

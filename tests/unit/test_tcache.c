@@ -52,6 +52,17 @@ static struct svc_tcache *started(long max_age_ms) {
     assert_non_null(c);
     for (int i = 0; i < 200 && !svc_tcache_enabled(c); i++) usleep(10 * 1000);
     assert_true(svc_tcache_enabled(c));
+    /* and its thread parked, waiting for pushes: gets answer from then on */
+    char probe[96];
+    snprintf(probe, sizeof probe, "%sprobe", g_prefix);
+    char *v = NULL;
+    for (int i = 0; i < 200 && !v; i++) {
+        svc_tcache_put(c, probe, "p", svc_tcache_epoch(c));
+        if (!(v = svc_tcache_get(c, probe))) usleep(10 * 1000);
+    }
+    assert_non_null(v);
+    free(v);
+    svc_tcache_drop(c, probe);
     return c;
 }
 
@@ -154,6 +165,34 @@ static void test_a_killed_invalidation_connection_disables_then_resyncs(void **s
     svc_tcache_free(c);
 }
 
+/* The writer's side of read-your-writes: once a change has been answered and one more round trip
+ * made (svc_tcache_barrier's PING, here on the changing client itself), no get returns the value
+ * from before the change, at once, without waiting for the invalidation thread. */
+static void test_after_a_change_and_one_more_round_trip_no_get_returns_the_old_value(void **state) {
+    (void)state;
+    struct svc_tcache *c = started(1000);
+    char k[96];
+    key(k, sizeof k, "f");
+    int stale = 0, hits = 0;
+    for (int i = 0; i < 2000; i++) {
+        char v[32];
+        snprintf(v, sizeof v, "v%d", i);
+        svc_tcache_put(c, k, v, svc_tcache_epoch(c));
+        char *before = svc_tcache_get(c, k);
+        hits += before != NULL;
+        free(before);
+        cmd("SET %s %s", k, "changed");
+        cmd("PING", NULL, NULL);
+        char *after = svc_tcache_get(c, k);
+        if (after && !strcmp(after, v)) stale++;
+        free(after);
+    }
+    cmd("DEL %s", k, NULL);
+    svc_tcache_free(c);
+    assert_int_equal(stale, 0);
+    assert_true(hits > 1000);      /* the cache still answers between changes */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_change_by_another_client_drops_the_entry),
@@ -161,6 +200,7 @@ int main(void) {
         cmocka_unit_test(test_a_value_read_before_an_invalidation_is_not_cached),
         cmocka_unit_test(test_entries_expire_after_max_age),
         cmocka_unit_test(test_a_killed_invalidation_connection_disables_then_resyncs),
+        cmocka_unit_test(test_after_a_change_and_one_more_round_trip_no_get_returns_the_old_value),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

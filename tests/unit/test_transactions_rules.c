@@ -203,7 +203,8 @@ static int bumps_of(const char *user) {
 }
 
 bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **page,
-                      char version[TXLIST_VERSION_LEN + 1]) {
+                      char version[TXLIST_VERSION_LEN + 1], unsigned long *epoch) {
+    *epoch = 7;
     snprintf(version, TXLIST_VERSION_LEN + 1, "%d", *version_slot(owner, false));
     *page = NULL;
     for (int i = 0; i < pc.np; i++)
@@ -214,7 +215,9 @@ bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **pa
     return false;
 }
 
-void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page) {
+void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page,
+                      unsigned long epoch) {
+    assert_int_equal(epoch, 7);                /* the epoch of the lookup that missed */
     assert_true(pc.np < MAX_PAGES);
     snprintf(pc.p[pc.np].owner, sizeof pc.p[pc.np].owner, "%s", owner);
     pc.p[pc.np].limit = limit;

@@ -91,6 +91,7 @@ static void cleanup(struct tx_ctx *cx) {
     svc_combiner_free(cx->batcher);
     if (cx->batch_pg) svc_pg_pool_free(cx->batch_pg);
     svc_tcache_free(cx->ucache_l1);
+    svc_tcache_free(cx->list_l1);
     svc_auth_free(&cx->auth);
     svc_customers_close(&cx->customers);
 }
@@ -118,6 +119,10 @@ int main(void) {
     if (cx.user_local_cache_ms > 0) {
         cx.ucache_l1 = svc_tcache_new(&cx.app.redis_cfg, TXCACHE_PREFIX, 4096, cx.user_local_cache_ms, &cx.app.log);
         if (!cx.ucache_l1) svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "local user cache unavailable; Redis only", NULL);
+    }
+    if (cx.list_cache_ttl_s > 0 && cx.user_local_cache_ms > 0) {
+        cx.list_l1 = svc_tcache_new(&cx.app.redis_cfg, "txver:", 4096, cx.user_local_cache_ms, &cx.app.log);
+        if (!cx.list_l1) svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "local list cache unavailable; Redis only", NULL);
     }
     if (cx.post_batch_max > 1) {
         struct svc_pg_config bc = cx.app.pg_cfg;

@@ -358,11 +358,12 @@ struct svc_result tx_list(struct tx_ctx *cx, const char *cid, const struct svc_p
                      !q.from.set && !q.to.set;
     char version[TXLIST_VERSION_LEN + 1] = "";
     char *json = NULL;
-    if (cacheable && txlist_cache_get(cx, owner, q.page.limit, &json, version)) return raw(SVC_OK, json);
+    unsigned long epoch = 0;
+    if (cacheable && txlist_cache_get(cx, owner, q.page.limit, &json, version, &epoch)) return raw(SVC_OK, json);
     struct list_args l = {owner, &q};
     a = read_one(cx, cid, "list", list_fn, &l, &json);
     if (a.st != SVC_OK) return a;
-    if (cacheable) txlist_cache_put(cx, owner, q.page.limit, version, json);
+    if (cacheable) txlist_cache_put(cx, owner, q.page.limit, version, json, epoch);
     a.raw = json;
     return a;
 }

@@ -7,6 +7,7 @@
 
 #include "svc/cid.h"
 #include "svc/redisx.h"
+#include "svc/tcache.h"
 
 #define VERSION_KEY "txver:"
 #define PAGE_KEY "txpage:"
@@ -29,11 +30,50 @@ static bool version_of(const redisReply *r, char out[TXLIST_VERSION_LEN + 1]) {
     return true;
 }
 
+/* The local layer's key (the version key: its pushes drop the entry) and value ("{limit}\n{page}"). */
+static void local_key(char out[64], const char *owner) { snprintf(out, 64, VERSION_KEY "%s", owner); }
+
+static bool local_get(struct tx_ctx *cx, const char *owner, int limit, char **page) {
+    if (!cx->list_l1) return false;
+    char key[64];
+    local_key(key, owner);
+    char *v = svc_tcache_get(cx->list_l1, key);
+    if (!v) return false;
+    char *nl = strchr(v, '\n');
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    if (!nl || (size_t)(nl - v) != strlen(lim) || memcmp(v, lim, strlen(lim))) {
+        free(v);
+        return false;
+    }
+    memmove(v, nl + 1, strlen(nl + 1) + 1);
+    *page = v;
+    return true;
+}
+
+static void local_put(struct tx_ctx *cx, const char *owner, int limit, const char *page, unsigned long epoch) {
+    if (!cx->list_l1) return;
+    size_t n = strlen(page);
+    if (n > TXLIST_PAGE_MAX) return;
+    char key[64];
+    local_key(key, owner);
+    char *v = malloc(n + 16);
+    if (!v) return;
+    snprintf(v, n + 16, "%d\n%s", limit, page);
+    svc_tcache_put(cx->list_l1, key, v, epoch);
+    free(v);
+}
+
 bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **page,
-                      char version[TXLIST_VERSION_LEN + 1]) {
+                      char version[TXLIST_VERSION_LEN + 1], unsigned long *epoch) {
     *page = NULL;
     version[0] = '\0';
+    *epoch = svc_tcache_epoch(cx->list_l1);
     if (cx->list_cache_ttl_s <= 0) return false;
+    if (local_get(cx, owner, limit, page)) {
+        count(cx->list_cache_hit);
+        return true;
+    }
     svc_status st;
     redisReply *r = svc_redis_command(cx->app.redis, &st, "MGET " VERSION_KEY "%s " PAGE_KEY "%s:%d", owner, owner,
                                       limit);
@@ -58,14 +98,17 @@ bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **pa
         version[0] = '\0';
     }
     freeReplyObject(r);
+    if (hit) local_put(cx, owner, limit, *page, *epoch);
     count(hit ? cx->list_cache_hit : cx->list_cache_miss);
     return hit;
 }
 
-void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page) {
+void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page,
+                      unsigned long epoch) {
     if (cx->list_cache_ttl_s <= 0 || !version[0]) return;
     size_t n = strlen(page);
     if (n > TXLIST_PAGE_MAX) return;
+    local_put(cx, owner, limit, page, epoch);
     svc_status st;
     redisReply *r = svc_redis_command(cx->app.redis, &st, "SET " PAGE_KEY "%s:%d %s\n%b EX %ld", owner, limit,
                                       version, page, n, cx->list_cache_ttl_s);
@@ -87,6 +130,9 @@ void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *us
             break;
         }
         for (size_t k = 0; k < sizeof raw; k++) snprintf(hex + 2 * k, 3, "%02x", raw[k]);
+        char key[64];
+        local_key(key, users[i]);
+        svc_tcache_drop(cx->list_l1, key);
         if (!c && !(c = svc_redis_acquire(cx->app.redis, -1, &st))) {
             ok = false;
             break;
@@ -104,6 +150,8 @@ void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *us
         freeReplyObject(r);
     }
     if (c) svc_redis_release(cx->app.redis, c);
+    /* every instance's local layer holds the push before the posting is answered (svc/tcache.h) */
+    if (ok && sent && cx->list_l1) ok = svc_tcache_barrier(cx->app.redis);
     if (!ok) {
         count(cx->list_cache_bump_failures);
         svc_log(&cx->app.log, SVC_LOG_WARN, cid,

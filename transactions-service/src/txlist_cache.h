@@ -7,12 +7,20 @@
  *                              {limit} with no cursor, filter, total or page (the hot read: a
  *                              user's latest activity), TTL TX_LIST_CACHE_TTL_S.
  *
- * A read is one MGET of both keys: the stored page is the answer when it carries the current
+ * A read that the local layer (below) cannot answer is one MGET of both keys: the stored page is the answer when it carries the current
  * version. Otherwise the page is read from PostgreSQL and stored under the version read BEFORE
  * that query, so a page that raced a posting is stored under the older version and is never
  * served after the posting's bump. Read-your-writes follows: a posting is answered only after
  * its bump, and every instance reads the same keys. Versions are random, not counters, so a
  * version key that expires and is created again cannot match an old page.
+ *
+ * In front of Redis sits an in-process layer (svc/tcache.h, tracking the prefix "txver:", entries
+ * at most USER_LOCAL_CACHE_MS old, 0 = off): "txver:{user}" -> "{limit}\n{page}", one limit per
+ * user, filled from either Redis path above with the epoch taken before it. A bump drops this
+ * instance's entry, SETs the version (Redis pushes the key's name to every instance's layer) and
+ * makes one more round trip (svc_tcache_barrier) before the posting is answered; a local get
+ * answers only when every push that reached the process is applied, so the local layer keeps
+ * read-your-writes too, and a hit costs no round trip at all.
  *
  * Limits: a bump that fails (Redis unreachable at that moment; logged and counted in
  * transactions_list_cache_bump_failures_total) or rows written outside this service leave a stale
@@ -32,15 +40,17 @@
 #define TXLIST_PAGE_MAX (64 * 1024)   /* larger pages are not stored */
 
 /* A hit: true with *page (the page's JSON text, malloc'd). A miss: false with version set to the
- * current version, to pass to txlist_cache_put after reading the page; version "" when Redis
- * could not be asked (then there is nothing to put). */
+ * current version and *epoch to the local layer's epoch, both to pass to txlist_cache_put after
+ * reading the page; version "" when Redis could not be asked (then there is nothing to put). */
 bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **page,
-                      char version[TXLIST_VERSION_LEN + 1]);
+                      char version[TXLIST_VERSION_LEN + 1], unsigned long *epoch);
 
-/* Stores page under version (no-op for version "" or a page over TXLIST_PAGE_MAX). */
-void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page);
+/* Stores page under version, in Redis and the local layer (no-op for version "" or a page over
+ * TXLIST_PAGE_MAX). */
+void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const char *version, const char *page,
+                      unsigned long epoch);
 
-/* Gives each non-NULL users[i] a new version, in one pipelined round trip. */
+/* Gives each non-NULL users[i] a new version: one pipelined round trip, then the barrier. */
 void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *users, int n);
 
 #endif

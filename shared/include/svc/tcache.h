@@ -8,6 +8,13 @@
  * an entry can be if a push is late. While that connection is down the cache is flushed and
  * disabled (every get misses), so a lost push can never leave a stale entry behind.
  *
+ * A get answers only when every push that has reached this process is applied: the thread is
+ * parked waiting for the next one and its socket holds no unread byte (one FIONREAD); otherwise it
+ * misses. Redis writes a change's pushes to the tracking connections no later than its answer to
+ * the next command of the client that made the change, so a writer that waits for one more round
+ * trip after the change (svc_tcache_barrier) knows that no instance serves the old value after
+ * that: read-your-writes across instances, not only "stale for at most max_age_ms".
+ *
  * A reader that misses takes svc_tcache_epoch() BEFORE reading from Redis or the database and
  * passes it to svc_tcache_put: the put is ignored if any invalidation arrived in between, so a value
  * read just before a change is never cached after that change's push.
@@ -37,6 +44,10 @@ unsigned long svc_tcache_epoch(struct svc_tcache *c);
 void svc_tcache_put(struct svc_tcache *c, const char *key, const char *value, unsigned long epoch);
 void svc_tcache_drop(struct svc_tcache *c, const char *key);
 bool svc_tcache_enabled(struct svc_tcache *c);
+/* One round trip (PING) on pool, to run after a change to keys under a cache's prefix has been
+ * answered and before the change is acknowledged to its client: afterwards every instance's
+ * tracking connection holds the change's push (see above). false when Redis did not answer. */
+bool svc_tcache_barrier(struct svc_redis_pool *pool);
 void svc_tcache_stats(struct svc_tcache *c, struct svc_tcache_stats *out);
 
 #endif
