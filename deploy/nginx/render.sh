@@ -12,6 +12,8 @@
 #   NGINX_USER (www-data)               worker user when the master runs as root; empty: no `user`
 #   CUSTOMERS_UPSTREAMS, TRANSACTIONS_UPSTREAMS, SYNC_UPSTREAMS (required)
 #                                       space-separated host:port lists, one upstream server each
+#   TRANSACTIONS_READ_UPSTREAMS (TRANSACTIONS_UPSTREAMS)  transactions-service's read listeners
+#                                       (HTTP_READ_PORT), which get its GET and HEAD requests
 # Values are checked against a strict character set before they reach sed, so no input can
 # inject configuration or break the substitution.
 set -eu
@@ -48,6 +50,7 @@ servers() { # name list
 }
 customers=$(servers CUSTOMERS_UPSTREAMS "${CUSTOMERS_UPSTREAMS:-}")
 transactions=$(servers TRANSACTIONS_UPSTREAMS "${TRANSACTIONS_UPSTREAMS:-}")
+transactions_read=$(servers TRANSACTIONS_READ_UPSTREAMS "${TRANSACTIONS_READ_UPSTREAMS:-${TRANSACTIONS_UPSTREAMS:-}}")
 sync=$(servers SYNC_UPSTREAMS "${SYNC_UPSTREAMS:-}")
 user_directive=
 [ -z "$NGINX_USER" ] || user_directive="user ${NGINX_USER};"
@@ -61,6 +64,7 @@ sed -e "s|@USER_DIRECTIVE@|${user_directive}|" \
     -e "s|@AUTH_BURST@|${AUTH_BURST}|g" \
     -e "s|@CUSTOMERS_SERVERS@|${customers}|" \
     -e "s|@TRANSACTIONS_SERVERS@|${transactions}|" \
+    -e "s|@TRANSACTIONS_READ_SERVERS@|${transactions_read}|" \
     -e "s|@SYNC_SERVERS@|${sync}|" \
     -e "s|@CUSTOMERS_HEALTH_SERVERS@|$(printf '%s' "$customers" | sed 's/max_fails=2 fail_timeout=5s/max_fails=0/g')|g" \
     -e "s|@TRANSACTIONS_HEALTH_SERVERS@|$(printf '%s' "$transactions" | sed 's/max_fails=2 fail_timeout=5s/max_fails=0/g')|g" \

@@ -104,6 +104,8 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     if (mode && strcmp(mode, "pool") && strcmp(mode, "connection"))
         svc_config_error(c, "HTTP_THREAD_MODE", "must be pool or connection");
     app->http_thread_per_connection = mode && !strcmp(mode, "connection");
+    app->http_read_port = svc_config_int(c, "HTTP_READ_PORT", 0, 0, 65535);
+    app->http_read_threads = svc_config_int(c, "HTTP_READ_THREADS", 2, 1, 256);
     app->http_max_connections = svc_config_int(c, "HTTP_MAX_CONNECTIONS", 1000, 16, 100000);
     app->max_body_bytes = svc_config_int(c, "HTTP_MAX_BODY_BYTES", 1048576, 1024, 256L * 1024 * 1024);
     app->max_bulk_body_bytes = svc_config_int(c, "HTTP_MAX_BULK_BODY_BYTES", 16L * 1024 * 1024, 1024, 1024L * 1024 * 1024);
@@ -218,15 +220,17 @@ int svc_app_routes(struct svc_app *app, const struct svc_route *routes, int n) {
  * through the completion callback. Wrapping Ulfius's two mandatory callbacks counts requests that
  * are still receiving their body too, which the drain must wait for. */
 static void *uri_logger(void *cls, const char *uri) {
-    struct svc_app *app = cls;
+    struct svc_listener *l = cls;
+    struct svc_app *app = l->app;
     atomic_fetch_add(&app->active_requests, 1);
     atomic_store(&app->last_request_ms, svc_now_ms());
+    if (l->requests) atomic_fetch_add_explicit(l->requests, 1, memory_order_relaxed);
     return ulfius_uri_logger(NULL, uri);
 }
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
-    struct svc_app *app = cls;
+    struct svc_app *app = ((struct svc_listener *)cls)->app;
     mhd_request_completed(NULL, connection, con_cls, toe);
     atomic_fetch_sub(&app->active_requests, 1);
     atomic_store(&app->last_request_ms, svc_now_ms());
@@ -246,6 +250,62 @@ static void set_default_headers(struct _u_instance *inst) {
     u_map_put(inst->default_headers, "Cross-Origin-Resource-Policy", "same-origin");
     u_map_put(inst->default_headers, "X-Permitted-Cross-Domain-Policies", "none");
     u_map_put(inst->default_headers, "Cache-Control", "no-store");
+}
+
+/* Starts one listener on addr's address and l->port: the dispatcher for every route, in l's
+ * thread mode. Returns 0, or -1 after logging (l->initialised says whether inst needs cleaning). */
+static int listener_start(struct svc_app *app, struct svc_listener *l, const struct sockaddr_in *bind_to) {
+    struct sockaddr_in addr = *bind_to;
+    addr.sin_port = htons((uint16_t)l->port);
+    struct _u_instance *inst = &l->inst;
+    if (ulfius_init_instance(inst, (unsigned int)l->port, NULL, NULL) != U_OK) {
+        svc_log(&app->log, SVC_LOG_ERROR, NULL, "ulfius_init_instance failed", NULL);
+        return -1;
+    }
+    l->initialised = true;
+    inst->max_post_body_size = (size_t)app->max_bulk_body_bytes + 1;
+    /* Bodies of every media type reach svc_http_dispatch unparsed. With Ulfius's default, a
+     * multipart or form-urlencoded Content-Type (even on a GET without a body) gets
+     * libmicrohttpd's post processor, whose failure closes the connection unanswered — which
+     * Nginx counts as a failed upstream. */
+    inst->allowed_post_processor = U_POST_PROCESS_NONE;
+    set_default_headers(inst);
+    if (ulfius_add_endpoint_by_val(inst, "*", NULL, "*", 0, svc_http_dispatch, app) != U_OK ||
+        ulfius_set_default_endpoint(inst, svc_http_dispatch, app) != U_OK) {
+        svc_log(&app->log, SVC_LOG_ERROR, NULL, "cannot register the dispatcher", NULL);
+        return -1;
+    }
+
+    /* pool: l->threads threads, each serving the connections it accepted one request at a time
+     * (a handler that waits holds up that thread's other connections). connection: a thread per
+     * connection, for handlers that mostly wait (see docs/operations.md). The last option slot
+     * is the pool size or nothing. */
+    struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, l},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_logger, l},
+        {MHD_OPTION_SOCK_ADDR, 0, &addr},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)app->connection_timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)app->http_max_connections, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)app->connection_memory_bytes, NULL},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)l->threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    unsigned int mhd_flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (l->per_connection) {
+        ops[sizeof ops / sizeof ops[0] - 2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+        mhd_flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    }
+    if (ulfius_start_framework_with_mhd_options(inst, mhd_flags, ops) != U_OK) {
+        svc_logf(&app->log, SVC_LOG_ERROR, NULL, "cannot start HTTP server", "{s:s,s:i,s:s}", "listener", l->name,
+                 "port", (int)l->port, "bind", app->http_bind);
+        return -1;
+    }
+    l->started = true;
+    svc_logf(&app->log, SVC_LOG_INFO, NULL, "listening", "{s:s,s:i,s:s,s:s,s:i,s:i}", "listener", l->name, "port",
+             (int)l->port, "bind", app->http_bind, "thread_mode", l->per_connection ? "connection" : "pool", "threads",
+             l->per_connection ? 0 : (int)l->threads, "pid", (int)getpid());
+    return 0;
 }
 
 int svc_app_run(struct svc_app *app) {
@@ -273,53 +333,20 @@ int svc_app_run(struct svc_app *app) {
         return 1;
     }
 
-    struct _u_instance inst;
-    if (ulfius_init_instance(&inst, (unsigned int)app->http_port, NULL, NULL) != U_OK) {
-        svc_log(&app->log, SVC_LOG_ERROR, NULL, "ulfius_init_instance failed", NULL);
-        svc_app_close(app);
-        return 1;
-    }
-    inst.max_post_body_size = (size_t)app->max_bulk_body_bytes + 1;
-    /* Bodies of every media type reach svc_http_dispatch unparsed. With Ulfius's default, a
-     * multipart or form-urlencoded Content-Type (even on a GET without a body) gets
-     * libmicrohttpd's post processor, whose failure closes the connection unanswered — which
-     * Nginx counts as a failed upstream. */
-    inst.allowed_post_processor = U_POST_PROCESS_NONE;
-    set_default_headers(&inst);
-    if (ulfius_add_endpoint_by_val(&inst, "*", NULL, "*", 0, svc_http_dispatch, app) != U_OK ||
-        ulfius_set_default_endpoint(&inst, svc_http_dispatch, app) != U_OK) {
-        svc_log(&app->log, SVC_LOG_ERROR, NULL, "cannot register the dispatcher", NULL);
-        goto out_clean;
-    }
-
-    /* pool: HTTP_THREADS threads, each serving the connections it accepted one request at a time
-     * (a handler that waits holds up that thread's other connections). connection: a thread per
-     * connection, for handlers that mostly wait (see docs/operations.md). The last option slot
-     * is the pool size or nothing. */
-    struct MHD_OptionItem ops[] = {
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, app},
-        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_logger, app},
-        {MHD_OPTION_SOCK_ADDR, 0, &addr},
-        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)app->connection_timeout_s, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)app->http_max_connections, NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)app->connection_memory_bytes, NULL},
-        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
-        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)app->http_threads, NULL},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    unsigned int mhd_flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (app->http_thread_per_connection) {
-        ops[sizeof ops / sizeof ops[0] - 2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-        mhd_flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    }
-    if (ulfius_start_framework_with_mhd_options(&inst, mhd_flags, ops) != U_OK) {
-        svc_logf(&app->log, SVC_LOG_ERROR, NULL, "cannot start HTTP server", "{s:i,s:s}", "port",
-                 (int)app->http_port, "bind", app->http_bind);
-        goto out_clean;
-    }
-    svc_logf(&app->log, SVC_LOG_INFO, NULL, "listening", "{s:i,s:s,s:s,s:i,s:i}", "port", (int)app->http_port,
-             "bind", app->http_bind, "thread_mode", app->http_thread_per_connection ? "connection" : "pool", "threads",
-             app->http_thread_per_connection ? 0 : (int)app->http_threads, "pid", (int)getpid());
+    struct svc_listener *main_l = &app->listeners[0], *read_l = &app->listeners[1];
+    *main_l = (struct svc_listener){.app = app, .name = "main", .port = app->http_port,
+                                    .per_connection = app->http_thread_per_connection,
+                                    .threads = app->http_threads};
+    *read_l = (struct svc_listener){.app = app, .name = "read", .port = app->http_read_port,
+                                    .per_connection = false, .threads = app->http_read_threads};
+    if (app->http_read_port > 0)
+        for (int i = 0; i < 2; i++)
+            app->listeners[i].requests =
+                svc_metrics_counter(&app->metrics, "http_listener_requests_total",
+                                    i ? "listener=\"read\"" : "listener=\"main\"",
+                                    "Requests by listener (HTTP_PORT: main; HTTP_READ_PORT: read).");
+    if (listener_start(app, main_l, &addr) != 0) goto out_clean;
+    if (app->http_read_port > 0 && listener_start(app, read_l, &addr) != 0) goto out_clean;
 
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
@@ -327,8 +354,11 @@ int svc_app_run(struct svc_app *app) {
     svc_logf(&app->log, SVC_LOG_INFO, NULL, "shutdown started", "{s:i,s:i}", "signal", sig, "grace_ms",
              (int)app->shutdown_grace_ms);
     atomic_store(&app->draining, true);
-    MHD_socket lsock = MHD_quiesce_daemon(inst.mhd_daemon);
-    if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    for (int i = 0; i < 2; i++) {
+        if (!app->listeners[i].started) continue;
+        MHD_socket lsock = MHD_quiesce_daemon(app->listeners[i].inst.mhd_daemon);
+        if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    }
 
     long deadline = svc_now_ms() + app->shutdown_grace_ms;
     const long quiet_ms = 300;
@@ -345,12 +375,17 @@ int svc_app_run(struct svc_app *app) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    ulfius_stop_framework(&inst);
+    for (int i = 0; i < 2; i++)
+        if (app->listeners[i].started) ulfius_stop_framework(&app->listeners[i].inst);
     rc = 0;
     svc_log(&app->log, SVC_LOG_INFO, NULL, "shutdown complete", NULL);
 
 out_clean:
-    ulfius_clean_instance(&inst);
+    for (int i = 0; i < 2; i++)
+        if (app->listeners[i].initialised) {
+            if (rc != 0 && app->listeners[i].started) ulfius_stop_framework(&app->listeners[i].inst);
+            ulfius_clean_instance(&app->listeners[i].inst);
+        }
     svc_app_close(app);
     return rc;
 }

@@ -105,3 +105,35 @@ def test_filters_totals_and_cursors_read_the_database_and_hits_do_not(ctx):
     # the next posting bumps the version: the newest page is read again and shows both
     t = post_tx(ctx, a["access"], {"type": "deposit", "amount": "1.00"}).json
     assert _ids(list_tx(ctx, a["access"], {"limit": 2})) == [t["id"], hidden]
+
+
+def _listener_counts(ctx):
+    """http_listener_requests_total by listener, summed over the transactions instances."""
+    out = {"main": 0, "read": 0}
+    for inst in ctx.instances_of("transactions"):
+        r = ctx.http("GET", ctx.direct(inst, "/metrics"), timeout=5)
+        samples, _ = lib.parse_prometheus(r.body.decode())
+        for name, labels, value in samples:
+            if name == "http_listener_requests_total":
+                out[labels["listener"]] += int(value)
+    return out
+
+
+def test_nginx_sends_reads_to_the_read_listener_and_writes_to_the_main_one(ctx):
+    (a,) = sessions(ctx, 1)
+    for inst in ctx.instances_of("transactions"):
+        env = ctx.env_of(inst)
+        assert env.get("HTTP_READ_PORT"), "%s has no read listener" % inst
+        # the read listener serves the same API (straight to it, bypassing Nginx)
+        r = ctx.http("GET", "http://127.0.0.1:%s/api/transactions?limit=1" % env["HTTP_READ_PORT"],
+                     headers={"Authorization": "Bearer " + a["access"]}, timeout=5)
+        assert r.status == 200 and r.json["data"] == [], (inst, r.status, r.body[:200])
+    before = _listener_counts(ctx)
+    for _ in range(10):
+        post_tx(ctx, a["access"], {"type": "deposit", "amount": "1.00"})
+    for _ in range(20):
+        list_tx(ctx, a["access"], {"limit": 2})
+    after = _listener_counts(ctx)
+    # metrics scrapes come straight to the main ports (2 per count): 10 posts + 2 + 2 there
+    assert after["read"] - before["read"] == 20, (before, after)
+    assert after["main"] - before["main"] == 10 + 2, (before, after)

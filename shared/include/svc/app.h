@@ -40,6 +40,20 @@ typedef void (*svc_metrics_hook)(struct svc_app *app, struct svc_buf *out);
  * stopped on SIGTERM/SIGINT, or on any error path that closes the app. */
 typedef void (*svc_stop_hook)(struct svc_app *app);
 
+/* One HTTP listener: HTTP_PORT (main) and, when set, HTTP_READ_PORT (read: always the pool mode,
+ * for a service whose main listener is in connection mode, so that quick reads do not share the
+ * CPU with a thread per waiting write). Both serve every route. Filled by svc_app_run. */
+struct svc_listener {
+    struct svc_app *app;
+    const char *name;               /* "main" | "read" */
+    long port;
+    bool per_connection;
+    long threads;
+    atomic_ulong *requests;         /* http_listener_requests_total{listener}, when there are two */
+    struct _u_instance inst;
+    bool initialised, started;
+};
+
 struct svc_app {
     const char *service;            /* "customers" */
     const char *schema;             /* "customers" */
@@ -53,6 +67,8 @@ struct svc_app {
     const char *http_bind;
     long http_threads;             /* HTTP_THREADS: the pool's threads (HTTP_THREAD_MODE=pool) */
     bool http_thread_per_connection; /* HTTP_THREAD_MODE=connection */
+    long http_read_port;           /* HTTP_READ_PORT: a second listener in the pool mode (0 = none) */
+    long http_read_threads;        /* HTTP_READ_THREADS: its pool's threads */
     long http_max_connections;     /* HTTP_MAX_CONNECTIONS: connection limit (and thread limit) */
     long max_body_bytes;
     long max_bulk_body_bytes;
@@ -74,6 +90,7 @@ struct svc_app {
     struct svc_pg_pool *pg;
     struct svc_redis_pool *redis;
     struct svc_metrics metrics;
+    struct svc_listener listeners[2]; /* main, read */
     struct svc_route routes[SVC_MAX_ROUTES];
     int nroutes;
     int unmatched_metrics_idx;
