@@ -20,6 +20,7 @@ struct tx_ctx {
     struct svc_customers customers; /* the client of customers-service (owns its httpc and token) */
     struct svc_tcache *ucache_l1;  /* owned; NULL when USER_LOCAL_CACHE_MS=0 (Redis only) */
     struct svc_tcache *list_l1;    /* owned; the newest pages' in-process layer (txlist_cache.h), or NULL */
+    struct svc_combiner *list_bumper; /* owned; combines the postings' version bumps, or NULL */
     struct svc_combiner *batcher;    /* owned; NULL when POST_BATCH_MAX=1 (every posting alone) */
     struct svc_pg_pool *batch_pg;  /* owned; the batcher's connections (POST_BATCH_LEADERS), or NULL */
 

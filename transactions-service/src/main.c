@@ -11,6 +11,7 @@
 #include "transactions.h"
 #include "tx_request.h"
 #include "txcache.h"
+#include "txlist_cache.h"
 
 static void load_settings(struct tx_ctx *cx) {
     struct svc_config *c = &cx->app.cfg;
@@ -92,6 +93,7 @@ static void cleanup(struct tx_ctx *cx) {
     if (cx->batch_pg) svc_pg_pool_free(cx->batch_pg);
     svc_tcache_free(cx->ucache_l1);
     svc_tcache_free(cx->list_l1);
+    svc_combiner_free(cx->list_bumper);
     svc_auth_free(&cx->auth);
     svc_customers_close(&cx->customers);
 }
@@ -124,6 +126,8 @@ int main(void) {
         cx.list_l1 = svc_tcache_new(&cx.app.redis_cfg, "txver:", 4096, cx.user_local_cache_ms, &cx.app.log);
         if (!cx.list_l1) svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "local list cache unavailable; Redis only", NULL);
     }
+    if (cx.list_cache_ttl_s > 0 && !(cx.list_bumper = svc_combiner_new(1, 32, txlist_cache_run_bumps, &cx)))
+        svc_log(&cx.app.log, SVC_LOG_WARN, NULL, "cannot combine list version bumps; each posting bumps alone", NULL);
     if (cx.post_batch_max > 1) {
         struct svc_pg_config bc = cx.app.pg_cfg;
         bc.size = (int)cx.post_batch_leaders;

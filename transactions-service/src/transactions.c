@@ -152,12 +152,6 @@ void tx_run_batch(void *ctx, struct svc_combiner_item **items, int n) {
     struct tx_repo_err err;
     st = tx_repo_post_batch(c, bi, n, cx->idem_ttl_s, &err);
     tx_repo_close(cx->batch_pg, c);
-    /* the posted users' newest pages are out of date before any of them is answered */
-    const char *posted[SVC_COMBINER_BATCH_CAP];
-    int np = 0;
-    for (int i = 0; i < n; i++)
-        if (bi[i]->st == SVC_OK && !strcmp(bi[i]->out.verdict, "created")) posted[np++] = bi[i]->user_id;
-    if (np) txlist_cache_bump(cx, NULL, posted, np);
     atomic_fetch_add_explicit(cx->post_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(cx->post_batched, (unsigned long)n, memory_order_relaxed);
     if (st != SVC_OK && n > 1)
@@ -193,10 +187,6 @@ static svc_status post(struct tx_ctx *cx, const char *tx_id, const char *me, con
     st = alone ? tx_repo_post_alone(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err)
                : tx_repo_post(c, tx_id, me, key, hash, rq, cx->idem_ttl_s, p, err);
     tx_repo_close(cx->app.pg, c);
-    if (st == SVC_OK && !strcmp(p->verdict, "created")) {
-        const char *parties[2] = {me, rq->type == TX_TRANSFER ? rq->to_user_id : NULL};
-        txlist_cache_bump(cx, NULL, parties, 2);
-    }
     return st;
 }
 
@@ -231,6 +221,12 @@ struct svc_result tx_create(struct tx_ctx *cx, const char *cid, const struct svc
     char tx_id[SVC_UUID_LEN + 1];
     svc_uuid7(tx_id);
     svc_status st = post(cx, tx_id, me, idem_key, hash, &rq, &p, &err);
+    if (st == SVC_OK && !strcmp(p.verdict, "created")) {
+        /* the parties' newest pages are out of date before the posting is answered; here, in the
+         * request's thread, not in the batch leader's, whose next batch would wait for it */
+        const char *parties[2] = {me, rq.type == TX_TRANSFER ? rq.to_user_id : NULL};
+        txlist_cache_bump(cx, cid, parties, 2);
+    }
     return st == SVC_OK ? from_posting(cx, &p, rq.type) : repo_failure(cx, cid, "post", st, &err);
 
 refused:

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "svc/cid.h"
+#include "svc/combiner.h"
 #include "svc/redisx.h"
 #include "svc/tcache.h"
 
@@ -17,13 +18,11 @@ static void count(atomic_ulong *c) {
     if (c) atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* The version in r (a string of TXLIST_VERSION_LEN hex digits, or nil = "0") into out; false for
- * anything else. */
+/* The version in r (a string of TXLIST_VERSION_LEN hex digits) into out; false for anything else
+ * (nil: the user has no version yet). */
+static void random_version(char out[TXLIST_VERSION_LEN + 1]);
+
 static bool version_of(const redisReply *r, char out[TXLIST_VERSION_LEN + 1]) {
-    if (r->type == REDIS_REPLY_NIL) {
-        strcpy(out, "0");
-        return true;
-    }
     if (r->type != REDIS_REPLY_STRING || r->len != TXLIST_VERSION_LEN) return false;
     memcpy(out, r->str, TXLIST_VERSION_LEN);
     out[TXLIST_VERSION_LEN] = '\0';
@@ -81,7 +80,8 @@ bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **pa
         count(cx->list_cache_miss);
         return false;
     }
-    bool hit = false;
+    bool hit = false, unversioned = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                                   r->element[0]->type == REDIS_REPLY_NIL;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && version_of(r->element[0], version)) {
         const redisReply *p = r->element[1];
         size_t vlen = strlen(version);
@@ -98,6 +98,18 @@ bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **pa
         version[0] = '\0';
     }
     freeReplyObject(r);
+    if (unversioned) {
+        /* The user's first version, made before the caller reads the page: postings bump only
+         * existing versions (SET XX), so a posting committed before this SET is in that read,
+         * and one committed after it replaces this version. NX: another reader's stands. */
+        char mine[TXLIST_VERSION_LEN + 1];
+        random_version(mine);
+        redisReply *v = svc_redis_command(cx->app.redis, &st, "SET " VERSION_KEY "%s %s NX GET EX %d", owner, mine,
+                                          VERSION_TTL_S);
+        if (v && v->type == REDIS_REPLY_NIL && mine[0]) snprintf(version, TXLIST_VERSION_LEN + 1, "%s", mine);
+        else if (!v || !version_of(v, version)) version[0] = '\0';
+        if (v) freeReplyObject(v);
+    }
     if (hit) local_put(cx, owner, limit, *page, *epoch);
     count(hit ? cx->list_cache_hit : cx->list_cache_miss);
     return hit;
@@ -115,21 +127,29 @@ void txlist_cache_put(struct tx_ctx *cx, const char *owner, int limit, const cha
     if (r) freeReplyObject(r);
 }
 
-void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *users, int n) {
-    if (cx->list_cache_ttl_s <= 0) return;
+/* 16 random hex digits into out; "" when the system's random source failed. */
+static void random_version(char out[TXLIST_VERSION_LEN + 1]) {
+    unsigned char raw[TXLIST_VERSION_LEN / 2];
+    out[0] = '\0';
+    if (svc_random_bytes(raw, sizeof raw) != 0) return;
+    for (size_t k = 0; k < sizeof raw; k++) snprintf(out + 2 * k, 3, "%02x", raw[k]);
+}
+
+/* New versions for users[0..n-1] (NULLs skipped): one pipelined round trip, then the barrier.
+ * false when Redis did not take them all. */
+static bool bump_now(struct tx_ctx *cx, const char *const *users, int n) {
     svc_status st;
     redisContext *c = NULL;
     int sent = 0;
     bool ok = true;
     for (int i = 0; i < n && ok; i++) {
         if (!users[i]) continue;
-        unsigned char raw[TXLIST_VERSION_LEN / 2];
         char hex[TXLIST_VERSION_LEN + 1];
-        if (svc_random_bytes(raw, sizeof raw) != 0) {
+        random_version(hex);
+        if (!hex[0]) {
             ok = false;
             break;
         }
-        for (size_t k = 0; k < sizeof raw; k++) snprintf(hex + 2 * k, 3, "%02x", raw[k]);
         char key[64];
         local_key(key, users[i]);
         svc_tcache_drop(cx->list_l1, key);
@@ -137,9 +157,11 @@ void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *us
             ok = false;
             break;
         }
-        ok = redisAppendCommand(c, "SET " VERSION_KEY "%s %s EX %d", users[i], hex, VERSION_TTL_S) == REDIS_OK;
+        /* XX: a user whose page nobody has read has no version, and nothing to invalidate */
+        ok = redisAppendCommand(c, "SET " VERSION_KEY "%s %s XX EX %d", users[i], hex, VERSION_TTL_S) == REDIS_OK;
         sent += ok;
     }
+    int changed = 0;
     for (int i = 0; i < sent; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
@@ -147,11 +169,41 @@ void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *us
             break;
         }
         if (r->type == REDIS_REPLY_ERROR) ok = false;
+        changed += r->type == REDIS_REPLY_STATUS;
         freeReplyObject(r);
     }
     if (c) svc_redis_release(cx->app.redis, c);
-    /* every instance's local layer holds the push before the posting is answered (svc/tcache.h) */
-    if (ok && sent && cx->list_l1) ok = svc_tcache_barrier(cx->app.redis);
+    /* every instance's local layer holds the pushes before the posting is answered (svc/tcache.h);
+     * a SET XX that found no version changed nothing and pushed nothing */
+    if (ok && changed && cx->list_l1) ok = svc_tcache_barrier(cx->app.redis);
+    return ok;
+}
+
+struct bump { const char *const *users; int n; bool ok; };
+
+void txlist_cache_run_bumps(void *ctx, struct svc_combiner_item **items, int n) {
+    struct tx_ctx *cx = ctx;
+    const char *users[SVC_COMBINER_BATCH_CAP * 2] = {0};
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        struct bump *b = items[i]->data;
+        for (int k = 0; k < b->n && m < (int)(sizeof users / sizeof users[0]); k++) users[m++] = b->users[k];
+    }
+    bool ok = bump_now(cx, users, m);
+    for (int i = 0; i < n; i++) ((struct bump *)items[i]->data)->ok = ok;
+}
+
+void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *users, int n) {
+    if (cx->list_cache_ttl_s <= 0) return;
+    bool ok;
+    if (cx->list_bumper && n <= 2) {
+        struct bump b = {users, n, false};
+        struct svc_combiner_item it = {.data = &b, .group = NULL};
+        svc_combiner_submit(cx->list_bumper, &it);
+        ok = b.ok;
+    } else {
+        ok = bump_now(cx, users, n);
+    }
     if (!ok) {
         count(cx->list_cache_bump_failures);
         svc_log(&cx->app.log, SVC_LOG_WARN, cid,
