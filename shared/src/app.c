@@ -111,7 +111,7 @@ int svc_app_init(struct svc_app *app, const char *service, const char *schema) {
     app->max_bulk_body_bytes = svc_config_int(c, "HTTP_MAX_BULK_BODY_BYTES", 16L * 1024 * 1024, 1024, 1024L * 1024 * 1024);
     if (app->max_bulk_body_bytes < app->max_body_bytes) app->max_bulk_body_bytes = app->max_body_bytes;
     app->connection_timeout_s = svc_config_int(c, "HTTP_CONNECTION_TIMEOUT_S", 30, 1, 3600);
-    app->connection_memory_bytes = svc_config_int(c, "HTTP_CONNECTION_MEMORY_BYTES", 128 * 1024, 32 * 1024, 16L * 1024 * 1024);
+    app->connection_memory_bytes = svc_config_int(c, "HTTP_CONNECTION_MEMORY_BYTES", 48 * 1024, 32 * 1024, 16L * 1024 * 1024);
     app->shutdown_grace_ms = svc_config_int(c, "SHUTDOWN_GRACE_MS", 10000, 0, 600000);
     parse_origins(app, svc_config_str(c, "CORS_ALLOWED_ORIGINS", ""));
     app->cors_credentials = svc_config_bool(c, "CORS_ALLOW_CREDENTIALS", false);
@@ -216,6 +216,24 @@ int svc_app_routes(struct svc_app *app, const struct svc_route *routes, int n) {
     return 0;
 }
 
+/* A query of more than SVC_MAX_QUERY_PARAMS parameters is refused (414, phase_limits in http.c),
+ * but libmicrohttpd would first store every parameter in the connection's memory, and a request
+ * whose parameters do not fit there gets libmicrohttpd's own answer instead of the envelope. This
+ * runs in the URI callback, before the parameters are parsed, on libmicrohttpd's own copy of the
+ * request line (writable: it is split in place right after this callback): it ends the query
+ * after SVC_MAX_QUERY_PARAMS + 1 parameters, which is still "too many" for the dispatcher, so
+ * connection memory only has to hold that many (HTTP_CONNECTION_MEMORY_BYTES). */
+static void cut_query(const char *uri) {
+    char *q = strchr(uri, '?');
+    if (!q) return;
+    int params = 1;
+    for (char *p = q + 1; *p; p++)
+        if (*p == '&' && ++params > SVC_MAX_QUERY_PARAMS + 1) {
+            *p = '\0';
+            return;
+        }
+}
+
 /* MHD reports a request's start (headers received) through the URI log callback and its end
  * through the completion callback. Wrapping Ulfius's two mandatory callbacks counts requests that
  * are still receiving their body too, which the drain must wait for. */
@@ -225,7 +243,9 @@ static void *uri_logger(void *cls, const char *uri) {
     atomic_fetch_add(&app->active_requests, 1);
     atomic_store(&app->last_request_ms, svc_now_ms());
     if (l->requests) atomic_fetch_add_explicit(l->requests, 1, memory_order_relaxed);
-    return ulfius_uri_logger(NULL, uri);
+    void *con_cls = ulfius_uri_logger(NULL, uri);
+    cut_query(uri);
+    return con_cls;
 }
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,

@@ -319,8 +319,9 @@ static void phase_cors(struct svc_req *r, const char *origin, bool *cors_ok) {
 }
 
 /* The declared request limits (SVC_MAX_QUERY_PARAMS, SVC_MAX_HEADERS, SVC_PATH_MAX), answered
- * in the envelope. libmicrohttpd's per-connection memory (HTTP_CONNECTION_MEMORY_BYTES) is sized
- * so that a request over these limits still reaches this phase. */
+ * in the envelope. libmicrohttpd's per-connection memory (HTTP_CONNECTION_MEMORY_BYTES) is sized,
+ * and a long query cut before it is stored (cut_query in app.c), so that a request over these
+ * limits still reaches this phase. */
 static bool phase_limits(struct svc_req *r) {
     const struct _u_request *u = r->u;
     int nquery = u->map_url ? u_map_count(u->map_url) : 0;
