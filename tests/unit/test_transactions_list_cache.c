@@ -1,5 +1,6 @@
 /* Tests of the newest-page cache's Redis protocol (transactions-service/src/txlist_cache.c)
- * against a real Redis, without the in-process layer (cx.list_l1 NULL) or the combiner: versions
+ * against a real Redis, without the combiner and, but for the last test, without the in-process
+ * layer (cx.list_l1 NULL): versions
  * made by the first reader that misses, bumped only where they exist, and a page read while a
  * posting lands never served after that posting's bump.
  * Needs TEST_REDIS_HOST and TEST_REDIS_PORT (the test runner provides them). */
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "svc/tcache.h"
 #include "txlist_cache.h"
 
 static struct tx_ctx cx;
@@ -155,6 +157,40 @@ static void test_the_cache_turned_off_neither_reads_nor_writes(void **state) {
     assert_false(exists("txpage:", page_key));
 }
 
+static bool version_now(const char *user, char out[TXLIST_VERSION_LEN + 1]) {
+    redisReply *r = redisCommand(g_rc, "GET txver:%s", user);
+    assert_non_null(r);
+    bool has = r->type == REDIS_REPLY_STRING;
+    snprintf(out, TXLIST_VERSION_LEN + 1, "%s", has ? r->str : "");
+    freeReplyObject(r);
+    return has;
+}
+
+/* With the in-process layer: a posting for a user without a version marks the user locally and
+ * the next postings skip Redis; a reader making the version (anywhere) drops the mark before it
+ * reads, so the posting after that read bumps again. */
+static void test_the_no_version_mark_never_hides_a_version_made_since(void **state) {
+    (void)state;
+    cx.list_l1 = svc_tcache_new(&cx.app.redis_cfg, "txver:", 64, 1000, &cx.app.log);
+    assert_non_null(cx.list_l1);
+    for (int i = 0; i < 200 && !svc_tcache_enabled(cx.list_l1); i++) usleep(10 * 1000);
+    assert_true(svc_tcache_enabled(cx.list_l1));
+    char v[TXLIST_VERSION_LEN + 1], now[TXLIST_VERSION_LEN + 1];
+    for (int round = 0; round < 50; round++) {
+        fresh(NULL);
+        bump(g_user);                             /* no version: marked */
+        bump(g_user);
+        assert_false(version_now(g_user, now));
+        miss(g_user, 20, v);                      /* a reader makes the version, then reads */
+        bump(g_user);                             /* a posting after that read: must bump */
+        assert_true(version_now(g_user, now));
+        assert_string_not_equal(now, v);
+    }
+    svc_tcache_free(cx.list_l1);
+    cx.list_l1 = NULL;
+    assert_int_equal(atomic_load(&counters[2]), 0);
+}
+
 int main(void) {
     srand((unsigned)getpid());
     const struct CMUnitTest tests[] = {
@@ -162,6 +198,7 @@ int main(void) {
         cmocka_unit_test_setup(test_a_page_is_served_until_a_posting_bumps_its_version, fresh),
         cmocka_unit_test_setup(test_a_page_read_before_a_bump_is_never_served_after_it, fresh),
         cmocka_unit_test_setup(test_the_cache_turned_off_neither_reads_nor_writes, fresh),
+        cmocka_unit_test_setup(test_the_no_version_mark_never_hides_a_version_made_since, fresh),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

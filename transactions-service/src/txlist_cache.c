@@ -109,6 +109,9 @@ bool txlist_cache_get(struct tx_ctx *cx, const char *owner, int limit, char **pa
         if (v && v->type == REDIS_REPLY_NIL && mine[0]) snprintf(version, TXLIST_VERSION_LEN + 1, "%s", mine);
         else if (!v || !version_of(v, version)) version[0] = '\0';
         if (v) freeReplyObject(v);
+        /* the version's push (dropping every instance's "no version" mark) reaches every instance
+         * before the page is read: a posting after that read is bumped (NO_VERSION below) */
+        if (version[0] && cx->list_l1 && !svc_tcache_barrier(cx->app.redis)) version[0] = '\0';
     }
     if (hit) local_put(cx, owner, limit, *page, *epoch);
     count(hit ? cx->list_cache_hit : cx->list_cache_miss);
@@ -135,14 +138,41 @@ static void random_version(char out[TXLIST_VERSION_LEN + 1]) {
     for (size_t k = 0; k < sizeof raw; k++) snprintf(out + 2 * k, 3, "%02x", raw[k]);
 }
 
+/* The local layer's mark of a user without a version ("no list of theirs is cached anywhere"),
+ * learnt from a SET XX that found none. Kept like any entry: a reader making the version anywhere
+ * changes txver:{user}, whose push drops the mark, and that reader waits for the push to reach
+ * every instance (the barrier) before it reads the page. So a posting that finds the mark (with
+ * every push that reached the process applied) has nothing to invalidate and skips the round
+ * trip. */
+#define NO_VERSION "-"
+
+static bool marked_unversioned(struct tx_ctx *cx, const char *user) {
+    if (!cx->list_l1) return false;
+    char key[64];
+    local_key(key, user);
+    char *v = svc_tcache_get(cx->list_l1, key);
+    bool marked = v && !strcmp(v, NO_VERSION);
+    free(v);
+    return marked;
+}
+
 /* New versions for users[0..n-1] (NULLs skipped): one pipelined round trip, then the barrier.
- * false when Redis did not take them all. */
+ * Users found without a version are marked so locally. false when Redis did not take them all. */
 static bool bump_now(struct tx_ctx *cx, const char *const *users, int n) {
     svc_status st;
     redisContext *c = NULL;
     int sent = 0;
     bool ok = true;
-    for (int i = 0; i < n && ok; i++) {
+    const char *asked[SVC_COMBINER_BATCH_CAP * 2];
+    for (int i = 0; i < n; i++) {
+        if (!users[i]) continue;
+        char key[64];
+        local_key(key, users[i]);
+        svc_tcache_drop(cx->list_l1, key);
+    }
+    /* after the drops: a push arriving from here on voids the marks put below */
+    unsigned long epoch = svc_tcache_epoch(cx->list_l1);
+    for (int i = 0; i < n && ok && sent < (int)(sizeof asked / sizeof asked[0]); i++) {
         if (!users[i]) continue;
         char hex[TXLIST_VERSION_LEN + 1];
         random_version(hex);
@@ -150,16 +180,13 @@ static bool bump_now(struct tx_ctx *cx, const char *const *users, int n) {
             ok = false;
             break;
         }
-        char key[64];
-        local_key(key, users[i]);
-        svc_tcache_drop(cx->list_l1, key);
         if (!c && !(c = svc_redis_acquire(cx->app.redis, -1, &st))) {
             ok = false;
             break;
         }
         /* XX: a user whose page nobody has read has no version, and nothing to invalidate */
         ok = redisAppendCommand(c, "SET " VERSION_KEY "%s %s XX EX %d", users[i], hex, VERSION_TTL_S) == REDIS_OK;
-        sent += ok;
+        if (ok) asked[sent++] = users[i];
     }
     int changed = 0;
     for (int i = 0; i < sent; i++) {
@@ -170,6 +197,11 @@ static bool bump_now(struct tx_ctx *cx, const char *const *users, int n) {
         }
         if (r->type == REDIS_REPLY_ERROR) ok = false;
         changed += r->type == REDIS_REPLY_STATUS;
+        if (r->type == REDIS_REPLY_NIL && cx->list_l1) {
+            char key[64];
+            local_key(key, asked[i]);
+            svc_tcache_put(cx->list_l1, key, NO_VERSION, epoch);
+        }
         freeReplyObject(r);
     }
     if (c) svc_redis_release(cx->app.redis, c);
@@ -195,6 +227,15 @@ void txlist_cache_run_bumps(void *ctx, struct svc_combiner_item **items, int n) 
 
 void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *users, int n) {
     if (cx->list_cache_ttl_s <= 0) return;
+    const char *todo[2];
+    int m = 0;
+    if (n <= 2) {
+        for (int i = 0; i < n; i++)
+            if (users[i] && !marked_unversioned(cx, users[i])) todo[m++] = users[i];
+        if (!m) return;
+        users = todo;
+        n = m;
+    }
     bool ok;
     if (cx->list_bumper && n <= 2) {
         struct bump b = {users, n, false};

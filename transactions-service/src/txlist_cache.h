@@ -5,7 +5,9 @@
  *                              and replaced (SET XX, EX 86400) after every posting that names the
  *                              user on either side, before that posting is answered. A user whose
  *                              list nobody reads has none, so such postings change and push
- *                              nothing: XX makes the bump of an unread list one no-op command.
+ *                              nothing, and the in-process layer remembers it ("-", dropped by
+ *                              the push of a version being made): the next postings of that user
+ *                              skip Redis altogether.
  *   txpage:{user_id}:{limit}   "{version}\n{page}": the answer to GET /api/transactions?limit=
  *                              {limit} with no cursor, filter, total or page (the hot read: a
  *                              user's latest activity), TTL TX_LIST_CACHE_TTL_S.
