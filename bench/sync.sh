@@ -37,14 +37,9 @@ CUSTOMERS_INSTANCES=(customers-1 customers-2)
 psql_su() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$PG_CONNINFO" "$@"; }
 
 # --- the sync instances read the simulator at full speed, no faults; restored on exit ---------------
-for i in "${SYNC_INSTANCES[@]}"; do cp "$RUN_DIR/env/$i.env" "$TMP/$i.env.orig"; done
+bench_env_save "$TMP" "${SYNC_INSTANCES[@]}"
 restore() {
-    local i
-    for i in "${SYNC_INSTANCES[@]}"; do
-        [[ -f $TMP/$i.env.orig ]] && cp "$TMP/$i.env.orig" "$RUN_DIR/env/$i.env"
-        scripts/stack stop-one "$i" >/dev/null 2>&1 || true
-        scripts/stack start-one "$i" >/dev/null 2>&1 || true
-    done
+    bench_env_restore
     psql_su -c "DROP TABLE IF EXISTS customers.bench_users_copy" >/dev/null 2>&1 || true
     rm -rf "$TMP"
 }

@@ -227,13 +227,14 @@ void txlist_cache_run_bumps(void *ctx, struct svc_combiner_item **items, int n) 
 
 void txlist_cache_bump(struct tx_ctx *cx, const char *cid, const char *const *users, int n) {
     if (cx->list_cache_ttl_s <= 0) return;
-    const char *todo[2];
+    /* users marked unversioned in process need no bump (NO_VERSION) */
+    const char *versioned[2];
     int m = 0;
     if (n <= 2) {
         for (int i = 0; i < n; i++)
-            if (users[i] && !marked_unversioned(cx, users[i])) todo[m++] = users[i];
+            if (users[i] && !marked_unversioned(cx, users[i])) versioned[m++] = users[i];
         if (!m) return;
-        users = todo;
+        users = versioned;
         n = m;
     }
     bool ok;
